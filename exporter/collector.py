@@ -1,0 +1,142 @@
+"""Custom collectors: fresh ``*MetricFamily`` objects from immutable inputs.
+
+``SnapshotCollector`` turns the current snapshot into the data families (it is
+the reference the fast pre-rendered exposition is tested against);
+``SelfCollector`` publishes the exporter's own counters and build info.
+"""
+
+from __future__ import annotations
+
+import itertools
+import platform
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from exporter.samples import DATA_FAMILIES, family_label_names, state_samples
+from exporter.stats import LATENCY_BUCKETS, StatsView
+from exporter.store import Snapshot
+
+Clock = Callable[[], float]
+
+
+def snapshot_families(snapshot: Snapshot, now: float) -> list[Metric]:
+    """Pure: the data families for ``snapshot`` at wall time ``now``."""
+    families = [
+        GaugeMetricFamily(f.name, f.help, labels=list(family_label_names(f))) for f in DATA_FAMILIES
+    ]
+    for state in snapshot.states.values():
+        for sample in state_samples(state, now, snapshot.stale_after):
+            family = families[sample.family]
+            family.add_metric([v for _, v in sample.labels], sample.value)
+    return list(families)
+
+
+class SnapshotCollector(Collector):
+    def __init__(self, current: Callable[[], Snapshot], clock: Clock = time.time) -> None:
+        self._current = current
+        self._clock = clock
+
+    def collect(self) -> Iterable[Metric]:
+        return snapshot_families(self._current(), self._clock())
+
+
+def self_families(
+    stats: StatsView, *, version: str, shard: str, target_count: int
+) -> Iterator[Metric]:
+    """Pure: the exporter's self-observation families."""
+    build = GaugeMetricFamily(
+        "nayax_ev_build_info",
+        "Version of the exporter and of Python it runs on; always 1.",
+        labels=["version", "python_version"],
+    )
+    build.add_metric([version, platform.python_version()], 1.0)
+    yield build
+
+    index, count = shard.split("/")
+    shard_family = GaugeMetricFamily(
+        "nayax_ev_shard_info",
+        "This replica's shard (--shard INDEX/COUNT); always 1.",
+        labels=["index", "count"],
+    )
+    shard_family.add_metric([index, count], 1.0)
+    yield shard_family
+
+    yield GaugeMetricFamily(
+        "nayax_ev_targets",
+        "Number of poll targets (actor or machine, per window) this replica polls.",
+        value=float(target_count),
+    )
+
+    requests = CounterMetricFamily(
+        "nayax_ev_api_requests",
+        "HTTP requests sent to the Lynx API, by status code (or timeout/connection).",
+        labels=["code"],
+    )
+    for code in sorted(stats.requests):
+        requests.add_metric([code], float(stats.requests[code]))
+    yield requests
+
+    cumulative = list(itertools.accumulate(stats.latency_counts))
+    buckets = [
+        (bound, float(count))
+        for bound, count in zip(
+            [*(repr(b) for b in LATENCY_BUCKETS), "+Inf"], cumulative, strict=True
+        )
+    ]
+    yield HistogramMetricFamily(
+        "nayax_ev_api_request_duration_seconds",
+        "Duration of HTTP requests to the Lynx API (each attempt).",
+        buckets=buckets,
+        sum_value=stats.latency_sum,
+    )
+
+    errors = CounterMetricFamily(
+        "nayax_ev_poll_errors",
+        "Polls that failed or returned unusable fields, by actor and reason.",
+        labels=["actor_id", "reason"],
+    )
+    for (actor_id, reason), errors_seen in sorted(stats.poll_errors.items()):
+        errors.add_metric([actor_id, reason], float(errors_seen))
+    yield errors
+
+    yield GaugeMetricFamily(
+        "nayax_ev_config_last_reload_successful",
+        "1 if the last configuration reload succeeded, else 0.",
+        value=1.0 if stats.reload_successful else 0.0,
+    )
+    yield GaugeMetricFamily(
+        "nayax_ev_config_last_reload_success_timestamp_seconds",
+        "Unix time of the last successful configuration (re)load.",
+        value=stats.reload_success_timestamp,
+    )
+
+
+class SelfCollector(Collector):
+    def __init__(
+        self,
+        stats: Callable[[], StatsView],
+        *,
+        version: str,
+        shard: Callable[[], str],
+        target_count: Callable[[], int],
+    ) -> None:
+        self._stats = stats
+        self._version = version
+        self._shard = shard
+        self._target_count = target_count
+
+    def collect(self) -> Iterable[Metric]:
+        return self_families(
+            self._stats(),
+            version=self._version,
+            shard=self._shard(),
+            target_count=self._target_count(),
+        )

@@ -1,0 +1,235 @@
+"""Exposition: render the data when it changes, serve bytes on every scrape.
+
+The data families (thousands of series) are rendered in the background after a
+batch of polls lands (debounced) and kept as bytes plus their gzip form; a scrape
+only renders the exporter's small self-observation families and concatenates.
+Each target's lines are cached per immutable state object, so a render costs
+little more than a join over the targets whose state did not change.
+
+The data families are all gauges without units, whose lines are identical in the
+text 0.0.4 and OpenMetrics formats; the same bytes serve both. A gzip body is the
+pre-compressed data member followed by a small member for the self families:
+RFC 1952 allows several members and every client we met (Go's compress/gzip in
+Prometheus, urllib3, curl, zlib) reads them as one stream.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+from prometheus_client import exposition as text_format
+from prometheus_client.openmetrics import exposition as openmetrics_format
+
+from exporter.collector import SnapshotCollector
+from exporter.samples import DATA_FAMILIES, Sample, state_samples
+from exporter.store import Snapshot, SnapshotStore, TargetState
+from exporter.targets import TargetKey
+
+TEXT_CONTENT_TYPE = text_format.CONTENT_TYPE_LATEST
+OPENMETRICS_CONTENT_TYPE = openmetrics_format.CONTENT_TYPE_LATEST
+OPENMETRICS_EOF = b"# EOF\n"
+GZIP_LEVEL = 6  # ~3x faster than level 9 for ~2 % larger output
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", r"\\").replace("\n", r"\n")
+
+
+_HEADERS: tuple[str, ...] = tuple(
+    f"# HELP {f.name} {_escape_help(f.help)}\n# TYPE {f.name} gauge\n" for f in DATA_FAMILIES
+)
+
+
+def format_value(value: float) -> str:
+    """Go's float formatting, as client_python's ``floatToGoString`` does it."""
+    if value == math.inf:
+        return "+Inf"
+    if value == -math.inf:
+        return "-Inf"
+    if math.isnan(value):
+        return "NaN"
+    text = repr(float(value))
+    dot = text.find(".")
+    # Go switches to exponent notation sooner than Python (positive values).
+    if value > 0 and dot > 6:
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+0{dot - 1}"
+    return text
+
+
+def sample_line(sample: Sample) -> str:
+    labels = ",".join(f'{name}="{_escape_label(value)}"' for name, value in sample.labels)
+    name = DATA_FAMILIES[sample.family].name
+    return f"{name}{{{labels}}} {format_value(sample.value)}\n"
+
+
+@dataclass(frozen=True)
+class _Fragments:
+    """One target's rendered lines per family, for one state at one freshness."""
+
+    state: TargetState
+    fresh: bool
+    lines: tuple[tuple[int, str], ...]
+
+
+class DataRenderer:
+    """Renders the data families; reuses each target's lines while its state
+    object (immutable) and freshness are unchanged."""
+
+    def __init__(self) -> None:
+        self._cache: dict[TargetKey, _Fragments] = {}
+
+    def render(self, snapshot: Snapshot, now: float) -> bytes:
+        per_family: list[list[str]] = [[] for _ in DATA_FAMILIES]
+        cache: dict[TargetKey, _Fragments] = {}
+        for key, state in snapshot.states.items():
+            fresh = state.fresh(now, snapshot.stale_after)
+            fragments = self._cache.get(key)
+            if fragments is None or fragments.state is not state or fragments.fresh != fresh:
+                lines = tuple(
+                    (s.family, sample_line(s))
+                    for s in state_samples(state, now, snapshot.stale_after)
+                )
+                fragments = _Fragments(state, fresh, lines)
+            cache[key] = fragments  # removed targets drop out of the cache here
+            for family, line in fragments.lines:
+                per_family[family].append(line)
+        self._cache = cache
+        parts: list[str] = []
+        for header, family_lines in zip(_HEADERS, per_family, strict=True):
+            parts.append(header)
+            parts.extend(family_lines)
+        return "".join(parts).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class RenderedData:
+    body: bytes
+    gzipped: bytes
+    generation: int
+    rendered_at: float  # wall time
+    seconds: float  # CPU-ish cost of the render (perf_counter)
+
+
+class ExpositionCache:
+    """Holds the latest rendered data; a background thread keeps it current."""
+
+    def __init__(
+        self,
+        store: SnapshotStore,
+        self_registry: CollectorRegistry,
+        *,
+        clock: Callable[[], float] = time.time,
+        min_gap: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._self_registry = self_registry
+        self._clock = clock
+        self._min_gap = min_gap
+        self._renderer = DataRenderer()
+        self._render_lock = threading.Lock()
+        self._rendered = self._render_now(store.current())
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def _render_now(self, snapshot: Snapshot) -> RenderedData:
+        with self._render_lock:
+            started = time.perf_counter()
+            now = self._clock()
+            body = self._renderer.render(snapshot, now)
+            gzipped = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+            return RenderedData(
+                body, gzipped, snapshot.generation, now, time.perf_counter() - started
+            )
+
+    def refresh(self) -> RenderedData:
+        """Render the current snapshot now (used at start, by tests and --once)."""
+        self._rendered = self._render_now(self._store.current())
+        return self._rendered
+
+    @property
+    def rendered(self) -> RenderedData:
+        return self._rendered
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="exposition", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            last = self._rendered
+            snapshot = self._store.current()
+            now = self._clock()
+            expiry = snapshot.next_expiry(last.rendered_at)
+            stale_due = expiry is not None and expiry <= now
+            if snapshot.generation == last.generation and not stale_due:
+                timeout = 1.0 if expiry is None else max(0.01, min(1.0, expiry - now))
+                self._store.wait_for_change(snapshot.generation, timeout)
+                continue
+            # Debounce: let a burst of poll completions land as one render, and
+            # never spend more than ~1/10 of the time rendering.
+            gap = max(self._min_gap, 10 * last.seconds) - (now - last.rendered_at)
+            if gap > 0 and self._stop.wait(gap):
+                return
+            self._rendered = self._render_now(self._store.current())
+
+    # --- serving ---------------------------------------------------------------
+
+    def serve(
+        self, accept: str | None, accept_encoding: str | None
+    ) -> tuple[bytes, dict[str, str]]:
+        """Body and headers for one scrape, negotiated like prometheus_client does."""
+        rendered = self._rendered
+        openmetrics = _wants_openmetrics(accept)
+        if openmetrics:
+            tail = _generate_openmetrics(self._self_registry)
+            content_type = OPENMETRICS_CONTENT_TYPE
+        else:
+            tail = text_format.generate_latest(self._self_registry)
+            content_type = TEXT_CONTENT_TYPE
+        headers = {"Content-Type": content_type}
+        if _wants_gzip(accept_encoding):
+            headers["Content-Encoding"] = "gzip"
+            return rendered.gzipped + gzip.compress(
+                tail, compresslevel=GZIP_LEVEL, mtime=0
+            ), headers
+        return rendered.body + tail, headers
+
+
+def _generate_openmetrics(registry: CollectorRegistry) -> bytes:
+    render: Callable[[CollectorRegistry], bytes] = openmetrics_format.generate_latest
+    return render(registry)
+
+
+def _wants_openmetrics(accept: str | None) -> bool:
+    for part in (accept or "").split(","):
+        media = part.split(";")[0].strip()
+        if media == "application/openmetrics-text":
+            return True
+    return False
+
+
+def _wants_gzip(accept_encoding: str | None) -> bool:
+    return "gzip" in [p.split(";")[0].strip() for p in (accept_encoding or "").split(",")]
+
+
+def render_reference(snapshot: Snapshot, now: float) -> bytes:
+    """prometheus_client's own rendering of the same snapshot (tests, bench)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(lambda: snapshot, clock=lambda: now))
+    return text_format.generate_latest(registry)

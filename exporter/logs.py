@@ -1,0 +1,76 @@
+"""structlog set-up: logfmt or JSON lines on stderr (stdout stays clean for --once).
+
+A last processor scrubs every registered secret from every rendered line, as a
+belt to the braces of never logging tokens in the first place.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+LEVELS = ("debug", "info", "warn", "error")
+FORMATS = ("logfmt", "json")
+REDACTED = "<redacted>"
+
+
+class SecretScrubber:
+    """Replaces known secret strings in rendered log lines. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._secrets: tuple[str, ...] = ()
+
+    def set(self, secrets: Iterable[str]) -> None:
+        with self._lock:
+            # Longest first, so a secret that contains another is fully replaced.
+            self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+
+    def __call__(self, _logger: Any, _method: str, line: Any) -> Any:
+        if not isinstance(line, str):
+            return line
+        for secret in self._secrets:
+            if secret in line:
+                line = line.replace(secret, REDACTED)
+        return line
+
+
+def _level_name(_logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
+    event["level"] = "warn" if method == "warning" else method
+    return event
+
+
+def configure(
+    level: str, fmt: str, scrubber: SecretScrubber, stream: TextIO | None = None
+) -> FilteringBoundLogger:
+    """Configure structlog for the process and return the root logger."""
+    numeric = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING}.get(
+        level, logging.ERROR
+    )
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.processors.LogfmtRenderer(
+            key_order=["ts", "level", "event"], drop_missing=True
+        )
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+            _level_name,
+            structlog.processors.format_exc_info,
+            renderer,
+            scrubber,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    logger: FilteringBoundLogger = structlog.get_logger()
+    return logger

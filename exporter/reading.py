@@ -1,0 +1,219 @@
+"""Payload → reading: the pure, exact interpretation of one evDashboard answer.
+
+Rules (the vendor says any field may be missing or null):
+- missing or null → the sample is absent, never a made-up 0;
+- numeric strings are numbers; unknown extra fields are ignored;
+- a value that is not a finite number, or is negative where only counts make
+  sense, drops that sample and is reported as a ``bad_payload`` problem;
+- energy is converted to joules and duration to seconds; an energy unit we do
+  not know drops the energy sample (``unknown_unit``): we never guess.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from exporter.config import DurationUnit, EnergyUnit
+
+JOULES_PER_WH = 3600.0
+ENERGY_FACTORS: Mapping[str, float] = {
+    "wh": JOULES_PER_WH,
+    "kwh": 1_000 * JOULES_PER_WH,
+    "mwh": 1_000_000 * JOULES_PER_WH,
+}
+DURATION_FACTORS: Mapping[str, float] = {"seconds": 1.0, "minutes": 60.0, "hours": 3600.0}
+
+
+class BadPayload(ValueError):
+    """The answer as a whole is unusable (not JSON, not an object)."""
+
+
+@dataclass(frozen=True)
+class OperatorStatus:
+    machines: float | None = None
+    communicating: float | None = None
+    active: float | None = None
+    silent: float | None = None
+
+
+@dataclass(frozen=True)
+class MachineFigures:
+    charging_sessions: float | None = None
+    transactions: float | None = None
+    sales_amount: float | None = None
+    charging_duration_seconds: float | None = None
+    energy_joules: float | None = None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A field we could not use. ``reason`` is a poll-error reason label."""
+
+    reason: str  # "bad_payload" | "unknown_unit"
+    field: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Reading:
+    operator: OperatorStatus
+    figures: MachineFigures
+    energy_unit: str | None
+    time_period: int | None
+    problems: tuple[Problem, ...] = ()
+
+
+def _number(
+    section: Mapping[str, object],
+    section_name: str,
+    field: str,
+    problems: list[Problem],
+    *,
+    allow_negative: bool = False,
+) -> float | None:
+    value = section.get(field)
+    if value is None:
+        return None
+    number: float | None = None
+    if isinstance(value, bool):
+        number = None
+    elif isinstance(value, int | float):
+        number = float(value) if abs(value) < 1e309 else math.inf
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    where = f"{section_name}.{field}"
+    if number is None:
+        problems.append(Problem("bad_payload", where, f"not a number: {_short(value)}"))
+        return None
+    if not math.isfinite(number):
+        problems.append(Problem("bad_payload", where, f"not finite: {_short(value)}"))
+        return None
+    if number < 0 and not allow_negative:
+        problems.append(Problem("bad_payload", where, f"negative: {_short(value)}"))
+        return None
+    return number
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _scaled(
+    value: float | None, factor: float, field: str, problems: list[Problem]
+) -> float | None:
+    if value is None:
+        return None
+    scaled = value * factor
+    if not math.isfinite(scaled):
+        problems.append(Problem("bad_payload", field, "overflows after unit conversion"))
+        return None
+    return scaled
+
+
+def _section(
+    payload: Mapping[str, object], name: str, required: bool, problems: list[Problem]
+) -> Mapping[str, object]:
+    section = payload.get(name)
+    if isinstance(section, Mapping):
+        return section
+    if section is None:
+        if required:
+            problems.append(Problem("bad_payload", name, "missing"))
+        return {}
+    problems.append(Problem("bad_payload", name, f"not an object: {_short(section)}"))
+    return {}
+
+
+def energy_factor(symbol: str | None, configured: EnergyUnit) -> float | None:
+    """Joules per reported unit, or None when the unit is unknown."""
+    unit = symbol if configured == "auto" else configured
+    if unit is None:
+        return None
+    return ENERGY_FACTORS.get(unit.strip().lower())
+
+
+def parse_payload(
+    payload: object,
+    *,
+    duration_unit: DurationUnit,
+    energy_unit: EnergyUnit,
+    want_operator: bool,
+) -> Reading:
+    """Interpret one decoded JSON answer. ``want_operator`` is False for
+    per-machine requests, whose operator figures we do not publish."""
+    if not isinstance(payload, Mapping):
+        raise BadPayload(f"expected a JSON object, got {type(payload).__name__}")
+    problems: list[Problem] = []
+    operator_section = _section(payload, "OperatorDashboard", want_operator, problems)
+    machine_section = _section(payload, "MachineDashboard", True, problems)
+
+    operator = OperatorStatus()
+    if want_operator:
+        operator = OperatorStatus(
+            machines=_number(
+                operator_section, "OperatorDashboard", "TotalOperatorMachines", problems
+            ),
+            communicating=_number(
+                operator_section, "OperatorDashboard", "TotalCommunicatingMachines", problems
+            ),
+            active=_number(operator_section, "OperatorDashboard", "TotalActiveMachines", problems),
+            silent=_number(operator_section, "OperatorDashboard", "TotalSilentMachines", problems),
+        )
+
+    def figure(field: str, *, allow_negative: bool = False) -> float | None:
+        return _number(
+            machine_section, "MachineDashboard", field, problems, allow_negative=allow_negative
+        )
+
+    symbol_raw = machine_section.get("UnitOfMeasureSymbol")
+    symbol = symbol_raw.strip() if isinstance(symbol_raw, str) and symbol_raw.strip() else None
+    raw_energy = figure("TotalEnergyConsumption")
+    energy: float | None = None
+    if raw_energy is not None:
+        factor = energy_factor(symbol, energy_unit)
+        if factor is None:
+            problems.append(
+                Problem(
+                    "unknown_unit",
+                    "MachineDashboard.UnitOfMeasureSymbol",
+                    f"unknown energy unit {_short(symbol_raw)}; set units.energy",
+                )
+            )
+        else:
+            energy = _scaled(
+                raw_energy, factor, "MachineDashboard.TotalEnergyConsumption", problems
+            )
+
+    duration = _scaled(
+        figure("TotalChargingSessionsDuration"),
+        DURATION_FACTORS[duration_unit],
+        "MachineDashboard.TotalChargingSessionsDuration",
+        problems,
+    )
+    figures = MachineFigures(
+        charging_sessions=figure("NumberOfChargingSessions"),
+        transactions=figure("NumberOfTransactionsForTimeInterval"),
+        # Refunds can make a period's sales negative; that is data, not an error.
+        sales_amount=figure("SalesAmountForTimeInterval", allow_negative=True),
+        charging_duration_seconds=duration,
+        energy_joules=energy,
+    )
+    time_period_raw = payload.get("TimePeriod")
+    time_period = (
+        time_period_raw
+        if isinstance(time_period_raw, int) and not isinstance(time_period_raw, bool)
+        else None
+    )
+    return Reading(
+        operator=operator,
+        figures=figures,
+        energy_unit=symbol,
+        time_period=time_period,
+        problems=tuple(problems),
+    )

@@ -1,0 +1,158 @@
+"""The snapshot store: poll outcomes in, immutable snapshots out.
+
+Writers (the poller) hand in batches of outcomes; each batch produces one new
+:class:`Snapshot` that replaces the old one whole. Readers (collector, renderer,
+landing page) take ``current()`` and never see a half-applied batch.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+from exporter.reading import Reading
+from exporter.targets import Target, TargetKey
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    """What one poll of one target produced."""
+
+    key: TargetKey
+    finished_at: float  # wall-clock seconds
+    reading: Reading | None  # None when the poll failed outright
+    error_reason: str | None = None  # poll-error reason when it failed
+    error: str | None = None  # secret-free message
+    status: int | None = None
+    attempts: int = 1
+    duration: float = 0.0
+
+
+@dataclass(frozen=True)
+class TargetState:
+    target: Target
+    reading: Reading | None = None  # the last reading that arrived (kept until stale)
+    last_success: float | None = None  # wall-clock time of that reading
+    up: bool = False
+    polled: bool = False  # at least one poll has finished
+    last_error: str | None = None
+    last_error_reason: str | None = None
+    last_poll: float | None = None
+
+    def fresh(self, now: float, stale_after: float) -> bool:
+        """Whether the kept reading may still be published at ``now``."""
+        return (
+            self.reading is not None
+            and self.last_success is not None
+            and now - self.last_success < stale_after
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    states: Mapping[TargetKey, TargetState]
+    stale_after: float
+    generation: int = 0
+
+    @property
+    def ready(self) -> bool:
+        """Every target has been polled at least once."""
+        return all(state.polled for state in self.states.values())
+
+    def next_expiry(self, now: float) -> float | None:
+        """The earliest future instant at which a kept reading goes stale."""
+        deadlines = [
+            s.last_success + self.stale_after
+            for s in self.states.values()
+            if s.reading is not None and s.last_success is not None
+        ]
+        future = [d for d in deadlines if d > now]
+        return min(future) if future else None
+
+
+def apply_outcome(state: TargetState, outcome: PollOutcome) -> TargetState:
+    """Pure: a target's state after one poll outcome."""
+    if outcome.reading is None:
+        # Failure: keep the last reading (until stale), mark down.
+        return replace(
+            state,
+            up=False,
+            polled=True,
+            last_error=outcome.error,
+            last_error_reason=outcome.error_reason,
+            last_poll=outcome.finished_at,
+        )
+    problems = outcome.reading.problems
+    # A reading with unusable fields is published without them, but the target
+    # is not "up": its answer was not fully trustworthy.
+    return replace(
+        state,
+        reading=outcome.reading,
+        last_success=outcome.finished_at,
+        up=not problems,
+        polled=True,
+        last_error="; ".join(f"{p.field}: {p.detail}" for p in problems) or None,
+        last_error_reason=problems[0].reason if problems else None,
+        last_poll=outcome.finished_at,
+    )
+
+
+class SnapshotStore:
+    def __init__(self, targets: Iterable[Target] = (), stale_after: float = 180.0) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._snapshot = Snapshot(
+            states=MappingProxyType({t.key: TargetState(target=t) for t in targets}),
+            stale_after=stale_after,
+        )
+
+    def current(self) -> Snapshot:
+        return self._snapshot  # a single reference read: always a whole snapshot
+
+    def _swap(self, states: dict[TargetKey, TargetState], stale_after: float) -> Snapshot:
+        snapshot = Snapshot(
+            states=MappingProxyType(states),
+            stale_after=stale_after,
+            generation=self._snapshot.generation + 1,
+        )
+        self._snapshot = snapshot
+        self._changed.notify_all()
+        return snapshot
+
+    def set_targets(self, targets: Iterable[Target], stale_after: float) -> Snapshot:
+        """Reload: surviving targets keep their state (with their new definition),
+        new ones start unpolled, removed ones are gone from the next snapshot."""
+        with self._lock:
+            old = self._snapshot.states
+            states: dict[TargetKey, TargetState] = {}
+            for target in targets:
+                previous = old.get(target.key)
+                states[target.key] = (
+                    replace(previous, target=target)
+                    if previous is not None
+                    else TargetState(target=target)
+                )
+            return self._swap(states, stale_after)
+
+    def apply(self, outcomes: Iterable[PollOutcome]) -> Snapshot:
+        """Apply a batch; outcomes for targets no longer configured are dropped."""
+        with self._lock:
+            current = self._snapshot
+            states = dict(current.states)
+            changed = False
+            for outcome in outcomes:
+                state = states.get(outcome.key)
+                if state is not None:
+                    states[outcome.key] = apply_outcome(state, outcome)
+                    changed = True
+            if not changed:
+                return current
+            return self._swap(states, current.stale_after)
+
+    def wait_for_change(self, generation: int, timeout: float) -> Snapshot:
+        """Block until the generation differs from ``generation`` or timeout."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._snapshot.generation != generation, timeout)
+            return self._snapshot
