@@ -1,0 +1,288 @@
+"""Fault-injection switches for the simulator.
+
+A :class:`Fault` describes one misbehaviour; a :class:`FaultSet` holds the active ones
+(thread-safe) and decides which, if any, applies to an incoming request. The payload
+mutations are pure functions so the server only deals with transport.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import itertools
+import random
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Final
+
+__all__ = [
+    "MACHINE_NUMERIC_FIELDS",
+    "OPERATOR_FIELDS",
+    "Fault",
+    "FaultKind",
+    "FaultSet",
+    "mutate_payload",
+]
+
+
+class FaultKind(enum.StrEnum):
+    STATUS = "status"
+    HANG = "hang"
+    RESET = "reset"
+    TRUNCATED_JSON = "truncated_json"
+    HTML_200 = "html_200"
+    JSON_ARRAY = "json_array"
+    MISSING_OPERATOR = "missing_operator"
+    MISSING_MACHINE = "missing_machine"
+    NULLS = "nulls"
+    NUMERIC_STRINGS = "numeric_strings"
+    NEGATIVE = "negative"
+    HUGE = "huge"
+    NAN = "nan"
+    UNKNOWN_UNIT = "unknown_unit"
+    EXTRA_FIELDS = "extra_fields"
+
+
+OPERATOR_FIELDS: Final = (
+    "TotalOperatorMachines",
+    "TotalCommunicatingMachines",
+    "TotalActiveMachines",
+    "TotalSilentMachines",
+)
+MACHINE_NUMERIC_FIELDS: Final = (
+    "NumberOfChargingSessions",
+    "NumberOfTransactionsForTimeInterval",
+    "SalesAmountForTimeInterval",
+    "TotalChargingSessionsDuration",
+    "TotalEnergyConsumption",
+)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault. ``machine``: None = any request, "" = only requests without a machine
+    filter, otherwise a machine id (as a string) or machine number."""
+
+    kind: FaultKind
+    status: int = 500
+    retry_after: str | None = None
+    seconds: float = 30.0
+    actor_id: int | None = None
+    machine: str | None = None
+    remaining: int | None = None
+    probability: float = 1.0
+
+    def __post_init__(self) -> None:
+        # Accept the plain string value too (JSON, CLI), but store the enum.
+        object.__setattr__(self, "kind", FaultKind(self.kind))
+        # 1xx/204/304 cannot carry the body we send, so keep to codes that can.
+        if not 200 <= self.status <= 599 or self.status in (204, 304):
+            raise ValueError("status must be in [200, 599] and not 204/304")
+        if self.retry_after is not None and any(c in self.retry_after for c in "\r\n"):
+            raise ValueError("retry_after must be a single header line")
+        if not self.seconds >= 0:
+            raise ValueError("seconds must be >= 0")
+        if self.remaining is not None and self.remaining < 1:
+            raise ValueError("remaining must be >= 1 (or null for a persistent fault)")
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError("probability must be in [0, 1]")
+
+    @classmethod
+    def from_json(cls, data: object) -> Fault:
+        """Build a Fault from decoded JSON; ValueError on anything malformed."""
+        if not isinstance(data, Mapping):
+            raise ValueError("a fault must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown fault fields: {sorted(map(str, unknown))}")
+        if "kind" not in data:
+            raise ValueError("fault needs a 'kind'")
+        try:
+            kind = FaultKind(data["kind"])
+        except ValueError:
+            raise ValueError(f"unknown fault kind {data['kind']!r}") from None
+        machine = data.get("machine")
+        if isinstance(machine, int) and not isinstance(machine, bool):
+            machine = str(machine)  # a machine id sent as a JSON number
+        return cls(
+            kind=kind,
+            status=_int(data, "status", 500),
+            retry_after=_opt_str(data.get("retry_after"), "retry_after"),
+            seconds=_float(data, "seconds", 30.0),
+            actor_id=_opt_int(data.get("actor_id"), "actor_id"),
+            machine=_opt_str(machine, "machine"),
+            remaining=_opt_int(data.get("remaining"), "remaining"),
+            probability=_float(data, "probability", 1.0),
+        )
+
+    def to_json(self) -> dict[str, object]:
+        out = asdict(self)
+        out["kind"] = str(self.kind)
+        return out
+
+    def matches(self, actor_id: int, machine_keys: frozenset[str]) -> bool:
+        """Does this fault's scope cover a request for ``actor_id``?
+
+        ``machine_keys`` identifies the request's machine filter (its id as a string
+        and its number), empty when the request has none.
+        """
+        if self.actor_id is not None and self.actor_id != actor_id:
+            return False
+        if self.machine is None:
+            return True
+        if self.machine == "":
+            return not machine_keys
+        return self.machine in machine_keys
+
+
+def _int(data: Mapping[str, object], key: str, default: int) -> int:
+    value = data.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{key} must be an integer")
+    return value
+
+
+def _float(data: Mapping[str, object], key: str, default: float) -> float:
+    value = data.get(key, default)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"{key} must be a number")
+    return float(value)
+
+
+def _opt_int(value: object, key: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{key} must be an integer or null")
+    return value
+
+
+def _opt_str(value: object, key: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise ValueError(f"{key} must be a string or null")
+
+
+class _Entry:
+    """A fault plus its live countdown (Fault itself is immutable)."""
+
+    __slots__ = ("fault", "remaining", "seq")
+
+    def __init__(self, fault: Fault, seq: int) -> None:
+        self.fault = fault
+        self.remaining = fault.remaining
+        self.seq = seq
+
+
+class FaultSet:
+    """The active faults; the first matching one (in insertion order) wins."""
+
+    def __init__(self, seed: int = 1) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[_Entry] = []
+        self._seq = itertools.count()
+        # Seeded so that probabilistic soak runs are reproducible.
+        self._rng = random.Random(seed)
+
+    def add(self, fault: Fault) -> None:
+        with self._lock:
+            self._entries.append(_Entry(fault, next(self._seq)))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def active(self) -> list[Fault]:
+        """The active faults, with ``remaining`` showing the live countdown."""
+        with self._lock:
+            return [replace(e.fault, remaining=e.remaining) for e in self._entries]
+
+    def take(self, actor_id: int, machine_keys: frozenset[str]) -> Fault | None:
+        """The fault to apply to this request, consuming one use of a counted fault."""
+        with self._lock:
+            for entry in self._entries:
+                fault = entry.fault
+                if not fault.matches(actor_id, machine_keys):
+                    continue
+                if fault.probability < 1.0 and self._rng.random() >= fault.probability:
+                    continue
+                if entry.remaining is not None:
+                    entry.remaining -= 1
+                    if entry.remaining <= 0:
+                        self._entries.remove(entry)
+                return fault
+        return None
+
+
+# -- payload mutations ----------------------------------------------------------------
+
+
+def _map_numbers(payload: dict[str, object], fn: Callable[[int | float], object]) -> None:
+    """Apply ``fn`` in place to every numeric field of a (copied) dashboard payload."""
+    for section, names in (
+        ("OperatorDashboard", OPERATOR_FIELDS),
+        ("MachineDashboard", MACHINE_NUMERIC_FIELDS),
+    ):
+        block = payload.get(section)
+        if isinstance(block, dict):
+            for name in names:
+                value = block.get(name)
+                if isinstance(value, int | float):
+                    block[name] = fn(value)
+    period = payload.get("TimePeriod")
+    if isinstance(period, int | float):
+        payload["TimePeriod"] = fn(period)
+
+
+def _negate(value: int | float) -> int | float:
+    return -value if value != 0 else -1
+
+
+def mutate_payload(kind: FaultKind, payload: Mapping[str, object]) -> object:
+    """The JSON document to send instead of ``payload`` for a body-shaping fault.
+
+    Kinds that are not about the JSON document (STATUS, HANG, RESET, TRUNCATED_JSON,
+    HTML_200) return an unchanged copy; the server handles those at transport level.
+    """
+    doc: dict[str, object] = copy.deepcopy(dict(payload))
+    match kind:
+        case FaultKind.JSON_ARRAY:
+            return [doc]
+        case FaultKind.MISSING_OPERATOR:
+            doc.pop("OperatorDashboard", None)
+        case FaultKind.MISSING_MACHINE:
+            doc.pop("MachineDashboard", None)
+        case FaultKind.NULLS:
+            _map_numbers(doc, lambda _v: None)
+            doc["TimePeriod"] = None
+        case FaultKind.NUMERIC_STRINGS:
+            _map_numbers(doc, str)
+        case FaultKind.NEGATIVE:
+            _map_numbers(doc, _negate)
+        case FaultKind.HUGE:
+            _map_numbers(doc, lambda _v: 1e308)
+        case FaultKind.NAN:
+            specials = itertools.cycle((float("nan"), float("inf"), float("-inf")))
+            _map_numbers(doc, lambda _v: next(specials))
+        case FaultKind.UNKNOWN_UNIT:
+            machine = doc.get("MachineDashboard")
+            if isinstance(machine, dict):
+                machine["UnitOfMeasureSymbol"] = "furlongs"
+                machine["UnitOfMeasure"] = "Furlong"
+        case FaultKind.EXTRA_FIELDS:
+            doc["ApiVersion"] = "9.9"
+            doc["Links"] = [{"rel": "self", "href": "/v1/actors/0/evDashboard"}]
+            operator = doc.get("OperatorDashboard")
+            if isinstance(operator, dict):
+                operator["TotalRetiredMachines"] = 0
+                operator["Region"] = {"Name": "EU", "Code": 1}
+            machine = doc.get("MachineDashboard")
+            if isinstance(machine, dict):
+                machine["CurrencyCode"] = "EUR"
+                machine["PeakPowerKw"] = 150.5
+                machine["Tags"] = ["dc", "fast"]
+        case _:
+            pass
+    return doc

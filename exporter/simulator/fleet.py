@@ -1,0 +1,341 @@
+"""Deterministic model of an EV-charging fleet as seen through Lynx ``evDashboard``.
+
+Every figure is a pure function of the :class:`FleetSpec`, the requested window and
+``now``, so tests can predict answers exactly. The only mutable state is the set of
+machines *forced* silent through :meth:`Fleet.silence` (a test/demo switch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Final
+
+__all__ = [
+    "DEFAULT_WINDOW",
+    "Fleet",
+    "FleetSpec",
+    "Machine",
+    "resolve_window",
+]
+
+DEFAULT_WINDOW: Final = timedelta(hours=24)
+# TimePeriod codes are undocumented upstream; the simulator reads code N as "N days
+# ending now". Capped so that int32 codes cannot overflow datetime arithmetic.
+_MAX_PERIOD_DAYS: Final = 36_500
+# Machine ids are first_machine_id + actor_index * stride + m, so m must stay below it.
+_MACHINE_ID_STRIDE: Final = 100_000
+_SITES: Final = (
+    "Harbour Depot",
+    "Central Station",
+    "North Park",
+    "Airport P3",
+    "Old Town Garage",
+    "Riverside Mall",
+    "Tech Campus",
+    "Hospital East",
+)
+# symbol -> (human name, multiplier applied to kWh figures)
+_UNITS: Final = MappingProxyType(
+    {
+        "kWh": ("Kilowatt hour", 1.0),
+        "Wh": ("Watt hour", 1000.0),
+        "MWh": ("Megawatt hour", 0.001),
+    }
+)
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    """Shape of the simulated fleet; everything else is derived from ``seed``."""
+
+    seed: int = 1
+    actors: int = 3
+    machines_per_actor: int = 10
+    first_actor_id: int = 2001492652
+    first_machine_id: int = 942488501
+    silent_probability: float = 0.1
+    silence_period_s: float = 300.0
+    energy_unit_symbol: str = "kWh"
+    energy_unit_overrides: tuple[tuple[int, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.actors < 0:
+            raise ValueError("actors must be >= 0")
+        if not 0 <= self.machines_per_actor < _MACHINE_ID_STRIDE:
+            raise ValueError(f"machines_per_actor must be in [0, {_MACHINE_ID_STRIDE})")
+        if not 0.0 <= self.silent_probability <= 1.0:
+            raise ValueError("silent_probability must be in [0, 1]")
+        if not self.silence_period_s > 0:
+            raise ValueError("silence_period_s must be > 0")
+
+
+@dataclass(frozen=True)
+class Machine:
+    id: int
+    number: str
+    actor_id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class _Profile:
+    """Per-machine behaviour, fixed for the lifetime of the fleet."""
+
+    sessions_per_hour: float
+    extra_transaction_share: float  # share of sessions that produce a second transaction
+    price_per_session: float
+    seconds_per_session: int
+    kwh_per_session: float
+
+
+@dataclass(frozen=True)
+class _Unit:
+    name: str
+    symbol: str
+    factor: float
+
+
+def _uniform(*parts: object) -> float:
+    """Stable pseudo-random number in [0, 1) from its inputs (independent of PYTHONHASHSEED)."""
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def _lerp(low: float, high: float, u: float) -> float:
+    return low + (high - low) * u
+
+
+def _as_utc(value: datetime) -> datetime:
+    # Naive datetimes are UTC by the API's (and our) convention.
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _unit_for(symbol: str) -> _Unit:
+    name, factor = _UNITS.get(symbol, (symbol, 1.0))
+    return _Unit(name=name, symbol=symbol, factor=factor)
+
+
+def resolve_window(
+    start: datetime | None,
+    end: datetime | None,
+    time_period: int | None,
+    now: datetime,
+) -> tuple[datetime, datetime]:
+    """Fill in a request's missing StartDate/EndDate the way the simulator's API does.
+
+    Neither given: the last 24 h, or - simulator-only convention, since the real
+    TimePeriod codes are undocumented - ``time_period`` N > 0 means N days ending now.
+    Only one given: EndDate defaults to now, StartDate to EndDate - 24 h.
+    """
+    now = _as_utc(now)
+    if start is None and end is None:
+        if time_period is not None and time_period > 0:
+            days = min(time_period, _MAX_PERIOD_DAYS)
+            return _safe_sub(now, timedelta(days=days)), now
+        return _safe_sub(now, DEFAULT_WINDOW), now
+    end_utc = now if end is None else _as_utc(end)
+    start_utc = _safe_sub(end_utc, DEFAULT_WINDOW) if start is None else _as_utc(start)
+    return start_utc, end_utc
+
+
+def _safe_sub(value: datetime, delta: timedelta) -> datetime:
+    try:
+        return value - delta
+    except OverflowError:  # EndDate near year 1: clamp instead of failing
+        return datetime.min.replace(tzinfo=UTC)
+
+
+class Fleet:
+    """The simulated fleet. Thread-safe; all methods may be called concurrently."""
+
+    def __init__(self, spec: FleetSpec) -> None:
+        self.spec = spec
+        overrides = dict(spec.energy_unit_overrides)
+        machines: dict[int, tuple[Machine, ...]] = {}
+        profiles: dict[int, _Profile] = {}
+        units: dict[int, _Unit] = {}
+        for a in range(spec.actors):
+            actor_id = spec.first_actor_id + a
+            site = _SITES[int(_uniform(spec.seed, "site", actor_id) * len(_SITES))]
+            units[actor_id] = _unit_for(overrides.get(actor_id, spec.energy_unit_symbol))
+            actor_machines = []
+            for m in range(spec.machines_per_actor):
+                machine_id = spec.first_machine_id + a * _MACHINE_ID_STRIDE + m
+                actor_machines.append(
+                    Machine(
+                        id=machine_id,
+                        number=f"EV-{a:03d}-{m:04d}",
+                        actor_id=actor_id,
+                        name=f"{site} charger {m + 1}",
+                    )
+                )
+                profiles[machine_id] = self._profile(machine_id)
+            machines[actor_id] = tuple(actor_machines)
+        self._machines: Final = MappingProxyType(machines)
+        self._profiles: Final = MappingProxyType(profiles)
+        self._units: Final = MappingProxyType(units)
+        self._lock = threading.Lock()
+        self._forced: dict[int, int] = {}  # actor_id -> first N machines forced silent
+        # (actor_id, time bucket) -> (randomly silent ids, ids that drew a session in
+        # the last hour); cached because the exporter asks many times per bucket.
+        self._status_cache: dict[tuple[int, int], tuple[frozenset[int], frozenset[int]]] = {}
+
+    def _profile(self, machine_id: int) -> _Profile:
+        seed = self.spec.seed
+        rate = _lerp(0.2, 2.0, _uniform(seed, "rate", machine_id))
+        # Keep a charger's busy time below ~90% of the hour so figures stay plausible.
+        max_minutes = max(20.0, min(90.0, 0.9 * 60.0 / rate))
+        minutes = _lerp(20.0, max_minutes, _uniform(seed, "minutes", machine_id))
+        return _Profile(
+            sessions_per_hour=rate,
+            extra_transaction_share=_lerp(0.0, 0.1, _uniform(seed, "extra", machine_id)),
+            price_per_session=round(_lerp(3.0, 12.0, _uniform(seed, "price", machine_id)), 2),
+            seconds_per_session=round(minutes * 60.0),
+            kwh_per_session=round(_lerp(5.0, 40.0, _uniform(seed, "kwh", machine_id)), 3),
+        )
+
+    # -- structure ---------------------------------------------------------------------
+
+    def actor_ids(self) -> list[int]:
+        return list(self._machines)
+
+    def machines(self, actor_id: int) -> list[Machine]:
+        """The actor's machines (empty list for an unknown actor)."""
+        return list(self._machines.get(actor_id, ()))
+
+    def find_machine(
+        self, actor_id: int, machine_id: int | None, machine_number: str | None
+    ) -> Machine | None:
+        """The actor's machine with that id or number; None if absent or not the actor's."""
+        for machine in self._machines.get(actor_id, ()):
+            if machine_id is not None and machine.id == machine_id:
+                return machine
+            if machine_number is not None and machine.number == machine_number:
+                return machine
+        return None
+
+    # -- forced silence (test/demo switch) ---------------------------------------------
+
+    def silence(self, actor_id: int, count: int) -> None:
+        """Force the actor's first ``count`` machines silent (replaces any earlier count)."""
+        if actor_id not in self._machines:
+            raise KeyError(f"unknown actor {actor_id}")
+        if count < 0:
+            raise ValueError("count must be >= 0")
+        with self._lock:
+            self._forced[actor_id] = count
+
+    def unsilence(self, actor_id: int | None = None) -> None:
+        with self._lock:
+            if actor_id is None:
+                self._forced.clear()
+            else:
+                self._forced.pop(actor_id, None)
+
+    def _forced_ids(self, actor_id: int) -> frozenset[int]:
+        with self._lock:
+            count = self._forced.get(actor_id, 0)
+        return frozenset(m.id for m in self._machines[actor_id][:count])
+
+    # -- figures -----------------------------------------------------------------------
+
+    def _random_status(self, actor_id: int, now: datetime) -> tuple[frozenset[int], frozenset[int]]:
+        bucket = math.floor(now.timestamp() / self.spec.silence_period_s)
+        key = (actor_id, bucket)
+        with self._lock:
+            cached = self._status_cache.get(key)
+        if cached is not None:
+            return cached
+        seed, p = self.spec.seed, self.spec.silent_probability
+        silent = frozenset(
+            m.id for m in self._machines[actor_id] if _uniform(seed, "silent", m.id, bucket) < p
+        )
+        # Poisson: P(at least one session in an hour) = 1 - exp(-rate).
+        busy = frozenset(
+            m.id
+            for m in self._machines[actor_id]
+            if _uniform(seed, "active", m.id, bucket)
+            < 1.0 - math.exp(-self._profiles[m.id].sessions_per_hour)
+        )
+        with self._lock:
+            if len(self._status_cache) > 256:  # only recent buckets are ever asked for again
+                self._status_cache.clear()
+            self._status_cache[key] = (silent, busy)
+        return silent, busy
+
+    def dashboard(
+        self,
+        actor_id: int,
+        *,
+        start: datetime,
+        end: datetime,
+        machine: Machine | None,
+        time_period: int | None,
+        now: datetime,
+    ) -> dict[str, object]:
+        """The evDashboard response body for one actor (see the reference doc).
+
+        Raises KeyError for an unknown actor and ValueError for a machine of another
+        actor or start > end. The window is clipped at ``now`` (no data from the future).
+        """
+        actor_machines = self._machines.get(actor_id)
+        if actor_machines is None:
+            raise KeyError(f"unknown actor {actor_id}")
+        if machine is not None and machine not in actor_machines:
+            raise ValueError(f"machine {machine.id} does not belong to actor {actor_id}")
+        start, end, now = _as_utc(start), _as_utc(end), _as_utc(now)
+        if start > end:
+            raise ValueError("start is after end")
+
+        random_silent, busy = self._random_status(actor_id, now)
+        forced = self._forced_ids(actor_id)
+        silent = random_silent | forced
+        total = len(actor_machines)
+
+        eff_end = min(end, now)
+        eff_start = min(start, eff_end)
+        hours = (eff_end - eff_start).total_seconds() / 3600.0
+        # Machines not forced silent are silent a `silent_probability` share of the
+        # time on average; scaling by the expectation keeps this O(machines).
+        availability = 1.0 - self.spec.silent_probability
+        unit = self._units[actor_id]
+        sessions = transactions = duration = 0
+        sales = energy_kwh = 0.0
+        for m in (machine,) if machine is not None else actor_machines:
+            if m.id in forced:
+                continue
+            profile = self._profiles[m.id]
+            expected = profile.sessions_per_hour * hours * availability
+            n = math.floor(expected)
+            sessions += n
+            transactions += n + math.floor(expected * profile.extra_transaction_share)
+            sales += round(n * profile.price_per_session, 2)
+            duration += n * profile.seconds_per_session
+            energy_kwh += n * profile.kwh_per_session
+
+        return {
+            "OperatorDashboard": {
+                "TotalOperatorMachines": total,
+                "TotalCommunicatingMachines": total - len(silent),
+                "TotalActiveMachines": len(busy - silent),
+                "TotalSilentMachines": len(silent),
+            },
+            "MachineDashboard": {
+                "UnitOfMeasure": unit.name,
+                "UnitOfMeasureSymbol": unit.symbol,
+                "NumberOfChargingSessions": sessions,
+                "NumberOfTransactionsForTimeInterval": transactions,
+                "SalesAmountForTimeInterval": round(sales, 2),
+                "TotalChargingSessionsDuration": duration,
+                # Round in kWh first so Wh/MWh are exact rescalings of the same figure.
+                "TotalEnergyConsumption": round(round(energy_kwh, 3) * unit.factor, 6),
+            },
+            "TimePeriod": time_period,
+        }
