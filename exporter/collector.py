@@ -21,7 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from exporter.samples import DATA_FAMILIES, family_label_names, state_samples
-from exporter.stats import LATENCY_BUCKETS, StatsView
+from exporter.stats import LATENCY_BUCKETS, POLL_ERROR_REASONS, StatsView
 from exporter.store import Snapshot
 
 Clock = Callable[[], float]
@@ -49,7 +49,12 @@ class SnapshotCollector(Collector):
 
 
 def self_families(
-    stats: StatsView, *, version: str, shard: str, target_count: int
+    stats: StatsView,
+    *,
+    version: str,
+    shard: str,
+    target_count: int,
+    actor_ids: Iterable[int] = (),
 ) -> Iterator[Metric]:
     """Pure: the exporter's self-observation families."""
     build = GaugeMetricFamily(
@@ -103,7 +108,9 @@ def self_families(
         "Polls that failed or returned unusable fields, by actor and reason.",
         labels=["actor_id", "reason"],
     )
-    for (actor_id, reason), errors_seen in sorted(stats.poll_errors.items()):
+    counts = {(str(a), reason): 0 for a in actor_ids for reason in POLL_ERROR_REASONS}
+    counts.update(stats.poll_errors)
+    for (actor_id, reason), errors_seen in sorted(counts.items()):
         errors.add_metric([actor_id, reason], float(errors_seen))
     yield errors
 
@@ -127,11 +134,13 @@ class SelfCollector(Collector):
         version: str,
         shard: Callable[[], str],
         target_count: Callable[[], int],
+        actor_ids: Callable[[], Iterable[int]] = tuple,
     ) -> None:
         self._stats = stats
         self._version = version
         self._shard = shard
         self._target_count = target_count
+        self._actor_ids = actor_ids
 
     def collect(self) -> Iterable[Metric]:
         return self_families(
@@ -139,4 +148,5 @@ class SelfCollector(Collector):
             version=self._version,
             shard=self._shard(),
             target_count=self._target_count(),
+            actor_ids=self._actor_ids(),
         )

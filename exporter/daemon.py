@@ -82,6 +82,7 @@ class Exporter(Routes):
                 version=__version__,
                 shard=lambda: str(options.shard),
                 target_count=lambda: len(self.store.current().states),
+                actor_ids=lambda: sorted({k.actor_id for k in self.store.current().states}),
             )
         )
         ProcessCollector(registry=self.self_registry)

@@ -68,7 +68,8 @@ def format_value(value: float) -> str:
 
 
 def sample_line(sample: Sample) -> str:
-    labels = ",".join(f'{name}="{_escape_label(value)}"' for name, value in sample.labels)
+    # Sorted by label name, as client_python writes them.
+    labels = ",".join(f'{name}="{_escape_label(value)}"' for name, value in sorted(sample.labels))
     name = DATA_FAMILIES[sample.family].name
     return f"{name}{{{labels}}} {format_value(sample.value)}\n"
 

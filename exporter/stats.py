@@ -11,6 +11,21 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+# Every reason a poll can fail for; counters start at 0 for each configured
+# actor so increase()/rate() see the very first error.
+POLL_ERROR_REASONS: tuple[str, ...] = (
+    "auth",
+    "not_found",
+    "client_error",
+    "rate_limited",
+    "server_error",
+    "timeout",
+    "connection",
+    "bad_payload",
+    "unknown_unit",
+    "internal",
+)
+
 # Upstream latency: from a fast LAN answer to the default 10 s timeout and beyond.
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, after all set-up: lint, types, then every test (including
+# the real-Prometheus, promtool, browser, container and soak tests).
+# Extra arguments go to pytest, e.g. scripts/test.sh -k config
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --test
+export PATH="$PWD/.venv/bin:$PATH"
+echo "== ruff"
+ruff check exporter tests bench grafana
+ruff format --check exporter tests bench grafana
+echo "== mypy --strict"
+mypy --strict
+echo "== hadolint"
+hadolint Dockerfile
+echo "== pytest"
+exec python -m pytest -p no:cacheprovider --durations=15 "$@"

@@ -1,0 +1,252 @@
+"""Store → samples → exposition: the metric contract, pinned byte for byte.
+
+The golden file is the contract users' dashboards and alerts depend on; the
+fast renderer must equal prometheus_client's own rendering of the same
+snapshot, in both text and OpenMetrics, plain and gzip.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.exposition import generate_latest as om_generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.collector import SelfCollector, SnapshotCollector
+from exporter.config import parse_config
+from exporter.exposition import (
+    OPENMETRICS_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
+    DataRenderer,
+    ExpositionCache,
+    format_value,
+    render_reference,
+)
+from exporter.reading import parse_payload
+from exporter.stats import Stats
+from exporter.store import PollOutcome, SnapshotStore, apply_outcome
+from exporter.targets import build_targets
+from tests.harness import parse_exposition, select
+
+GOLDEN = Path(__file__).parent / "golden" / "exposition.txt"
+NOW = 1_800_000_000.0
+
+CONFIG = """
+lynx: {token: t}
+poll: {interval: 60s, stale_after: 5m}
+windows: [{name: 24h, rolling: 24h}, {name: today, calendar: day}]
+actors:
+  - id: 2001492652
+    name: Acme "Charging"
+    currency: EUR
+    machines: [{id: 942488501, name: Car park A1}, {number: "EV-0042"}]
+  - id: 2001492653
+"""
+
+PAYLOAD = {
+    "OperatorDashboard": {
+        "TotalOperatorMachines": 12,
+        "TotalCommunicatingMachines": 10,
+        "TotalActiveMachines": 7,
+        "TotalSilentMachines": 2,
+    },
+    "MachineDashboard": {
+        "UnitOfMeasureSymbol": "kWh",
+        "NumberOfChargingSessions": 40,
+        "NumberOfTransactionsForTimeInterval": 41,
+        "SalesAmountForTimeInterval": 312.5,
+        "TotalChargingSessionsDuration": 7200,
+        "TotalEnergyConsumption": 12.5,
+    },
+}
+
+
+def populated_store() -> SnapshotStore:
+    """Every target polled once at NOW-10, except the last actor's, which failed."""
+    config = parse_config(CONFIG, environ={})
+    targets = build_targets(config)
+    store = SnapshotStore(targets, config.poll.stale_after)
+    outcomes = []
+    for target in targets:
+        if target.actor_id == 2001492653:
+            outcomes.append(
+                PollOutcome(
+                    key=target.key,
+                    finished_at=NOW - 10,
+                    reading=None,
+                    error_reason="server_error",
+                    error="HTTP 503: server error",
+                )
+            )
+            continue
+        reading = parse_payload(
+            PAYLOAD,
+            duration_unit="seconds",
+            energy_unit="auto",
+            want_operator=target.operator_status,
+        )
+        outcomes.append(PollOutcome(key=target.key, finished_at=NOW - 10, reading=reading))
+    store.apply(outcomes)
+    return store
+
+
+def test_golden_exposition() -> None:
+    body = DataRenderer().render(populated_store().current(), NOW).decode()
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(body)
+    assert body == GOLDEN.read_text(), "metric contract changed; UPDATE_GOLDEN=1 if intended"
+
+
+def test_contract_values_and_labels() -> None:
+    series = parse_exposition(DataRenderer().render(populated_store().current(), NOW).decode())
+    acme = {"actor_id": "2001492652", "actor": 'Acme "Charging"'}
+    assert select(series, "nayax_ev_operator_machines", **acme).popitem()[1] == 12
+    assert len(select(series, "nayax_ev_operator_silent_machines")) == 1  # failed actor: absent
+    energy = select(
+        series,
+        "nayax_ev_machine_energy_joules",
+        machine_id="942488501",
+        machine="Car park A1",
+        machine_number="",
+        window="24h",
+        **acme,
+    )
+    assert list(energy.values()) == [45_000_000.0]
+    sales = select(series, "nayax_ev_operator_sales_amount", window="today", currency="EUR")
+    assert list(sales.values()) == [312.5]
+    by_number = select(series, "nayax_ev_machine_transactions", machine_number="EV-0042")
+    assert {dict(k[1])["machine"] for k in by_number} == {"EV-0042"}
+    up = select(series, "nayax_ev_target_up")
+    assert len(up) == 8
+    assert select(series, "nayax_ev_target_up", actor="2001492653", machine="").popitem()[1] == 0
+    assert select(series, "nayax_ev_target_up", machine="Car park A1", window="24h").popitem()[
+        1
+    ] == (1)
+    # The failed target never succeeded: it has no last-success sample at all.
+    assert len(select(series, "nayax_ev_target_last_success_timestamp_seconds")) == 6
+
+
+def test_ids_render_as_plain_integers() -> None:
+    body = DataRenderer().render(populated_store().current(), NOW).decode()
+    assert 'machine_id="942488501"' in body
+    assert 'actor_id="2001492652"' in body
+    assert "e+08" not in body.split("nayax_ev_target_last_success")[0].replace("e+07 ", "")
+
+
+def test_stale_readings_vanish_and_fresh_ones_return() -> None:
+    store = populated_store()
+    renderer = DataRenderer()
+    stale_at = NOW - 10 + 300
+    fresh = parse_exposition(renderer.render(store.current(), stale_at - 1).decode())
+    stale = parse_exposition(renderer.render(store.current(), stale_at).decode())
+    assert select(fresh, "nayax_ev_machine_energy_joules")
+    assert not select(stale, "nayax_ev_machine_energy_joules")
+    assert not select(stale, "nayax_ev_operator_machines")
+    # Self-observation stays, so alerts on staleness keep working.
+    assert len(select(stale, "nayax_ev_target_up")) == 8
+    assert len(select(stale, "nayax_ev_target_last_success_timestamp_seconds")) == 6
+    assert store.current().next_expiry(NOW) == stale_at
+
+
+def test_fast_renderer_equals_prometheus_client() -> None:
+    snapshot = populated_store().current()
+    assert DataRenderer().render(snapshot, NOW) == render_reference(snapshot, NOW)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(lambda: snapshot, clock=lambda: NOW))
+    openmetrics: bytes = om_generate_latest(registry)  # type: ignore[no-untyped-call]
+    assert openmetrics == DataRenderer().render(snapshot, NOW) + b"# EOF\n"
+
+
+def test_renderer_cache_follows_state_changes() -> None:
+    store = populated_store()
+    renderer = DataRenderer()
+    first = renderer.render(store.current(), NOW)
+    assert renderer.render(store.current(), NOW) == first  # cached, identical
+    target = next(iter(store.current().states))
+    store.apply([PollOutcome(key=target, finished_at=NOW, reading=None, error_reason="timeout")])
+    changed = renderer.render(store.current(), NOW)
+    assert changed == render_reference(store.current(), NOW)
+    assert changed != first
+    # A removed target disappears by construction.
+    remaining = [s.target for k, s in store.current().states.items() if k != target]
+    store.set_targets(remaining, 300.0)
+    assert renderer.render(store.current(), NOW) == render_reference(store.current(), NOW)
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, 12.5, 45_000_000.0, 1e308, -3.25, 1_800_000_000.0])
+def test_value_format_matches_client_python(value: float) -> None:
+    from prometheus_client.utils import floatToGoString
+
+    assert format_value(value) == floatToGoString(value)  # type: ignore[no-untyped-call]
+
+
+def make_cache(store: SnapshotStore) -> ExpositionCache:
+    stats = Stats(started_at=NOW)
+    stats.observe_request("200", 0.2)
+    stats.count_poll_error(2001492653, "server_error")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(
+        SelfCollector(stats.view, version="1.2.3", shard=lambda: "0/1", target_count=lambda: 8)
+    )
+    cache = ExpositionCache(store, registry, clock=lambda: NOW)
+    cache.refresh()
+    return cache
+
+
+def test_content_negotiation_and_gzip() -> None:
+    cache = make_cache(populated_store())
+    text, headers = cache.serve("text/plain", None)
+    assert headers == {"Content-Type": TEXT_CONTENT_TYPE}
+    families = {f.name for f in text_string_to_metric_families(text.decode())}
+    assert {"nayax_ev_operator_machines", "nayax_ev_api_requests", "nayax_ev_build_info"} <= (
+        families
+    )
+    assert b"# EOF" not in text
+
+    om, headers = cache.serve("application/openmetrics-text; version=1.0.0,text/plain;q=0.5", None)
+    assert headers["Content-Type"] == OPENMETRICS_CONTENT_TYPE
+    assert om.endswith(b"# EOF\n") and om.count(b"# EOF") == 1
+    assert b"nayax_ev_api_requests_total" in om
+
+    zipped, headers = cache.serve(None, "deflate, gzip;q=1.0")
+    assert headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(zipped) == text  # two gzip members read as one stream
+    _, plain_headers = cache.serve(None, "identity")
+    assert "Content-Encoding" not in plain_headers
+
+
+def test_self_families() -> None:
+    cache = make_cache(populated_store())
+    series = parse_exposition(cache.serve(None, None)[0].decode())
+    assert select(series, "nayax_ev_api_requests_total", code="200").popitem()[1] == 1
+    assert (
+        select(
+            series, "nayax_ev_poll_errors_total", actor_id="2001492653", reason="server_error"
+        ).popitem()[1]
+        == 1
+    )
+    assert select(series, "nayax_ev_api_request_duration_seconds_bucket", le="0.25").popitem()[
+        1
+    ] == (1)
+    assert select(series, "nayax_ev_api_request_duration_seconds_bucket", le="0.1").popitem()[
+        1
+    ] == (0)
+    assert select(series, "nayax_ev_build_info", version="1.2.3").popitem()[1] == 1
+    assert select(series, "nayax_ev_shard_info", index="0", count="1").popitem()[1] == 1
+    assert select(series, "nayax_ev_targets").popitem()[1] == 8
+    assert select(series, "nayax_ev_config_last_reload_successful").popitem()[1] == 1
+
+
+def test_apply_outcome_keeps_last_reading_on_failure() -> None:
+    store = populated_store()
+    key, state = next(iter(store.current().states.items()))
+    failed = apply_outcome(
+        state, PollOutcome(key=key, finished_at=NOW, reading=None, error_reason="timeout")
+    )
+    assert failed.reading is state.reading and failed.last_success == state.last_success
+    assert (failed.up, failed.last_error_reason) == (False, "timeout")
