@@ -1,0 +1,269 @@
+"""End to end with a real Prometheus server: simulator → exporter → Prometheus.
+
+Every dashboard query (variables substituted with real values) must return
+data, and NayaxEVMachinesSilent must reach `firing` once the simulator silences
+machines. The shipped rules are used as they are, except that every `for:` is
+shortened in the test's copy so the alert fires within seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, SimulatorServer
+from tests.conftest import require_tool
+from tests.harness import (
+    REPO,
+    ExporterProcess,
+    free_port,
+    simulator_config,
+    wait_for,
+    write_config,
+)
+
+pytestmark = pytest.mark.e2e
+
+DASHBOARD = REPO / "grafana" / "dashboards" / "nayax-ev.json"
+RULES = REPO / "prometheus" / "alerts.yml"
+JOB = "nayax-ev"
+RATE_INTERVAL = "15s"  # Grafana's $__rate_interval is at least 4 scrape intervals
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, expr) for every query of every panel, rows included."""
+    document = json.loads(DASHBOARD.read_text())
+    found: list[tuple[str, str]] = []
+
+    def walk(panels: list[dict[str, Any]]) -> None:
+        for panel in panels:
+            for target in panel.get("targets", []):
+                if target.get("expr"):
+                    found.append((panel["title"], target["expr"]))
+            walk(panel.get("panels", []))
+
+    walk(document["panels"])
+    return found
+
+
+def variable_queries() -> list[tuple[str, str, str]]:
+    """(variable, metric selector, label) of every label_values() variable."""
+    document = json.loads(DASHBOARD.read_text())
+    found = []
+    for variable in document["templating"]["list"]:
+        query = variable.get("query")
+        text = query.get("query") if isinstance(query, dict) else query
+        match = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", str(text or ""))
+        if match:
+            found.append((variable["name"], match.group(1), match.group(2)))
+    return found
+
+
+def test_queries_are_extracted() -> None:
+    # Guards the extraction itself: an empty list would make the e2e test vacuous.
+    assert len(dashboard_queries()) >= 20
+    assert {v for v, _, _ in variable_queries()} == {"job", "actor", "machine", "window"}
+
+
+class Prometheus:
+    def __init__(self, url: str, process: subprocess.Popen[bytes]) -> None:
+        self.url = url
+        self.process = process
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        response = requests.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
+        body = response.json()
+        assert body.get("status") == "success", (expr, body)
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def label_values(self, label: str, match: str) -> list[str]:
+        response = requests.get(
+            f"{self.url}/api/v1/label/{label}/values", params={"match[]": match}, timeout=10
+        )
+        values: list[str] = response.json()["data"]
+        return values
+
+    def alerts(self) -> list[dict[str, Any]]:
+        alerts: list[dict[str, Any]] = requests.get(f"{self.url}/api/v1/alerts", timeout=10).json()[
+            "data"
+        ]["alerts"]
+        return alerts
+
+    def targets_up(self) -> bool:
+        active = requests.get(f"{self.url}/api/v1/targets", timeout=5).json()["data"][
+            "activeTargets"
+        ]
+        return bool(active) and all(t["health"] == "up" for t in active)
+
+
+def fast_rules(tmp: Path) -> Path:
+    """The shipped rules with every `for:` shortened to 2s."""
+    rules = yaml.safe_load(RULES.read_text())
+    for group in rules["groups"]:
+        group["interval"] = "1s"
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = "2s"
+    path = tmp / "alerts.yml"
+    path.write_text(yaml.safe_dump(rules))
+    return path
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[SimulatorServer, ExporterProcess, Prometheus]]:
+    prometheus_bin = require_tool("prometheus")
+    fleet = Fleet(FleetSpec(seed=3, actors=2, machines_per_actor=4, silent_probability=0.0))
+    simulator = SimulatorServer(fleet, tokens="sim-token")
+    simulator.start()
+    names = ["Acme Charging", "Volt Parking"]
+    actors = [
+        {
+            "id": actor_id,
+            "name": name,
+            "currency": "EUR",
+            "machines": [
+                {"id": m.id, "name": f"{name} {i}"} for i, m in enumerate(fleet.machines(actor_id))
+            ],
+        }
+        for name, actor_id in zip(names, fleet.actor_ids(), strict=True)
+    ]
+    config = write_config(
+        tmp_path / "exporter.yaml",
+        simulator_config(
+            simulator.url,
+            actors,
+            interval="1s",
+            windows=[{"name": "24h", "rolling": "24h"}, {"name": "today", "calendar": "day"}],
+        ),
+    )
+    exporter = ExporterProcess(args=[f"--config.file={config}"]).start()
+    port = free_port()
+    prometheus_config = tmp_path / "prometheus.yml"
+    prometheus_config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(fast_rules(tmp_path))],
+                "scrape_configs": [
+                    {
+                        "job_name": JOB,
+                        "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}],
+                    }
+                ],
+            }
+        )
+    )
+    process = subprocess.Popen(
+        [
+            prometheus_bin,
+            f"--config.file={prometheus_config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    prometheus = Prometheus(f"http://127.0.0.1:{port}", process)
+    try:
+
+        def ready() -> bool:
+            try:
+                return requests.get(f"{prometheus.url}/-/ready", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for(ready, timeout=30, what="prometheus ready")
+        yield simulator, exporter, prometheus
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        exporter.stop()
+        simulator.stop()
+
+
+def grafana_regex_escape(value: str) -> str:
+    """What Grafana's Prometheus data source does to a variable value used in
+    `=~`: a doubled backslash before each regex metacharacter (the PromQL
+    string literal turns it back into one)."""
+    value = value.replace("\\", "\\\\\\\\")
+    return re.sub(r"([$^*{}\[\]'+?.()|])", r"\\\\\1", value)
+
+
+def substitute(expr: str, values: dict[str, str]) -> str:
+    expr = expr.replace("$__rate_interval", RATE_INTERVAL)
+    for name, value in values.items():
+        expr = expr.replace("${" + name + "}", value).replace("$" + name, value)
+    assert "$" not in expr, expr
+    return expr
+
+
+def test_every_dashboard_query_returns_data_and_silent_alert_fires(
+    stack: tuple[SimulatorServer, ExporterProcess, Prometheus],
+) -> None:
+    simulator, exporter, prometheus = stack
+    wait_for(prometheus.targets_up, timeout=20, what="prometheus scraping the exporter")
+    # Make the error panels real: one 429 (with Retry-After) and one 503, both retried.
+    actor_id = simulator.fleet.actor_ids()[0]
+    simulator.add_fault(
+        Fault(kind=FaultKind.STATUS, status=429, retry_after="1", actor_id=actor_id, remaining=1)
+    )
+    simulator.add_fault(Fault(kind=FaultKind.STATUS, status=503, actor_id=actor_id, remaining=1))
+
+    # Variables first, as Grafana resolves them: real values from Prometheus.
+    values = {"job": JOB}
+    for variable, raw_selector, label in variable_queries():
+        selector = substitute(raw_selector, values)
+
+        def resolved(selector: str = selector, label: str = label) -> bool:
+            return bool(prometheus.label_values(label, selector))
+
+        wait_for(resolved, timeout=30, what=f"variable {variable}")
+        options = prometheus.label_values(label, selector)
+        values[variable] = grafana_regex_escape(sorted(options)[0])
+    assert values["actor"] == "Acme Charging"
+
+    pending = {substitute(expr, values): title for title, expr in dashboard_queries()}
+
+    def all_answered() -> bool:
+        for expr in list(pending):
+            if prometheus.query(expr):
+                del pending[expr]
+        return not pending
+
+    try:
+        wait_for(all_answered, timeout=45, interval=1.0, what="every dashboard query")
+    except AssertionError:
+        raise AssertionError(f"dashboard queries without data: {pending}") from None
+
+    # Nothing silent yet: the silence alert must not be pending or firing.
+    assert not [
+        a for a in prometheus.alerts() if a["labels"]["alertname"] == "NayaxEVMachinesSilent"
+    ]
+
+    simulator.fleet.silence(actor_id, 2)
+
+    def silent_alert_firing() -> bool:
+        return any(
+            a["labels"]["alertname"] == "NayaxEVMachinesSilent"
+            and a["state"] == "firing"
+            and a["labels"]["actor"] == "Acme Charging"
+            for a in prometheus.alerts()
+        )
+
+    wait_for(silent_alert_firing, timeout=30, interval=0.5, what="NayaxEVMachinesSilent firing")
+    firing = [a for a in prometheus.alerts() if a["labels"]["alertname"] == "NayaxEVMachinesSilent"]
+    assert {a["labels"]["actor"] for a in firing} == {"Acme Charging"}
+    assert "2 silent machine" in firing[0]["annotations"]["description"]
+    assert exporter.healthy()
