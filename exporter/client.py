@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -17,12 +18,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from exporter.config import LynxConfig, Secret
 from exporter.ratelimit import RateLimiter, TokenGate
 
 USER_AGENT_PREFIX = "nayax-ev-exporter"
+# Sent with every request as "<poll id> <attempt>/<attempts allowed>": the retries of
+# one poll share the id, so the vendor's logs (and the simulator) can tell a retry
+# from a new poll, as AWS SDKs do with amz-sdk-invocation-id / amz-sdk-request.
+ATTEMPT_HEADER = "X-Request-Attempt"
+# An evDashboard answer is a few hundred bytes; anything this large is not one, and
+# reading it unbounded would let a broken upstream exhaust our memory.
+MAX_BODY_BYTES = 1 << 20
+REDACTED = "<redacted>"
 
 # A request observation: (code label, seconds). The code is the HTTP status,
 # or "timeout" / "connection" when no status arrived.
@@ -55,8 +65,10 @@ class ClientRequestError(LynxError):
 class RateLimitedError(LynxError):
     reason = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: float, status: int = 429) -> None:
-        super().__init__(message, status=status)
+    def __init__(
+        self, message: str, *, retry_after: float, status: int | None = 429, attempts: int = 1
+    ) -> None:
+        super().__init__(message, status=status, attempts=attempts)
         self.retry_after = retry_after  # seconds the vendor asked us (or we chose) to wait
 
 
@@ -158,8 +170,9 @@ class LynxClient:
     def fetch(self, actor_id: int, params: Mapping[str, str], token: Secret) -> Answer:
         """GET evDashboard for one actor. Raises a :class:`LynxError` subclass."""
         url = f"{self._config.base_url}/v1/actors/{actor_id}/evDashboard"
-        headers = {"Authorization": f"Bearer {token.reveal()}"}
+        secret = token.reveal()
         attempts_allowed = self._config.max_retries + 1
+        poll_id = f"{self._rng.getrandbits(64):016x}"
         last_error: LynxError | None = None
         for attempt in range(attempts_allowed):
             if attempt:
@@ -171,10 +184,25 @@ class LynxClient:
                 )
                 if self._stop.wait(wait):
                     raise Stopped("shutting down", attempts=attempt)
-            if not self._gate.wait(token.reveal(), self._stop) or not self._limiter.acquire(
-                self._stop
-            ):
+            # A 429 holds its token (TokenGate). A poll never waits for another poll's
+            # hold in a worker: with enough targets on that token, every worker would
+            # sit out the Retry-After and other tokens' targets would starve. So it
+            # fails at once, without a request; only a poll retrying after its own
+            # 429 (or back-off) waits, and no longer than retry_backoff_max.
+            held = self._gate.delay(secret)
+            if held > (self._config.retry_backoff_max if attempt else 0.0):
+                raise RateLimitedError(
+                    f"token held back {held:.1f}s more after HTTP 429; no request sent",
+                    retry_after=held,
+                    status=None,
+                    attempts=attempt,
+                )
+            if not self._gate.wait(secret, self._stop) or not self._limiter.acquire(self._stop):
                 raise Stopped("shutting down", attempts=attempt)
+            headers = {
+                "Authorization": f"Bearer {secret}",
+                ATTEMPT_HEADER: f"{poll_id} {attempt + 1}/{attempts_allowed}",
+            }
             try:
                 return self._attempt(url, params, headers, token, attempt + 1)
             except LynxError as error:
@@ -198,34 +226,56 @@ class LynxClient:
         token: Secret,
         attempt: int,
     ) -> Answer:
+        timeout = self._config.timeout
         started = time.perf_counter()
         try:
             response = self._session.get(
-                url, params=dict(params), headers=dict(headers), timeout=self._config.timeout
+                url, params=dict(params), headers=dict(headers), timeout=timeout, stream=True
             )
-            body = response.content  # read fully inside the try: resets arrive here
-        except requests.Timeout:
+            try:
+                # requests' timeout bounds each socket read, not the answer: a body
+                # that trickles in (or stalls after a first chunk) would hold this
+                # worker indefinitely. The whole answer must arrive by the deadline.
+                body = _read_body(response, started + timeout)
+            finally:
+                response.close()
+        except (requests.Timeout, urllib3.exceptions.ReadTimeoutError, _DeadlinePassed):
             self._observe("timeout", time.perf_counter() - started)
-            raise TimeoutError_(f"no answer within {self._config.timeout:g}s") from None
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            raise TimeoutError_(f"no answer within {timeout:g}s") from None
+        except _BodyTooLarge:
+            self._observe(str(response.status_code), time.perf_counter() - started)
+            raise BadPayloadError(
+                f"HTTP {response.status_code} with a body over {MAX_BODY_BYTES} bytes",
+                status=response.status_code,
+            ) from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            # urllib3's own errors surface here because the body is read from the raw
+            # stream: a reset mid-body is a ProtocolError, and a stall mid-body is the
+            # ReadTimeoutError above (requests would have called it a ConnectionError).
             self._observe("connection", time.perf_counter() - started)
             raise ConnectionFailed(f"connection failed ({_cause_name(exc)})") from None
-        except requests.RequestException as exc:
-            self._observe("connection", time.perf_counter() - started)
-            raise ConnectionFailed(f"request failed ({type(exc).__name__})") from None
         duration = time.perf_counter() - started
         status = response.status_code
         self._observe(str(status), duration)
         if status == 200:
             try:
                 payload = json.loads(body, parse_constant=_reject_constant)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                # RecursionError: deeply nested JSON is as unusable as broken JSON.
                 content_type = response.headers.get("Content-Type", "?").split(";")[0]
                 raise BadPayloadError(
-                    f"HTTP 200 with a body that is not JSON (Content-Type {content_type})",
+                    "HTTP 200 with a body that is not JSON (Content-Type "
+                    f"{_redact(content_type, token)[:60]})",
                     status=status,
                 ) from None
-            return Answer(payload=payload, status=status, attempts=attempt, duration=duration)
+            # An upstream that reflects request headers into its answer must not get
+            # our token into a parse-problem message, the landing page or a log line.
+            return Answer(
+                payload=_scrub(payload, token.reveal()),
+                status=status,
+                attempts=attempt,
+                duration=duration,
+            )
         raise self._status_error(status, response.headers.get("Retry-After"), token)
 
     def _status_error(
@@ -243,6 +293,60 @@ class LynxClient:
         if status >= 500:
             return ServerError(f"HTTP {status}: server error", status=status)
         return ClientRequestError(f"HTTP {status}: request rejected", status=status)
+
+
+class _DeadlinePassed(Exception):
+    """The answer did not complete within the timeout."""
+
+
+class _BodyTooLarge(Exception):
+    """The answer exceeded MAX_BODY_BYTES."""
+
+
+def _read_body(response: requests.Response, deadline: float) -> bytes:
+    """The whole (decoded) body, or _DeadlinePassed once ``deadline`` (perf_counter) passes.
+
+    Each read waits at most until the deadline: the socket's timeout is lowered to the
+    time left (urllib3 resets it before the connection's next request)."""
+    raw = response.raw
+    connection = getattr(raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            raise _DeadlinePassed
+        if isinstance(sock, socket.socket):
+            sock.settimeout(remaining)
+        chunk = raw.read1(65536, decode_content=True)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+
+
+def _redact(text: str, token: Secret) -> str:
+    secret = token.reveal()
+    return text.replace(secret, REDACTED) if secret else text
+
+
+def _scrub(node: object, secret: str) -> object:
+    """``node`` with every string containing ``secret`` redacted (keys too)."""
+    if not secret:
+        return node
+    if isinstance(node, str):
+        return node.replace(secret, REDACTED) if secret in node else node
+    if isinstance(node, list):
+        return [_scrub(item, secret) for item in node]
+    if isinstance(node, dict):
+        return {
+            (k.replace(secret, REDACTED) if isinstance(k, str) else k): _scrub(v, secret)
+            for k, v in node.items()
+        }
+    return node
 
 
 def _retryable(error: LynxError) -> bool:

@@ -25,7 +25,7 @@ from exporter.config import Config
 from exporter.reading import BadPayload, parse_payload
 from exporter.schedule import first_due, next_due, phases
 from exporter.stats import Stats
-from exporter.store import PollOutcome, SnapshotStore, TargetState
+from exporter.store import PollOutcome, SnapshotStore, TargetState, apply_outcome
 from exporter.targets import Target, TargetKey
 from exporter.windows import window_params
 
@@ -296,12 +296,18 @@ class Poller:
         """Apply a batch to the store; count errors; log state changes."""
         before = self._store.current().states
         after = self._store.apply(batch).states
+        # A batch can hold two polls of one target (a quick poll right after a slow
+        # one); replay the outcomes in order so each change is logged once, against
+        # the state it really changed from, not the batch's first state.
+        running = dict(before)
         for outcome in batch:
-            old, new = before.get(outcome.key), after.get(outcome.key)
-            if new is None:
+            old, final = running.get(outcome.key), after.get(outcome.key)
+            if final is None:
                 continue  # removed by a reload meanwhile
-            self._count_errors(new.target, outcome)
+            self._count_errors(final.target, outcome)
             if old is not None:
+                new = apply_outcome(old, outcome)
+                running[outcome.key] = new
                 self._log_change(old, new, outcome)
 
     def _count_errors(self, target: Target, outcome: PollOutcome) -> None:

@@ -17,11 +17,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Final
 
 __all__ = [
+    "HANG_STAGES",
     "MACHINE_NUMERIC_FIELDS",
     "OPERATOR_FIELDS",
     "Fault",
     "FaultKind",
     "FaultSet",
+    "echo_authorization",
     "mutate_payload",
 ]
 
@@ -59,10 +61,23 @@ MACHINE_NUMERIC_FIELDS: Final = (
 )
 
 
+# Where a HANG stops: before anything is sent ("start"), after the headers and half
+# the body ("body"), or sending the body in pieces ``seconds`` apart ("trickle": each
+# gap shorter than a client's read timeout, the whole answer far longer).
+HANG_STAGES: Final = ("start", "body", "trickle")
+TRICKLE_PIECES: Final = 8
+
+
 @dataclass(frozen=True)
 class Fault:
     """One fault. ``machine``: None = any request, "" = only requests without a machine
-    filter, otherwise a machine id (as a string) or machine number."""
+    filter, otherwise a machine id (as a string) or machine number.
+
+    ``retry_after_in`` (STATUS): send ``Retry-After`` as an HTTP-date this many seconds
+    after the answer (``retry_after`` sends a fixed value). ``hang_at`` (HANG): see
+    HANG_STAGES. ``echo_authorization``: the answer repeats the request's Authorization
+    header, as servers that reflect their input do (secret-leak tests). ``pad_bytes``
+    (JSON-shaping kinds): an extra field of that many bytes (oversized answers)."""
 
     kind: FaultKind
     status: int = 500
@@ -72,6 +87,10 @@ class Fault:
     machine: str | None = None
     remaining: int | None = None
     probability: float = 1.0
+    retry_after_in: float | None = None
+    hang_at: str = "start"
+    echo_authorization: bool = False
+    pad_bytes: int = 0
 
     def __post_init__(self) -> None:
         # Accept the plain string value too (JSON, CLI), but store the enum.
@@ -87,6 +106,15 @@ class Fault:
             raise ValueError("remaining must be >= 1 (or null for a persistent fault)")
         if not 0.0 <= self.probability <= 1.0:
             raise ValueError("probability must be in [0, 1]")
+        if self.retry_after_in is not None:
+            if self.retry_after is not None:
+                raise ValueError("set retry_after or retry_after_in, not both")
+            if not 0.0 <= self.retry_after_in <= 10 * 365 * 86400:
+                raise ValueError("retry_after_in must be in [0, ten years]")
+        if self.hang_at not in HANG_STAGES:
+            raise ValueError(f"hang_at must be one of {', '.join(HANG_STAGES)}")
+        if not 0 <= self.pad_bytes <= 64 << 20:
+            raise ValueError("pad_bytes must be in [0, 64 MiB]")
 
     @classmethod
     def from_json(cls, data: object) -> Fault:
@@ -115,6 +143,10 @@ class Fault:
             machine=_opt_str(machine, "machine"),
             remaining=_opt_int(data.get("remaining"), "remaining"),
             probability=_float(data, "probability", 1.0),
+            retry_after_in=_opt_float(data.get("retry_after_in"), "retry_after_in"),
+            hang_at=_str(data, "hang_at", "start"),
+            echo_authorization=_bool(data, "echo_authorization", False),
+            pad_bytes=_int(data, "pad_bytes", 0),
         )
 
     def to_json(self) -> dict[str, object]:
@@ -156,6 +188,28 @@ def _opt_int(value: object, key: str) -> int | None:
         return None
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"{key} must be an integer or null")
+    return value
+
+
+def _opt_float(value: object, key: str) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"{key} must be a number or null")
+    return float(value)
+
+
+def _str(data: Mapping[str, object], key: str, default: str) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be a string")
+    return value
+
+
+def _bool(data: Mapping[str, object], key: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false")
     return value
 
 
@@ -285,4 +339,19 @@ def mutate_payload(kind: FaultKind, payload: Mapping[str, object]) -> object:
                 machine["Tags"] = ["dc", "fast"]
         case _:
             pass
+    return doc
+
+
+def echo_authorization(document: object, authorization: str) -> object:
+    """``document`` with the request's Authorization header planted where a client
+    might quote it back: a unit symbol, a number field and an extra top-level field."""
+    doc = copy.deepcopy(document)
+    if isinstance(doc, dict):
+        doc["Echo"] = {"Authorization": authorization}
+        machine = doc.get("MachineDashboard")
+        if isinstance(machine, dict):
+            machine["UnitOfMeasureSymbol"] = authorization
+            machine["NumberOfChargingSessions"] = authorization
+    elif isinstance(doc, list):
+        doc.append({"Authorization": authorization})
     return doc

@@ -8,6 +8,7 @@ Control endpoints under ``/_sim/`` let tests and the demo steer it over HTTP.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import hmac
 import json
 import re
@@ -24,7 +25,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Final, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from exporter.simulator.faults import Fault, FaultKind, FaultSet, mutate_payload
+from exporter.simulator.faults import (
+    TRICKLE_PIECES,
+    Fault,
+    FaultKind,
+    FaultSet,
+    echo_authorization,
+    mutate_payload,
+)
 from exporter.simulator.fleet import Fleet, Machine, resolve_window
 
 __all__ = ["RecordedRequest", "SimulatorServer"]
@@ -39,6 +47,9 @@ _INT64: Final = (-(2**63), 2**63 - 1)
 _INT32: Final = (-(2**31), 2**31 - 1)
 _MAX_BODY: Final = 1 << 20
 _RESET_GRACE_S: Final = 0.05  # let the partial body reach the client before the RST
+# The exporter's "<poll id> <attempt>/<allowed>" header (exporter.client.ATTEMPT_HEADER),
+# recorded so tests can group the request log by poll. Spelled out: stdlib only here.
+ATTEMPT_HEADER: Final = "X-Request-Attempt"
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,9 @@ class RecordedRequest:
     authorization: str | None
     status: int  # 0 = no answer (RESET, aborted hang, or still in flight)
     fault: str | None
+    # Optional, left out of the /_sim/requests JSON when None:
+    attempt: str | None = None  # the ATTEMPT_HEADER value the client sent
+    retry_after: str | None = None  # the Retry-After value the simulator answered with
 
 
 @dataclass(frozen=True)
@@ -238,6 +252,7 @@ class _Handler(BaseHTTPRequestHandler):
                 authorization=authorization,
                 status=0,
                 fault=None,
+                attempt=self.headers.get(ATTEMPT_HEADER),
             )
         )
         if sim.latency > 0 and sim._sleep(sim.latency):
@@ -261,29 +276,68 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply_and_record(handle, _Reply(200, _json_bytes(payload)), None)
             return
         kind = fault.kind
+        full = _json_bytes(payload)
+        if fault.echo_authorization:
+            full = _json_bytes(echo_authorization(payload, authorization or ""))
         if kind is FaultKind.HANG:
-            sim._record_done(handle, 0, kind.value)  # visible in the log while hanging
-            if sim._sleep(fault.seconds):  # stopping: never answer
-                self._abort()
-                return
-            self._reply_and_record(handle, _Reply(200, _json_bytes(payload)), kind.value)
+            if fault.hang_at == "start":
+                sim._record_done(handle, 0, kind.value)  # visible in the log while hanging
+                if sim._sleep(fault.seconds):  # stopping: never answer
+                    self._abort()
+                    return
+                self._reply_and_record(handle, _Reply(200, full), kind.value)
+            else:
+                sim._record_done(handle, 200, kind.value)  # the status line does go out
+                self._send_slowly(full, fault)
         elif kind is FaultKind.STATUS:
-            self._reply_and_record(handle, _status_reply(fault), kind.value)
+            reply = _status_reply(fault, authorization)
+            retry_after = dict(reply.headers).get("Retry-After")
+            sim._record_done(handle, reply.status, kind.value, retry_after)
+            self._send(reply)
         elif kind is FaultKind.RESET:
             sim._record_done(handle, 0, kind.value)
-            self._send_partial_then_reset(_json_bytes(payload))
+            self._send_partial_then_reset(full)
         elif kind is FaultKind.TRUNCATED_JSON:
-            full = _json_bytes(payload)
             self._reply_and_record(handle, _Reply(200, full[: len(full) // 2]), kind.value)
         elif kind is FaultKind.HTML_200:
-            self._reply_and_record(handle, _Reply(200, _HTML_PAGE, _HTML_CONTENT_TYPE), kind.value)
+            page = _HTML_PAGE
+            if fault.echo_authorization:
+                page += f"<!-- Authorization: {authorization} -->\n".encode()
+            self._reply_and_record(handle, _Reply(200, page, _HTML_CONTENT_TYPE), kind.value)
         else:
-            body = _json_bytes(mutate_payload(kind, payload))
-            self._reply_and_record(handle, _Reply(200, body), kind.value)
+            document = mutate_payload(kind, payload)
+            if fault.echo_authorization:
+                document = echo_authorization(document, authorization or "")
+            if fault.pad_bytes and isinstance(document, dict):
+                document["Padding"] = "x" * fault.pad_bytes
+            self._reply_and_record(handle, _Reply(200, _json_bytes(document)), kind.value)
 
     def _reply_and_record(self, handle: tuple[int, int], reply: _Reply, fault: str | None) -> None:
         self.sim._record_done(handle, reply.status, fault)
         self._send(reply)
+
+    def _send_slowly(self, body: bytes, fault: Fault) -> None:
+        """HANG mid-answer: headers, then half the body and a pause of ``seconds``
+        ("body"), or the body in pieces ``seconds`` apart ("trickle")."""
+        self.send_response(200)
+        self.send_header("Content-Type", JSON_CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if fault.hang_at == "body":
+            half = max(1, len(body) // 2)
+            pieces = [body[:half], body[half:]]
+        else:
+            size = max(1, -(-len(body) // TRICKLE_PIECES))
+            pieces = [body[i : i + size] for i in range(0, len(body), size)]
+        try:
+            for index, piece in enumerate(pieces):
+                if index and self.sim._sleep(fault.seconds):
+                    self._abort()
+                    return
+                self.wfile.write(piece)
+                self.wfile.flush()
+        except OSError:  # the client gave up (its timeout): routine
+            self.close_connection = True
 
     def _send_partial_then_reset(self, body: bytes) -> None:
         self.send_response(200)
@@ -304,14 +358,31 @@ _HTML_PAGE: Final = (
 )
 
 
-def _status_reply(fault: Fault) -> _Reply:
+def _log_entry(record: RecordedRequest) -> dict[str, object]:
+    entry = asdict(record)
+    for optional in ("attempt", "retry_after"):
+        if entry[optional] is None:
+            del entry[optional]
+    return entry
+
+
+def _retry_after_value(fault: Fault) -> str | None:
+    if fault.retry_after_in is not None:
+        return email.utils.formatdate(time.time() + fault.retry_after_in, usegmt=True)
+    return fault.retry_after
+
+
+def _status_reply(fault: Fault, authorization: str | None) -> _Reply:
     headers: tuple[tuple[str, str], ...] = ()
-    if fault.retry_after is not None:
-        headers = (("Retry-After", fault.retry_after),)
+    retry_after = _retry_after_value(fault)
+    if retry_after is not None:
+        headers = (("Retry-After", retry_after),)
     try:
         phrase = HTTPStatus(fault.status).phrase
     except ValueError:
         phrase = "Error"
+    if fault.echo_authorization:
+        phrase = f"{phrase} (Authorization: {authorization})"
     if fault.status in (502, 503, 504):
         # Gateways in front of real APIs answer these with plain text, not JSON.
         body = f"{fault.status} {phrase}\n".encode()
@@ -417,6 +488,10 @@ class SimulatorServer:
         # A wildcard bind is reachable via loopback.
         return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self._host, self._host)
 
+    def set_tokens(self, tokens: Mapping[int, str] | str) -> None:
+        """Rotate the accepted tokens (e.g. a token revoked in the back office)."""
+        self._tokens = tokens if isinstance(tokens, str) else dict(tokens)
+
     # -- faults ------------------------------------------------------------------------
 
     def add_fault(self, fault: Fault) -> None:
@@ -447,11 +522,19 @@ class SimulatorServer:
             self._log.append(record)
             return self._log_generation, len(self._log) - 1
 
-    def _record_done(self, handle: tuple[int, int], status: int, fault: str | None) -> None:
+    def _record_done(
+        self,
+        handle: tuple[int, int],
+        status: int,
+        fault: str | None,
+        retry_after: str | None = None,
+    ) -> None:
         generation, index = handle
         with self._log_lock:
             if generation == self._log_generation:
-                self._log[index] = replace(self._log[index], status=status, fault=fault)
+                self._log[index] = replace(
+                    self._log[index], status=status, fault=fault, retry_after=retry_after
+                )
 
     # -- internals used by the handler -------------------------------------------------
 
@@ -472,9 +555,10 @@ class SimulatorServer:
         token = _bearer(authorization)
         if token is None:
             return 401
-        if isinstance(self._tokens, str):
-            return 0 if _same(token, self._tokens) else 401
-        valid_for = {actor for actor, t in self._tokens.items() if _same(token, t)}
+        tokens = self._tokens  # one read: set_tokens may swap it meanwhile
+        if isinstance(tokens, str):
+            return 0 if _same(token, tokens) else 401
+        valid_for = {actor for actor, t in tokens.items() if _same(token, t)}
         if not valid_for:
             return 401
         # A malformed ActorID with a genuine token falls through to the 400.
@@ -571,7 +655,7 @@ class SimulatorServer:
                 self.fleet.unsilence()
                 return _Reply(200, _json_bytes({"ok": True}))
             if route == ("GET", "/_sim/requests"):
-                return _Reply(200, _json_bytes([asdict(r) for r in self.requests()]))
+                return _Reply(200, _json_bytes([_log_entry(r) for r in self.requests()]))
             if route == ("DELETE", "/_sim/requests"):
                 self.clear_requests()
                 return _Reply(200, _json_bytes({"ok": True}))
