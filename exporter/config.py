@@ -205,7 +205,8 @@ def _expand_tree(node: object, environ: Mapping[str, str], path: str, errors: li
     if isinstance(node, str):
         return _expand(node, environ, path or "<root>", errors)
     if isinstance(node, list):
-        return [_expand_tree(v, environ, f"{path}[{i}]", errors) for i, v in enumerate(node)]
+        prefix = path or "<root>"
+        return [_expand_tree(v, environ, f"{prefix}[{i}]", errors) for i, v in enumerate(node)]
     if isinstance(node, dict):
         return {k: _expand_tree(v, environ, _join(path, str(k)), errors) for k, v in node.items()}
     return node
@@ -287,7 +288,10 @@ class _Validator:
         if isinstance(node, bool) or not isinstance(node, int | float):
             self.error(path, "must be a number")
             return None
-        value = float(node)
+        try:
+            value = float(node)
+        except OverflowError:
+            value = math.inf
         if not math.isfinite(value) or value < minimum:
             self.error(path, f"must be a finite number >= {minimum:g}")
             return None
@@ -301,6 +305,8 @@ class _Validator:
             return None
         try:
             seconds = parse_duration(str(node)) if isinstance(node, str) else float(node)
+        except OverflowError:
+            seconds = math.inf
         except ValueError:
             self.error(path, "must be a duration like 500ms, 30s, 5m or 1h")
             return None
@@ -383,14 +389,17 @@ class _Validator:
     def read_token_file(self, path: Path, key: str) -> Secret | None:
         try:
             text = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            self.error(key, f"cannot read {path}: {exc.strerror or type(exc).__name__}")
-            return None
         except UnicodeDecodeError:
-            self.error(key, f"{path} is not UTF-8 text")
+            self.error(key, "the token file is not UTF-8 text")
+            return None
+        except (OSError, ValueError) as exc:
+            # The path is not quoted: a token pasted where its file name belongs
+            # (or `token_file: ${TOKEN}`) must not end up in logs.
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "invalid"
+            self.error(key, f"cannot read the token file ({reason})")
             return None
         if not text:
-            self.error(key, f"{path} is empty")
+            self.error(key, "the token file is empty")
             return None
         return Secret(text)
 
@@ -548,10 +557,17 @@ def parse_config(
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "?"
         problem = getattr(exc, "problem", None) or "malformed YAML"
         raise ConfigError([f"<yaml> {where}: {problem}"]) from None
+    except (ValueError, RecursionError) as exc:
+        # PyYAML lets these escape: an int over 4300 digits, a date like 2024-13-45,
+        # nesting deeper than the interpreter's stack.
+        raise ConfigError([f"<yaml>: unsupported value ({type(exc).__name__})"]) from None
     if document is None:
         document = {}
     expansion_errors: list[str] = []
-    tree = _expand_tree(document, env, "", expansion_errors)
+    try:
+        tree = _expand_tree(document, env, "", expansion_errors)
+    except RecursionError:  # an alias that contains itself: &a [*a]
+        raise ConfigError(["<yaml>: recursive alias or nesting too deep"]) from None
     validator = _Validator(base_dir or Path.cwd())
     validator.errors.extend(expansion_errors)
     raw = validator.mapping(tree, "", ("lynx", "poll", "windows", "units", "actors"))

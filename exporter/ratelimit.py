@@ -14,19 +14,26 @@ Clock = Callable[[], float]
 
 
 class RateLimiter:
-    """Spaces requests at least ``1/rate`` seconds apart (no bursts), so any one
-    second holds at most ``rate`` requests while the limit is still used fully.
+    """Spaces requests evenly (no bursts), so any one second holds at most
+    ``rate`` requests while the limit is still used almost fully.
     ``rate <= 0`` means unlimited."""
 
+    # Exactly 1/rate apart, rate+1 requests can land inside one closed second
+    # (at 0 and at 1.0), and network jitter can bunch them further; 5 % slack
+    # keeps every 1 s window of arrivals within the limit.
+    SLACK = 1.05
+
     def __init__(self, rate: float, clock: Clock = time.monotonic) -> None:
-        self._interval = 1.0 / rate if rate > 0 else 0.0
+        self._configured = rate if rate > 0 else 0.0
+        self._interval = self.SLACK / rate if rate > 0 else 0.0
         self._clock = clock
         self._next = 0.0
         self._lock = threading.Lock()
 
     @property
     def rate(self) -> float:
-        return 1.0 / self._interval if self._interval else 0.0
+        """The configured limit (requests per second; 0 = unlimited)."""
+        return self._configured
 
     def reserve(self) -> float:
         """Claim the next slot; returns the monotonic instant the caller may send at."""

@@ -80,7 +80,10 @@ def _number(
     if isinstance(value, bool):
         number = None
     elif isinstance(value, int | float):
-        number = float(value) if abs(value) < 1e309 else math.inf
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float range, e.g. 10**400 from JSON
+            number = math.inf
     elif isinstance(value, str):
         try:
             number = float(value.strip())

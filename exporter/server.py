@@ -70,6 +70,9 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         if isinstance(self.connection, ssl.SSLSocket):
             self.connection.do_handshake()  # in this thread, under the socket timeout
+            web = self.server.web_config
+            if web is not None and not web.client_allowed(self.connection.getpeercert()):
+                raise ConnectionRefusedError("client certificate has no allowed SAN")
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # access logs are not wanted at scrape frequency
@@ -80,6 +83,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
         self.send_header("X-Content-Type-Options", "nosniff")
+        web = self.server.web_config
+        for name, value in web.headers if web is not None else ():
+            self.send_header(name, value)
         self.end_headers()
         if not head_only:
             self.wfile.write(response.body)
@@ -140,6 +146,7 @@ class _Handler(BaseHTTPRequestHandler):
 class ExporterHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # a burst of connections must not push a scrape into SYN retry
 
     def __init__(
         self,

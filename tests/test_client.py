@@ -239,5 +239,8 @@ def test_rate_limiter_spaces_requests() -> None:
     clock = [0.0]
     limiter = RateLimiter(4.0, clock=lambda: clock[0])
     slots = [limiter.reserve() for _ in range(5)]
-    assert slots == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert slots == pytest.approx([0.0, 0.2625, 0.525, 0.7875, 1.05])
+    # Any window of one second holds at most `rate` slots.
+    assert all(sum(1 for s in slots if start <= s <= start + 1.0) <= 4 for start in slots)
+    assert limiter.rate == 4.0
     assert RateLimiter(0).reserve() > 0  # unlimited: now
