@@ -157,4 +157,6 @@ class Exporter(Routes):
         return Response(200, body, {"Content-Type": "text/html; charset=utf-8"})
 
     def ready(self) -> bool:
-        return self.store.current().ready
+        # Ready when what a scrape serves (the rendered exposition, which trails
+        # the store by up to the render debounce) has every target polled once.
+        return self.exposition.rendered.ready

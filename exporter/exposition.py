@@ -120,6 +120,7 @@ class RenderedData:
     generation: int
     rendered_at: float  # wall time
     seconds: float  # CPU-ish cost of the render (perf_counter)
+    ready: bool  # every target had been polled once in the rendered snapshot
 
 
 class ExpositionCache:
@@ -150,7 +151,12 @@ class ExpositionCache:
             body = self._renderer.render(snapshot, now)
             gzipped = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
             return RenderedData(
-                body, gzipped, snapshot.generation, now, time.perf_counter() - started
+                body,
+                gzipped,
+                snapshot.generation,
+                now,
+                time.perf_counter() - started,
+                snapshot.ready,
             )
 
     def refresh(self) -> RenderedData:

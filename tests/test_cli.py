@@ -130,6 +130,9 @@ def test_endpoints_and_promtool(simulator: SimulatorServer, tmp_path: Path) -> N
     with running_exporter(config) as exporter:
         wait_for(exporter.ready, timeout=20, what="/-/ready")
         text = exporter.scrape()
+        # Ready means the served exposition is complete: every target polled, up.
+        up = select(parse_exposition(text), "nayax_ev_target_up")
+        assert len(up) == 8 and set(up.values()) == {1.0}, up
         present = {name for name, _ in parse_exposition(text)}
         for family in DATA_FAMILIES + SELF_FAMILIES:
             assert family in present, family
