@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff"
-ruff check exporter tests bench grafana
-ruff format --check exporter tests bench grafana
+ruff check .
+ruff format --check .
 echo "== mypy --strict"
 mypy --strict
 echo "== hadolint"
