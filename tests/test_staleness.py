@@ -28,7 +28,7 @@ from tests.test_fault_matrix import (
     values_match,
 )
 
-STALE_AFTER = 2.0
+STALE_AFTER = 4.0  # leaves room between "fault visible" and "stale" on a loaded machine
 RENDER_LAG = 1.5  # the exposition re-renders at most once a second, plus a scrape
 
 
@@ -81,8 +81,8 @@ def test_failed_target_keeps_values_until_stale_then_they_vanish_and_return(
             # Watch the stale state for a little longer: nothing comes back by itself.
             stale_watch_from = len(scraper.scrapes)
             wait_for(
-                lambda: len(scraper.scrapes) >= stale_watch_from + 10,
-                timeout=5,
+                lambda: len(scraper.scrapes) >= stale_watch_from + 25,  # > RENDER_LAG
+                timeout=10,
                 what="more scrapes",
             )
             cleared = time.monotonic()
@@ -106,7 +106,8 @@ def test_failed_target_keeps_values_until_stale_then_they_vanish_and_return(
             values = published(scrape.series, target)
             if all(v is None for v in values.values()):
                 # Gone only once stale_after has passed since the last success.
-                assert scrape.wall >= stale_at, (scrape.wall, stale_at)
+                # (By the time the answer was complete: a render may land mid-scrape.)
+                assert scrape.wall + scrape.seconds >= stale_at, (scrape, stale_at)
             else:
                 assert values_match(values, truth[target]), values  # kept as they were
                 assert scrape.wall <= stale_at + RENDER_LAG
