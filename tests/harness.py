@@ -29,6 +29,23 @@ REPO = Path(__file__).resolve().parent.parent
 SeriesKey = tuple[str, frozenset[tuple[str, str]]]
 
 
+def run_promtool(*args: str) -> str:
+    """Run promtool in the repository root; its output, asserting success."""
+    from tests.conftest import require_tool  # conftest is loaded by pytest first
+
+    result = subprocess.run(
+        [require_tool("promtool"), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"promtool {' '.join(args)} failed:\n{output}"
+    return output
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

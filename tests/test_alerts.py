@@ -6,15 +6,14 @@ skip locally, but fail when the ``CI`` environment variable is set.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.harness import run_promtool
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "prometheus"
@@ -44,31 +43,6 @@ VALUE_NOT_INFORMATIVE = {
 }
 # Metrics that carry the operator's name in the `actor` label.
 ACTOR_METRICS = re.compile(r"nayax_ev_(operator|machine|target)_\w+")
-
-
-def promtool() -> str:
-    """Path of promtool; skip without it, but fail in CI."""
-    path = shutil.which("promtool")
-    if path is None:
-        message = "promtool not found (Debian/Ubuntu: apt-get install prometheus)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-def run_promtool(*args: str) -> str:
-    result = subprocess.run(
-        [promtool(), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"promtool {' '.join(args)} failed:\n{output}"
-    return output
 
 
 def load_yaml(path: Path) -> Any:

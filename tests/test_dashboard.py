@@ -11,17 +11,16 @@ Without promtool these tests skip locally, but fail when ``CI`` is set.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.harness import run_promtool
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT / "grafana" / "generate_dashboard.py"
@@ -55,17 +54,6 @@ Target = dict[str, Any]
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
-
-
-def promtool() -> str:
-    """Path of promtool; skip without it, but fail in CI."""
-    path = shutil.which("promtool")
-    if path is None:
-        message = "promtool not found (Debian/Ubuntu: apt-get install prometheus)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def dashboard() -> dict[str, Any]:
@@ -144,20 +132,6 @@ def selectors(expr: str) -> list[tuple[str, str]]:
         if not match.group(2) and match.group(1) not in KEYWORDS:
             found.append((match.group(1), ""))
     return found
-
-
-def run_promtool(args: list[str]) -> str:
-    result = subprocess.run(
-        [promtool(), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"promtool {' '.join(args)} failed:\n{output}"
-    return output
 
 
 # ---------------------------------------------------------------------------
@@ -512,7 +486,7 @@ def test_every_query_parses(tmp_path: Path) -> None:
     }
     path = tmp_path / "dashboard_queries.yml"
     path.write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
-    output = run_promtool(["check", "rules", str(path)])
+    output = run_promtool("check", "rules", str(path))
     assert f"SUCCESS: {len(queries)} rules found" in output
 
 
@@ -624,5 +598,5 @@ def test_every_query_returns_data_on_contract_series(tmp_path: Path) -> None:
     }
     tests_path = tmp_path / "dashboard_queries_test.yml"
     tests_path.write_text(yaml.safe_dump(tests, sort_keys=False), encoding="utf-8")
-    output = run_promtool(["test", "rules", str(tests_path)])
+    output = run_promtool("test", "rules", str(tests_path))
     assert "SUCCESS" in output
