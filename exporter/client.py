@@ -334,7 +334,11 @@ def _redact(text: str, token: Secret) -> str:
 
 
 def _scrub(node: object, secret: str) -> object:
-    """``node`` with every string containing ``secret`` redacted (keys too)."""
+    """``node`` with every string value containing ``secret`` redacted.
+
+    Keys stay as they are: they are only looked up, never shown, and rewriting
+    them would break parsing whenever the token happens to be a substring of a
+    field name."""
     if not secret:
         return node
     if isinstance(node, str):
@@ -342,10 +346,7 @@ def _scrub(node: object, secret: str) -> object:
     if isinstance(node, list):
         return [_scrub(item, secret) for item in node]
     if isinstance(node, dict):
-        return {
-            (k.replace(secret, REDACTED) if isinstance(k, str) else k): _scrub(v, secret)
-            for k, v in node.items()
-        }
+        return {k: _scrub(v, secret) for k, v in node.items()}
     return node
 
 

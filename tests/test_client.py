@@ -244,3 +244,20 @@ def test_rate_limiter_spaces_requests() -> None:
     assert all(sum(1 for s in slots if start <= s <= start + 1.0) <= 4 for start in slots)
     assert limiter.rate == 4.0
     assert RateLimiter(0).reserve() > 0  # unlimited: now
+
+
+@responses.activate
+def test_echoed_token_is_scrubbed_from_values_but_field_names_survive() -> None:
+    short = Secret("Dash")  # a substring of "OperatorDashboard" and "MachineDashboard"
+    responses.get(
+        URL,
+        json={
+            "OperatorDashboard": {"TotalOperatorMachines": 3},
+            "MachineDashboard": {"UnitOfMeasureSymbol": "Bearer Dash"},
+        },
+    )
+    client, _ = make_client(Recorder())
+    payload = client.fetch(42, {}, short).payload
+    assert isinstance(payload, dict)
+    assert payload["OperatorDashboard"] == {"TotalOperatorMachines": 3}
+    assert payload["MachineDashboard"]["UnitOfMeasureSymbol"] == "Bearer <redacted>"
