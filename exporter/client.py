@@ -153,8 +153,12 @@ class LynxClient:
         self._session.mount("https://", adapter)
         self._session.headers["User-Agent"] = f"{USER_AGENT_PREFIX}/{version}"
         self._session.headers["Accept"] = "application/json"
-        # Proxies/netrc from the environment stay honoured; netrc auth would
-        # override our header, so trust_env stays on but we always set the header.
+        # Proxy settings from the environment (HTTPS_PROXY, NO_PROXY, ...) are read
+        # once here, not on every request: requests' per-request environment lookup
+        # was a measurable share of the exporter's CPU. trust_env off also keeps a
+        # ~/.netrc from replacing our Authorization header.
+        self._session.proxies = requests.utils.get_environ_proxies(config.base_url)
+        self._session.trust_env = False
 
     def close(self) -> None:
         self._session.close()

@@ -38,7 +38,7 @@ class Options:
     shard: Shard = field(default_factory=Shard)
     config_label: str = "(built-in)"
     spread: bool = True  # False for --once: poll everything at once
-    render_min_gap: float = 1.0
+    render_min_gap: float = 1.0  # seconds; at least interval/20 (see _render_gap)
 
 
 def secrets_of(config: Config) -> list[str]:
@@ -86,9 +86,12 @@ class Exporter(Routes):
             )
         )
         ProcessCollector(registry=self.self_registry)
-        self.exposition = ExpositionCache(
-            self.store, self.self_registry, min_gap=options.render_min_gap
-        )
+        self.exposition = ExpositionCache(self.store, self.self_registry, min_gap=self._render_gap)
+
+    def _render_gap(self) -> float:
+        # Polls land spread over the whole interval; re-rendering more often than
+        # every interval/20 shows no fresher data worth its CPU at a long interval.
+        return max(self._options.render_min_gap, self.config.poll.interval / 20)
 
     def _make_client(self, config: Config) -> LynxClient:
         if config.lynx.rate_limit_per_second != self._limiter.rate:

@@ -34,7 +34,9 @@ from exporter.targets import TargetKey
 TEXT_CONTENT_TYPE = text_format.CONTENT_TYPE_LATEST
 OPENMETRICS_CONTENT_TYPE = openmetrics_format.CONTENT_TYPE_LATEST
 OPENMETRICS_EOF = b"# EOF\n"
-GZIP_LEVEL = 6  # ~3x faster than level 9 for ~2 % larger output
+GZIP_LEVEL = (
+    1  # the fastest: the render stays cheap at 10,000 machines; LAN bandwidth is not the limit
+)
 
 
 def _escape_label(value: str) -> str:
@@ -132,7 +134,7 @@ class ExpositionCache:
         self_registry: CollectorRegistry,
         *,
         clock: Callable[[], float] = time.time,
-        min_gap: float = 1.0,
+        min_gap: Callable[[], float] = lambda: 1.0,
     ) -> None:
         self._store = store
         self._self_registry = self_registry
@@ -190,7 +192,7 @@ class ExpositionCache:
                 continue
             # Debounce: let a burst of poll completions land as one render, and
             # never spend more than ~1/10 of the time rendering.
-            gap = max(self._min_gap, 10 * last.seconds) - (now - last.rendered_at)
+            gap = max(self._min_gap(), 10 * last.seconds) - (now - last.rendered_at)
             if gap > 0 and self._stop.wait(gap):
                 return
             self._rendered = self._render_now(self._store.current())
