@@ -32,6 +32,8 @@ LIVE_KEYS = {
     "other_cpu_percent",
     "scrape_plain",
     "scrape_gzip",
+    "scrape_plain_paced",
+    "scrape_gzip_paced",
     "peak_rss_mib",
     "rss_mib",
     "startup_seconds",
@@ -120,7 +122,8 @@ def test_bench_runs_end_to_end_at_100_machines(tmp_path: Path) -> None:
     assert all(r["requests"] >= TARGETS and r["non_200"] == 0 for r in live["rounds"])
     assert live["round_seconds"] > 0.5 * live["ideal_round_seconds"] > 0
     assert live["cpu_seconds_per_round"] > 0 and live["peak_rss_mib"] > 10
-    for scrape in (live["scrape_plain"], live["scrape_gzip"]):
+    scrapes = ("scrape_plain", "scrape_gzip", "scrape_plain_paced", "scrape_gzip_paced")
+    for scrape in (live[name] for name in scrapes):
         assert set(scrape) == LATENCY_KEYS
         assert scrape["count"] >= 3 and scrape["errors"] == 0 and scrape["p99_ms"] > 0
     assert 0 < live["scrape_gzip"]["bytes"] < live["scrape_plain"]["bytes"]
@@ -131,7 +134,9 @@ def test_bench_runs_end_to_end_at_100_machines(tmp_path: Path) -> None:
     # Same snapshot, same series: at least a target-up sample per target.
     assert render["series"] == render["reference_series"] >= TARGETS
     assert render["ratio_plain"] > 0 and render["ratio_gzip"] > 0
-    assert set(size) == {"live", "render", "http_ratio_plain", "http_ratio_gzip"}
+    assert set(size) == {"live", "render"} | {
+        f"http_ratio_{kind}{pace}" for kind in ("plain", "gzip") for pace in ("", "_paced")
+    }
 
     assert set(document["idle"]) == IDLE_KEYS
     assert document["idle"]["requests"] > 0 and document["idle"]["cpu_percent"] > 0

@@ -63,12 +63,6 @@ def test_busiest_second_counts_half_open_windows() -> None:
     assert _busiest_second([])[0] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="exporter/ratelimit.py RateLimiter spaces slots exactly 1/rate apart, so the "
-    "request 5 slots later arrives 0.9999-1.0000 s after the first (send jitter): 6 in one "
-    "second. Fix: a few % of headroom in the spacing (e.g. interval = 1.05 / rate).",
-)
 def test_rate_limit_is_never_exceeded_and_fully_used(
     budget_simulator: SimulatorServer, budget_fleet: Fleet, tmp_path: Path
 ) -> None:
@@ -113,12 +107,6 @@ def _bearer(record: RecordedRequest) -> str | None:
     return header.removeprefix("Bearer ") if header.startswith("Bearer ") else None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="exporter/client.py LynxClient.fetch waits on the TokenGate inside a worker slot, "
-    "so targets of the held token occupy the workers and starve other tokens (8 -> 0-4 "
-    "requests/s). Fix: exporter/poller.py Poller._pop_due skips a target whose token is held.",
-)
 def test_429_holds_back_every_target_sharing_the_token(token_fleet: Fleet, tmp_path: Path) -> None:
     first, second, third = token_fleet.actor_ids()
     tokens = {first: SHARED_TOKEN, second: SHARED_TOKEN, third: OTHER_TOKEN}

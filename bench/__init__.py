@@ -1,0 +1,1 @@
+"""Benchmark harness for the exporter at fleet scale (``python -m bench.run``)."""
