@@ -85,8 +85,14 @@ class Exporter(Routes):
                 actor_ids=lambda: sorted({k.actor_id for k in self.store.current().states}),
             )
         )
-        ProcessCollector(registry=self.self_registry)
-        self.exposition = ExpositionCache(self.store, self.self_registry, min_gap=self._render_gap)
+        process_registry = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=process_registry)
+        self.exposition = ExpositionCache(
+            self.store,
+            self.self_registry,
+            process_registry=process_registry,
+            min_gap=self._render_gap,
+        )
 
     def _render_gap(self) -> float:
         # Polls land spread over the whole interval; re-rendering more often than
@@ -144,8 +150,8 @@ class Exporter(Routes):
     # --- routes -----------------------------------------------------------------
 
     def metrics(self, accept: str | None, accept_encoding: str | None) -> Response:
-        body, headers = self.exposition.serve(accept, accept_encoding)
-        return Response(200, body, headers)
+        chunks, headers = self.exposition.serve_chunks(accept, accept_encoding)
+        return Response(200, chunks, headers)
 
     def landing(self) -> Response:
         info = PageInfo(

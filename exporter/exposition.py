@@ -47,9 +47,11 @@ def _escape_help(text: str) -> str:
     return text.replace("\\", r"\\").replace("\n", r"\n")
 
 
-_HEADERS: tuple[str, ...] = tuple(
-    f"# HELP {f.name} {_escape_help(f.help)}\n# TYPE {f.name} gauge\n" for f in DATA_FAMILIES
+_HEADERS: tuple[bytes, ...] = tuple(
+    f"# HELP {f.name} {_escape_help(f.help)}\n# TYPE {f.name} gauge\n".encode()
+    for f in DATA_FAMILIES
 )
+TAIL_MAX_AGE = 1.0  # seconds the process metrics may be reused between scrapes
 
 
 def format_value(value: float) -> str:
@@ -82,7 +84,7 @@ class _Fragments:
 
     state: TargetState
     fresh: bool
-    lines: tuple[tuple[int, str], ...]
+    lines: tuple[tuple[int, bytes], ...]  # bytes: the render is a plain join
 
 
 class DataRenderer:
@@ -93,14 +95,14 @@ class DataRenderer:
         self._cache: dict[TargetKey, _Fragments] = {}
 
     def render(self, snapshot: Snapshot, now: float) -> bytes:
-        per_family: list[list[str]] = [[] for _ in DATA_FAMILIES]
+        per_family: list[list[bytes]] = [[] for _ in DATA_FAMILIES]
         cache: dict[TargetKey, _Fragments] = {}
         for key, state in snapshot.states.items():
             fresh = state.fresh(now, snapshot.stale_after)
             fragments = self._cache.get(key)
             if fragments is None or fragments.state is not state or fragments.fresh != fresh:
                 lines = tuple(
-                    (s.family, sample_line(s))
+                    (s.family, sample_line(s).encode())
                     for s in state_samples(state, now, snapshot.stale_after)
                 )
                 fragments = _Fragments(state, fresh, lines)
@@ -108,11 +110,11 @@ class DataRenderer:
             for family, line in fragments.lines:
                 per_family[family].append(line)
         self._cache = cache
-        parts: list[str] = []
+        parts: list[bytes] = []
         for header, family_lines in zip(_HEADERS, per_family, strict=True):
             parts.append(header)
             parts.extend(family_lines)
-        return "".join(parts).encode("utf-8")
+        return b"".join(parts)
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ class ExpositionCache:
         store: SnapshotStore,
         self_registry: CollectorRegistry,
         *,
+        process_registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
         min_gap: Callable[[], float] = lambda: 1.0,
     ) -> None:
@@ -145,6 +148,8 @@ class ExpositionCache:
         self._rendered = self._render_now(store.current())
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._process_registry = process_registry
+        self._process_cache: dict[bool, tuple[float, bytes]] = {}
 
     def _render_now(self, snapshot: Snapshot) -> RenderedData:
         with self._render_lock:
@@ -199,29 +204,59 @@ class ExpositionCache:
 
     # --- serving ---------------------------------------------------------------
 
+    def serve_chunks(
+        self, accept: str | None, accept_encoding: str | None
+    ) -> tuple[tuple[bytes, ...], dict[str, str]]:
+        """Body (as chunks, so the megabytes of data are never copied per
+        scrape) and headers for one scrape, negotiated like prometheus_client."""
+        rendered = self._rendered
+        openmetrics = _wants_openmetrics(accept)
+        zipped = _wants_gzip(accept_encoding)
+        headers = {"Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE}
+        if zipped:
+            headers["Content-Encoding"] = "gzip"
+        tail = self._tail(openmetrics, zipped)
+        return (rendered.gzipped if zipped else rendered.body, tail), headers
+
     def serve(
         self, accept: str | None, accept_encoding: str | None
     ) -> tuple[bytes, dict[str, str]]:
-        """Body and headers for one scrape, negotiated like prometheus_client does."""
-        rendered = self._rendered
-        openmetrics = _wants_openmetrics(accept)
+        chunks, headers = self.serve_chunks(accept, accept_encoding)
+        return b"".join(chunks), headers
+
+    def _tail(self, openmetrics: bool, zipped: bool) -> bytes:
+        """The self families: the exporter's counters rendered fresh, the
+        process metrics reused for up to TAIL_MAX_AGE (reading /proc releases
+        and re-takes the GIL several times, which is slow while pollers run)."""
+        render = _generate_openmetrics if openmetrics else _generate_text
+        counters = render(self._self_registry)
         if openmetrics:
-            tail = _generate_openmetrics(self._self_registry)
-            content_type = OPENMETRICS_CONTENT_TYPE
-        else:
-            tail = text_format.generate_latest(self._self_registry)
-            content_type = TEXT_CONTENT_TYPE
-        headers = {"Content-Type": content_type}
-        if _wants_gzip(accept_encoding):
-            headers["Content-Encoding"] = "gzip"
-            return rendered.gzipped + gzip.compress(
-                tail, compresslevel=GZIP_LEVEL, mtime=0
-            ), headers
-        return rendered.body + tail, headers
+            counters = counters[: -len(OPENMETRICS_EOF)]  # one EOF, at the very end
+        tail = counters + self._process_part(openmetrics, render)
+        return gzip.compress(tail, compresslevel=GZIP_LEVEL, mtime=0) if zipped else tail
+
+    def _process_part(
+        self, openmetrics: bool, render: Callable[[CollectorRegistry], bytes]
+    ) -> bytes:
+        if self._process_registry is None:
+            return OPENMETRICS_EOF if openmetrics else b""
+        now = time.monotonic()
+        cached = self._process_cache.get(openmetrics)
+        if cached is not None and now - cached[0] < TAIL_MAX_AGE:
+            return cached[1]
+        part = render(self._process_registry)
+        # A new dict swapped in whole: concurrent scrapes never see a half update.
+        self._process_cache = {**self._process_cache, openmetrics: (now, part)}
+        return part
 
 
 def _generate_openmetrics(registry: CollectorRegistry) -> bytes:
     render: Callable[[CollectorRegistry], bytes] = openmetrics_format.generate_latest
+    return render(registry)
+
+
+def _generate_text(registry: CollectorRegistry) -> bytes:
+    render: Callable[[CollectorRegistry], bytes] = text_format.generate_latest
     return render(registry)
 
 

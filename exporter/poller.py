@@ -207,7 +207,8 @@ class Poller:
     # --- workers ------------------------------------------------------------------
 
     def _work_loop(self) -> None:
-        while (target := self._work.get()) is not None:
+        target = self._work.get()
+        while target is not None:
             try:
                 outcome = self.poll_target(target)
             except Exception as exc:  # a bug must cost one poll, never a worker
@@ -223,7 +224,15 @@ class Poller:
                 self._done.put(outcome)
             with self._lock:
                 self._in_flight.discard(target.key)
-            self._release_slot()
+            # At capacity the next target is already due: take it directly and
+            # keep the slot, sparing the scheduler and queue hand-offs per poll.
+            following = None
+            if not self._stop.is_set() and not self._surplus:
+                following = self._pop_due()
+            if following is None:
+                self._release_slot()
+                following = self._work.get()
+            target = following
 
     def poll_target(self, target: Target) -> PollOutcome | None:
         """One poll of one target. None only when shutting down."""

@@ -23,7 +23,7 @@ CLIENT_TIMEOUT = 30.0  # seconds a client may take to send its request
 @dataclass(frozen=True)
 class Response:
     status: int
-    body: bytes
+    body: bytes | tuple[bytes, ...]  # chunks are written one after the other
     headers: dict[str, str]
 
 
@@ -81,14 +81,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
+        chunks = response.body if isinstance(response.body, tuple) else (response.body,)
+        self.send_header("Content-Length", str(sum(len(chunk) for chunk in chunks)))
         self.send_header("X-Content-Type-Options", "nosniff")
         web = self.server.web_config
         for name, value in web.headers if web is not None else ():
             self.send_header(name, value)
         self.end_headers()
         if not head_only:
-            self.wfile.write(response.body)
+            for chunk in chunks:
+                self.wfile.write(chunk)
 
     def _authorised(self) -> bool:
         web = self.server.web_config

@@ -8,7 +8,7 @@ landing page) take ``current()`` and never see a half-applied batch.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
@@ -52,7 +52,7 @@ class TargetState:
 
 @dataclass(frozen=True)
 class Snapshot:
-    states: Mapping[TargetKey, TargetState]
+    states: MappingProxyType[TargetKey, TargetState]  # read-only view of a dict
     stale_after: float
     generation: int = 0
 
@@ -140,7 +140,7 @@ class SnapshotStore:
         """Apply a batch; outcomes for targets no longer configured are dropped."""
         with self._lock:
             current = self._snapshot
-            states = dict(current.states)
+            states = current.states.copy()  # dict.copy: no re-hashing of every key
             changed = False
             for outcome in outcomes:
                 state = states.get(outcome.key)

@@ -250,3 +250,26 @@ def test_apply_outcome_keeps_last_reading_on_failure() -> None:
     )
     assert failed.reading is state.reading and failed.last_success == state.last_success
     assert (failed.up, failed.last_error_reason) == (False, "timeout")
+
+
+def test_process_metrics_are_cached_but_counters_are_fresh() -> None:
+    from prometheus_client.process_collector import ProcessCollector
+
+    stats = Stats(started_at=NOW)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(
+        SelfCollector(stats.view, version="1", shard=lambda: "0/1", target_count=lambda: 8)
+    )
+    process_registry = CollectorRegistry(auto_describe=False)
+    ProcessCollector(registry=process_registry)
+    cache = ExpositionCache(populated_store(), registry, process_registry=process_registry)
+    om, _ = cache.serve("application/openmetrics-text", None)
+    assert om.endswith(b"# EOF\n") and om.count(b"# EOF") == 1
+    assert b"process_resident_memory_bytes" in om
+    text, _ = cache.serve(None, None)
+    assert b"process_resident_memory_bytes" in text and b"# EOF" not in text
+    # A counter moves on the very next scrape, while process metrics are reused.
+    stats.observe_request("503", 0.1)
+    series = parse_exposition(cache.serve(None, None)[0].decode())
+    assert select(series, "nayax_ev_api_requests_total", code="503").popitem()[1] == 1
+    assert gzip.decompress(cache.serve(None, "gzip")[0]).count(b"\nprocess_open_fds ") == 1
