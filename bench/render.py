@@ -7,24 +7,21 @@ from __future__ import annotations
 import gzip
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import yaml
-from prometheus_client import CollectorRegistry
-from prometheus_client.process_collector import ProcessCollector
 
 from bench.procs import FleetShape
-from exporter import __version__
-from exporter.collector import SelfCollector
 from exporter.config import Config, parse_config
-from exporter.exposition import GZIP_LEVEL, DataRenderer, ExpositionCache, render_reference
+from exporter.daemon import Exporter
+from exporter.exposition import GZIP_LEVEL, DataRenderer, render_reference
+from exporter.logs import SecretScrubber, configure
 from exporter.reading import parse_payload
 from exporter.simulator import Fleet, FleetSpec
 from exporter.simulator.fleet import resolve_window
-from exporter.stats import Stats
-from exporter.store import PollOutcome, SnapshotStore
+from exporter.store import PollOutcome
 from exporter.targets import Target, build_targets
 
 CHANGED_SHARE = 0.05  # share of targets whose state changes between two renders
@@ -50,8 +47,8 @@ class RenderResult:
     body_bytes: int
     gzip_bytes: int
     reference: Timing  # generate_latest over the snapshot
-    serve_plain: Timing  # ExpositionCache.serve, identity
-    serve_gzip: Timing  # ExpositionCache.serve, Accept-Encoding: gzip
+    serve_plain: Timing  # Exporter.metrics (what the HTTP handler calls), identity
+    serve_gzip: Timing  # the same with Accept-Encoding: gzip
     render_cold: Timing  # DataRenderer.render with an empty line cache
     render_warm: Timing  # same snapshot again: every target's lines cached
     render_changed: Timing  # CHANGED_SHARE of the targets changed since the last render
@@ -121,44 +118,27 @@ def _sample_lines(body: bytes) -> int:
     return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
 
 
-def self_registry(target_count: int, actor_ids: Sequence[int]) -> CollectorRegistry:
-    """The exporter's self-observation registry, as the daemon builds it (its
-    poll-error family carries a zero series per actor and reason)."""
-    stats = Stats(started_at=time.time())
-    for code, seconds in (("200", 0.05), ("200", 0.07), ("429", 0.01), ("timeout", 10.0)):
-        stats.observe_request(code, seconds)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(
-        SelfCollector(
-            stats.view,
-            version=__version__,
-            shard=lambda: "0/1",
-            target_count=lambda: target_count,
-            actor_ids=lambda: sorted(set(actor_ids)),
-        )
-    )
-    ProcessCollector(registry=registry)
-    return registry
-
-
 def compare(config: Config, shape: FleetShape, *, quick: bool) -> RenderResult:
     now = time.time()
+    # The daemon's own wiring (not started: no threads, no polling), so the
+    # scrape timed below is exactly what the HTTP handler calls.
+    scrubber = SecretScrubber()
+    exporter = Exporter(lambda: config, configure("error", "json", scrubber), scrubber)
+    store = exporter.store
     targets = build_targets(config)
-    store = SnapshotStore(targets, config.poll.stale_after)
     outcomes = polled_outcomes(config, shape, now)
     store.apply(outcomes)
     snapshot = store.current()
-    registry = self_registry(len(targets), [t.actor_id for t in targets])
+    rendered = exporter.exposition.refresh()
+    body = rendered.body
 
     reference_body = render_reference(snapshot, now)
     reference = time_runs(
         lambda: render_reference(snapshot, now), runs=1 if quick else 3, budget=0.0
     )
-
-    cache = ExpositionCache(store, registry)
-    body = cache.rendered.body
-    serve_plain = time_runs(lambda: cache.serve(None, None), runs=20, budget=1.0 if quick else 3.0)
-    serve_gzip = time_runs(lambda: cache.serve(None, "gzip"), runs=20, budget=1.0 if quick else 3.0)
+    budget = 1.0 if quick else 3.0
+    serve_plain = time_runs(lambda: exporter.metrics(None, None), runs=20, budget=budget)
+    serve_gzip = time_runs(lambda: exporter.metrics(None, "gzip"), runs=20, budget=budget)
 
     cold_runs = 1 if quick else 3
     render_cold = time_runs(lambda: DataRenderer().render(snapshot, now), runs=cold_runs, budget=0)
@@ -195,7 +175,7 @@ def compare(config: Config, shape: FleetShape, *, quick: bool) -> RenderResult:
         identical=body == reference_body,
         first_difference=_first_difference(body, reference_body),
         body_bytes=len(body),
-        gzip_bytes=len(cache.rendered.gzipped),
+        gzip_bytes=len(rendered.gzipped),
         reference=reference,
         serve_plain=serve_plain,
         serve_gzip=serve_gzip,

@@ -51,6 +51,15 @@ def machine_info() -> Machine:
             text=True,
             check=True,
         ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "exporter"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        if dirty:
+            commit += "+uncommitted exporter changes"
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     return Machine(
