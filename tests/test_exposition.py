@@ -178,7 +178,10 @@ def test_renderer_cache_follows_state_changes() -> None:
     assert renderer.render(store.current(), NOW) == render_reference(store.current(), NOW)
 
 
-@pytest.mark.parametrize("value", [0.0, 1.0, 12.5, 45_000_000.0, 1e308, -3.25, 1_800_000_000.0])
+@pytest.mark.parametrize(
+    "value",
+    [0.0, 1.0, 12.5, 45_000_000.0, 1.865046816e11, 1e15, 1e308, -3.25, 1_800_000_000.0],
+)
 def test_value_format_matches_client_python(value: float) -> None:
     from prometheus_client.utils import floatToGoString
 
