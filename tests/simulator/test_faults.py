@@ -7,7 +7,6 @@ import json
 import math
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,18 +20,6 @@ OTHER = 2001492653
 AUTH = {"Authorization": "Bearer sim-token"}
 # A fixed past window keeps the machine figures identical between requests.
 WINDOW = {"StartDate": "2024-03-01T00:00:00Z", "EndDate": "2024-03-03T00:00:00Z"}
-
-
-@pytest.fixture
-def sim() -> Iterator[SimulatorServer]:
-    with SimulatorServer(Fleet(FleetSpec(silent_probability=0.0))) as server:
-        yield server
-
-
-@pytest.fixture
-def client() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
 
 
 def fetch(

@@ -6,7 +6,6 @@ import http.client
 import json
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -21,18 +20,6 @@ TOKEN = "sim-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PAST_END = "2024-03-02T00:00:00Z"
 PAST_START = "2024-03-01T00:00:00Z"
-
-
-@pytest.fixture
-def sim() -> Iterator[SimulatorServer]:
-    with SimulatorServer(Fleet(FleetSpec(silent_probability=0.0))) as server:
-        yield server
-
-
-@pytest.fixture
-def client() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
 
 
 def dash_url(sim: SimulatorServer, actor: int | str = ACTOR) -> str:
