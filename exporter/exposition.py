@@ -189,12 +189,14 @@ class ExpositionCache:
             last = self._rendered
             snapshot = self._store.current()
             now = self._clock()
-            expiry = snapshot.next_expiry(last.rendered_at)
-            stale_due = expiry is not None and expiry <= now
-            if snapshot.generation == last.generation and not stale_due:
-                timeout = 1.0 if expiry is None else max(0.01, min(1.0, expiry - now))
-                self._store.wait_for_change(snapshot.generation, timeout)
-                continue
+            if snapshot.generation == last.generation:
+                # Nothing new arrived; only a kept reading going stale needs a
+                # render. (Scanned here only: a changed snapshot renders anyway.)
+                expiry = snapshot.next_expiry(last.rendered_at)
+                if expiry is None or expiry > now:
+                    timeout = 1.0 if expiry is None else max(0.01, min(1.0, expiry - now))
+                    self._store.wait_for_change(snapshot.generation, timeout)
+                    continue
             # Debounce: let a burst of poll completions land as one render, and
             # never spend more than ~1/10 of the time rendering.
             gap = max(self._min_gap(), 10 * last.seconds) - (now - last.rendered_at)
