@@ -54,9 +54,8 @@ def self_families(
     version: str,
     shard: str,
     target_count: int,
-    actor_ids: Iterable[int] = (),
 ) -> Iterator[Metric]:
-    """Pure: the exporter's self-observation families."""
+    """Pure: the exporter's self-observation families, except the poll errors."""
     build = GaugeMetricFamily(
         "nayax_ev_build_info",
         "Version of the exporter and of Python it runs on; always 1.",
@@ -103,17 +102,6 @@ def self_families(
         sum_value=stats.latency_sum,
     )
 
-    errors = CounterMetricFamily(
-        "nayax_ev_poll_errors",
-        "Polls that failed or returned unusable fields, by actor and reason.",
-        labels=["actor_id", "reason"],
-    )
-    counts = {(str(a), reason): 0 for a in actor_ids for reason in POLL_ERROR_REASONS}
-    counts.update(stats.poll_errors)
-    for (actor_id, reason), errors_seen in sorted(counts.items()):
-        errors.add_metric([actor_id, reason], float(errors_seen))
-    yield errors
-
     yield GaugeMetricFamily(
         "nayax_ev_config_last_reload_successful",
         "1 if the last configuration reload succeeded, else 0.",
@@ -126,6 +114,24 @@ def self_families(
     )
 
 
+def poll_error_families(stats: StatsView, actor_ids: Iterable[int]) -> Iterator[Metric]:
+    """Pure: the poll-error counters, one per configured actor and reason.
+
+    Kept apart from :func:`self_families`: with many actors these are most of the
+    self series, and they change only when a poll fails, so a scrape can reuse
+    their rendering (see ``ExpositionCache``) while the request counters move."""
+    errors = CounterMetricFamily(
+        "nayax_ev_poll_errors",
+        "Polls that failed or returned unusable fields, by actor and reason.",
+        labels=["actor_id", "reason"],
+    )
+    counts = {(str(a), reason): 0 for a in actor_ids for reason in POLL_ERROR_REASONS}
+    counts.update(stats.poll_errors)
+    for (actor_id, reason), errors_seen in sorted(counts.items()):
+        errors.add_metric([actor_id, reason], float(errors_seen))
+    yield errors
+
+
 class SelfCollector(Collector):
     def __init__(
         self,
@@ -134,13 +140,11 @@ class SelfCollector(Collector):
         version: str,
         shard: Callable[[], str],
         target_count: Callable[[], int],
-        actor_ids: Callable[[], Iterable[int]] = tuple,
     ) -> None:
         self._stats = stats
         self._version = version
         self._shard = shard
         self._target_count = target_count
-        self._actor_ids = actor_ids
 
     def collect(self) -> Iterable[Metric]:
         return self_families(
@@ -148,5 +152,15 @@ class SelfCollector(Collector):
             version=self._version,
             shard=self._shard(),
             target_count=self._target_count(),
-            actor_ids=self._actor_ids(),
         )
+
+
+class PollErrorsCollector(Collector):
+    def __init__(
+        self, stats: Callable[[], StatsView], actor_ids: Callable[[], Iterable[int]]
+    ) -> None:
+        self._stats = stats
+        self._actor_ids = actor_ids
+
+    def collect(self) -> Iterable[Metric]:
+        return poll_error_families(self._stats(), self._actor_ids())

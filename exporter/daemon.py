@@ -17,7 +17,7 @@ from structlog.typing import FilteringBoundLogger
 
 from exporter import __version__
 from exporter.client import LynxClient
-from exporter.collector import SelfCollector
+from exporter.collector import PollErrorsCollector, SelfCollector
 from exporter.config import Config, ConfigError
 from exporter.exposition import ExpositionCache
 from exporter.landing import PageInfo, render_landing
@@ -27,7 +27,7 @@ from exporter.ratelimit import RateLimiter, TokenGate
 from exporter.server import Response, Routes
 from exporter.stats import Stats
 from exporter.store import SnapshotStore
-from exporter.targets import Shard, build_targets
+from exporter.targets import Shard, Target, build_targets
 
 ConfigLoader = Callable[[], Config]
 
@@ -82,14 +82,18 @@ class Exporter(Routes):
                 version=__version__,
                 shard=lambda: str(options.shard),
                 target_count=lambda: len(self.store.current().states),
-                actor_ids=lambda: sorted({k.actor_id for k in self.store.current().states}),
             )
         )
+        self._actor_ids = actor_ids_of(targets)
+        errors_registry = CollectorRegistry(auto_describe=False)
+        errors_registry.register(PollErrorsCollector(self.stats.view, lambda: self._actor_ids))
         process_registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=process_registry)
         self.exposition = ExpositionCache(
             self.store,
             self.self_registry,
+            errors_registry=errors_registry,
+            errors_version=lambda: (self.stats.poll_errors_version, self._actor_ids),
             process_registry=process_registry,
             min_gap=self._render_gap,
         )
@@ -142,6 +146,7 @@ class Exporter(Routes):
             self._scrubber.set(secrets_of(config) + secrets_of(self.config))
             targets = build_targets(config, self._options.shard)
             self.poller.configure(config, targets)
+            self._actor_ids = actor_ids_of(targets)
             self.config = config
             self.stats.record_reload(True, time.time())
             self._log.info("config reloaded", targets=len(targets))
@@ -169,3 +174,8 @@ class Exporter(Routes):
         # Ready when what a scrape serves (the rendered exposition, which trails
         # the store by up to the render debounce) has every target polled once.
         return self.exposition.rendered.ready
+
+
+def actor_ids_of(targets: Sequence[Target]) -> tuple[int, ...]:
+    """The actors this replica polls (its poll-error counters start at 0 for each)."""
+    return tuple(sorted({target.actor_id for target in targets}))

@@ -19,7 +19,7 @@ import gzip
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -127,6 +127,16 @@ class RenderedData:
     ready: bool  # every target had been polled once in the rendered snapshot
 
 
+@dataclass(frozen=True)
+class _Part:
+    """A rendered piece of the self families, plain and gzipped, with the key
+    (version or render time) it is valid for."""
+
+    key: Hashable
+    plain: bytes
+    gzipped: bytes
+
+
 class ExpositionCache:
     """Holds the latest rendered data; a background thread keeps it current."""
 
@@ -135,6 +145,8 @@ class ExpositionCache:
         store: SnapshotStore,
         self_registry: CollectorRegistry,
         *,
+        errors_registry: CollectorRegistry | None = None,
+        errors_version: Callable[[], Hashable] = lambda: None,
         process_registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
         min_gap: Callable[[], float] = lambda: 1.0,
@@ -148,15 +160,18 @@ class ExpositionCache:
         self._rendered = self._render_now(store.current())
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._errors_registry = errors_registry
+        self._errors_version = errors_version
+        self._errors_cache: dict[bool, _Part] = {}
         self._process_registry = process_registry
-        self._process_cache: dict[bool, tuple[float, bytes]] = {}
+        self._process_cache: dict[bool, _Part] = {}
 
     def _render_now(self, snapshot: Snapshot) -> RenderedData:
         with self._render_lock:
             started = time.perf_counter()
             now = self._clock()
             body = self._renderer.render(snapshot, now)
-            gzipped = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+            gzipped = _gzip(body)
             return RenderedData(
                 body,
                 gzipped,
@@ -217,8 +232,9 @@ class ExpositionCache:
         headers = {"Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE}
         if zipped:
             headers["Content-Encoding"] = "gzip"
-        tail = self._tail(openmetrics, zipped)
-        return (rendered.gzipped if zipped else rendered.body, tail), headers
+        data = rendered.gzipped if zipped else rendered.body
+        # Two chunks: each write is a GIL hand-off, slow while pollers are busy.
+        return (data, b"".join(self._tail(openmetrics, zipped))), headers
 
     def serve(
         self, accept: str | None, accept_encoding: str | None
@@ -226,30 +242,60 @@ class ExpositionCache:
         chunks, headers = self.serve_chunks(accept, accept_encoding)
         return b"".join(chunks), headers
 
-    def _tail(self, openmetrics: bool, zipped: bool) -> bytes:
-        """The self families: the exporter's counters rendered fresh, the
-        process metrics reused for up to TAIL_MAX_AGE (reading /proc releases
-        and re-takes the GIL several times, which is slow while pollers run)."""
+    def _tail(self, openmetrics: bool, zipped: bool) -> tuple[bytes, ...]:
+        """The self families. Only the few request counters and gauges are rendered
+        per scrape: rendering Python objects is slow while pollers hold the GIL, so
+        the poll-error counters (one per actor and reason) are reused until one of
+        them moves, and the process metrics for up to TAIL_MAX_AGE (reading /proc
+        releases and re-takes the GIL several times)."""
         render = _generate_openmetrics if openmetrics else _generate_text
         counters = render(self._self_registry)
         if openmetrics:
             counters = counters[: -len(OPENMETRICS_EOF)]  # one EOF, at the very end
-        tail = counters + self._process_part(openmetrics, render)
-        return gzip.compress(tail, compresslevel=GZIP_LEVEL, mtime=0) if zipped else tail
+        errors = self._errors_part(openmetrics, render)
+        process = self._process_part(openmetrics, render)
+        if zipped:
+            return _gzip(counters), errors.gzipped, process.gzipped
+        return counters, errors.plain, process.plain
+
+    def _errors_part(
+        self, openmetrics: bool, render: Callable[[CollectorRegistry], bytes]
+    ) -> _Part:
+        if self._errors_registry is None:
+            return _EMPTY
+        version = self._errors_version()  # read first: a change while rendering re-renders
+        cached = self._errors_cache.get(openmetrics)
+        if cached is not None and cached.key == version:
+            return cached
+        part = render(self._errors_registry)
+        if openmetrics:
+            part = part[: -len(OPENMETRICS_EOF)]
+        entry = _Part(version, part, _gzip(part))
+        # A new dict swapped in whole: concurrent scrapes never see a half update.
+        self._errors_cache = {**self._errors_cache, openmetrics: entry}
+        return entry
 
     def _process_part(
         self, openmetrics: bool, render: Callable[[CollectorRegistry], bytes]
-    ) -> bytes:
+    ) -> _Part:
         if self._process_registry is None:
-            return OPENMETRICS_EOF if openmetrics else b""
+            return _EOF if openmetrics else _EMPTY
         now = time.monotonic()
         cached = self._process_cache.get(openmetrics)
-        if cached is not None and now - cached[0] < TAIL_MAX_AGE:
-            return cached[1]
+        if cached is not None and isinstance(cached.key, float) and now - cached.key < TAIL_MAX_AGE:
+            return cached
         part = render(self._process_registry)
-        # A new dict swapped in whole: concurrent scrapes never see a half update.
-        self._process_cache = {**self._process_cache, openmetrics: (now, part)}
-        return part
+        entry = _Part(now, part, _gzip(part))
+        self._process_cache = {**self._process_cache, openmetrics: entry}
+        return entry
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
+
+
+_EMPTY = _Part(None, b"", b"")
+_EOF = _Part(None, OPENMETRICS_EOF, _gzip(OPENMETRICS_EOF))
 
 
 def _generate_openmetrics(registry: CollectorRegistry) -> bytes:

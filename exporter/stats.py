@@ -47,6 +47,7 @@ class Stats:
         self._latency = [0] * (len(LATENCY_BUCKETS) + 1)
         self._latency_sum = 0.0
         self._poll_errors: dict[tuple[str, str], int] = {}
+        self._poll_errors_version = 0
         self._reload_ok = True
         self._reload_ts = started_at
 
@@ -61,6 +62,12 @@ class Stats:
         key = (str(actor_id), reason)
         with self._lock:
             self._poll_errors[key] = self._poll_errors.get(key, 0) + 1
+            self._poll_errors_version += 1
+
+    @property
+    def poll_errors_version(self) -> int:
+        """Changes whenever a poll-error counter does (a cache key for renderings)."""
+        return self._poll_errors_version  # one int read: no lock needed
 
     def record_reload(self, successful: bool, at: float) -> None:
         with self._lock:

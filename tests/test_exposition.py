@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as om_generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collector import SelfCollector, SnapshotCollector
+from exporter.collector import PollErrorsCollector, SelfCollector, SnapshotCollector
 from exporter.config import parse_config
 from exporter.exposition import (
     OPENMETRICS_CONTENT_TYPE,
@@ -27,10 +29,10 @@ from exporter.exposition import (
     render_reference,
 )
 from exporter.reading import parse_payload
-from exporter.stats import Stats
+from exporter.stats import POLL_ERROR_REASONS, Stats
 from exporter.store import PollOutcome, SnapshotStore, apply_outcome
 from exporter.targets import build_targets
-from tests.harness import parse_exposition, select
+from tests.harness import SeriesKey, parse_exposition, select
 
 GOLDEN = Path(__file__).parent / "golden" / "exposition.txt"
 NOW = 1_800_000_000.0
@@ -188,15 +190,24 @@ def test_value_format_matches_client_python(value: float) -> None:
     assert format_value(value) == floatToGoString(value)  # type: ignore[no-untyped-call]
 
 
-def make_cache(store: SnapshotStore) -> ExpositionCache:
-    stats = Stats(started_at=NOW)
-    stats.observe_request("200", 0.2)
-    stats.count_poll_error(2001492653, "server_error")
+def make_cache(store: SnapshotStore, stats: Stats | None = None) -> ExpositionCache:
+    if stats is None:
+        stats = Stats(started_at=NOW)
+        stats.observe_request("200", 0.2)
+        stats.count_poll_error(2001492653, "server_error")
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
         SelfCollector(stats.view, version="1.2.3", shard=lambda: "0/1", target_count=lambda: 8)
     )
-    cache = ExpositionCache(store, registry, clock=lambda: NOW)
+    errors = CollectorRegistry(auto_describe=False)
+    errors.register(PollErrorsCollector(stats.view, lambda: (2001492652, 2001492653)))
+    cache = ExpositionCache(
+        store,
+        registry,
+        errors_registry=errors,
+        errors_version=lambda: stats.poll_errors_version,
+        clock=lambda: NOW,
+    )
     cache.refresh()
     return cache
 
@@ -243,6 +254,40 @@ def test_self_families() -> None:
     assert select(series, "nayax_ev_shard_info", index="0", count="1").popitem()[1] == 1
     assert select(series, "nayax_ev_targets").popitem()[1] == 8
     assert select(series, "nayax_ev_config_last_reload_successful").popitem()[1] == 1
+
+
+@pytest.mark.parametrize("accept", [None, "application/openmetrics-text"])
+def test_poll_error_counters_are_reused_until_one_moves(
+    monkeypatch: pytest.MonkeyPatch, accept: str | None
+) -> None:
+    stats = Stats(started_at=NOW)
+    cache = make_cache(populated_store(), stats)
+    renders: list[bool] = []
+    real_render = PollErrorsCollector.collect
+
+    def counting_collect(self: PollErrorsCollector) -> Iterable[Metric]:
+        renders.append(True)
+        return real_render(self)
+
+    monkeypatch.setattr(PollErrorsCollector, "collect", counting_collect)
+
+    def errors_of(body: bytes) -> dict[SeriesKey, float]:
+        return select(parse_exposition(body.decode()), "nayax_ev_poll_errors_total")
+
+    first = errors_of(cache.serve(accept, None)[0])
+    assert len(first) == 2 * len(POLL_ERROR_REASONS) and set(first.values()) == {0}
+    stats.observe_request("200", 0.1)  # request counters move; poll errors do not
+    again, _ = cache.serve(accept, None)
+    assert errors_of(again) == first and len(renders) == 1
+    assert select(parse_exposition(again.decode()), "nayax_ev_api_requests_total")
+    stats.count_poll_error(2001492652, "timeout")
+    moved = errors_of(gzip.decompress(cache.serve(accept, "gzip")[0]))
+    assert len(renders) == 2
+    assert select(moved, "nayax_ev_poll_errors_total", actor_id="2001492652", reason="timeout")
+    assert sum(moved.values()) == 1
+    if accept:  # one EOF, at the very end, however the parts were cached
+        body = cache.serve(accept, None)[0]
+        assert body.endswith(b"# EOF\n") and body.count(b"# EOF") == 1
 
 
 def test_apply_outcome_keeps_last_reading_on_failure() -> None:
