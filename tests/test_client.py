@@ -261,3 +261,34 @@ def test_echoed_token_is_scrubbed_from_values_but_field_names_survive() -> None:
     assert isinstance(payload, dict)
     assert payload["OperatorDashboard"] == {"TotalOperatorMachines": 3}
     assert payload["MachineDashboard"]["UnitOfMeasureSymbol"] == "Bearer <redacted>"
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "body",
+    [
+        # the token spelled with JSON escapes: absent from the raw bytes, present once parsed
+        b'{"MachineDashboard": {"UnitOfMeasureSymbol": "Bearer \\u0044ash"}}',
+        b'{"MachineDashboard": {"UnitOfMeasureSymbol": "Bearer D\\u0061sh"}}',
+        b'{"MachineDashboard": {"UnitOfMeasureSymbol": "Bearer Dash"}}',
+    ],
+)
+def test_escaped_echo_of_the_token_is_scrubbed_too(body: bytes) -> None:
+    responses.get(URL, body=body, content_type="application/json")
+    client, _ = make_client(Recorder())
+    payload = client.fetch(42, {}, Secret("Dash")).payload
+    assert isinstance(payload, dict)
+    assert payload["MachineDashboard"]["UnitOfMeasureSymbol"] == "Bearer <redacted>"
+
+
+@responses.activate
+def test_request_carries_session_headers_query_and_attempt_header() -> None:
+    responses.get(URL, json={"OperatorDashboard": {}})
+    client, _ = make_client(Recorder())
+    client.fetch(42, {"StartDate": "2026-11-22T00:00:00.000Z", "MachineID": "7"}, Secret("tok"))
+    sent = responses.calls[0].request
+    assert sent.url == f"{URL}?StartDate=2026-11-22T00%3A00%3A00.000Z&MachineID=7"
+    assert sent.headers["Authorization"] == "Bearer tok"
+    assert sent.headers["Accept"] == "application/json"
+    assert sent.headers["User-Agent"].startswith("nayax-ev-exporter/")
+    assert sent.headers["X-Request-Attempt"].endswith(" 1/3")  # max_retries=2
