@@ -320,3 +320,12 @@ def test_config_check_cli_exit_codes(tmp_path: Path) -> None:
     missing = _check(["--config.file", str(tmp_path / "nope.yaml")])
     assert missing.returncode == 1
     assert "cannot read" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "tag", ["!!python/object/apply:os.system ['true']", "!!python/name:os.system"]
+)
+def test_python_tags_are_refused_not_executed(tag: str) -> None:
+    # Whichever safe loader is in use (libyaml's or PyYAML's), no object is built.
+    errors = errors_of(f"lynx: {{token: a}}\nactors: [{{id: 1, name: {tag}}}]")
+    assert errors and errors[0].startswith("<yaml>"), errors
