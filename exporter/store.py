@@ -129,11 +129,14 @@ class SnapshotStore:
             states: dict[TargetKey, TargetState] = {}
             for target in targets:
                 previous = old.get(target.key)
-                states[target.key] = (
-                    replace(previous, target=target)
-                    if previous is not None
-                    else TargetState(target=target)
-                )
+                if previous is None:
+                    states[target.key] = TargetState(target=target)
+                elif previous.target == target:
+                    # The same state object: the renderer keeps its cached lines, so
+                    # a reload that leaves targets alone re-renders nothing.
+                    states[target.key] = previous
+                else:
+                    states[target.key] = replace(previous, target=target)
             return self._swap(states, stale_after)
 
     def apply(self, outcomes: Iterable[PollOutcome]) -> Snapshot:

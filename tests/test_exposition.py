@@ -321,3 +321,27 @@ def test_process_metrics_are_cached_but_counters_are_fresh() -> None:
     series = parse_exposition(cache.serve(None, None)[0].decode())
     assert select(series, "nayax_ev_api_requests_total", code="503").popitem()[1] == 1
     assert gzip.decompress(cache.serve(None, "gzip")[0]).count(b"\nprocess_open_fds ") == 1
+
+
+def test_reload_keeps_unchanged_states_and_updates_renamed_ones() -> None:
+    from dataclasses import replace
+
+    store = populated_store()
+    renderer = DataRenderer()
+    renderer.render(store.current(), NOW)  # fills its per-state cache
+    before = store.current().states
+    renamed_key = next(iter(before))
+    targets = [
+        replace(s.target, actor="Renamed") if k == renamed_key else s.target
+        for k, s in before.items()
+    ]
+    after = store.set_targets(targets, 300.0).states
+    unchanged = [k for k in before if k != renamed_key]
+    # Same objects: the renderer's per-state cache survives a no-op reload.
+    assert all(after[k] is before[k] for k in unchanged)
+    renamed = after[renamed_key]
+    assert renamed is not before[renamed_key] and renamed.target.actor == "Renamed"
+    assert renamed.reading is before[renamed_key].reading  # its data is kept
+    body = renderer.render(store.current(), NOW)
+    assert body == render_reference(store.current(), NOW)
+    assert b'actor="Renamed"' in body
