@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -15,6 +16,7 @@ from exporter.config import Config, ConfigError, load_config
 from exporter.daemon import Exporter, Options
 from exporter.demo import demo_config, start_simulator
 from exporter.logs import FORMATS, LEVELS, SecretScrubber, configure
+from exporter.malloc import tune_malloc
 from exporter.server import ExporterHTTPServer, parse_listen_address
 from exporter.targets import Shard, build_targets
 from exporter.webconfig import WebConfig, load_web_config
@@ -58,8 +60,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    malloc_settings = tune_malloc(os.environ)  # before any worker thread exists
     scrubber = SecretScrubber()
     log = configure(args.log_level, args.log_format, scrubber)
+    tuned = {k.lower().removeprefix("malloc_").rstrip("_"): v for k, v in malloc_settings.items()}
+    log.debug("glibc malloc tuned", **tuned)
 
     simulator = None
     loader: Callable[[], Config]
