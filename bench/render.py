@@ -146,15 +146,18 @@ def compare(config: Config, shape: FleetShape, *, quick: bool) -> RenderResult:
     warm.render(snapshot, now)
     render_warm = time_runs(lambda: warm.render(snapshot, now), runs=3, budget=1.0)
 
-    # Each run: a fresh share of targets got a new poll result since the last render.
-    step = max(1, round(1 / CHANGED_SHARE))
+    # Each run: the next CHANGED_SHARE of the targets, in config order, got a new
+    # poll result since the last render, as between two renders of the daemon
+    # (polls land in config order, see schedule.phases).
+    run_length = max(1, round(len(outcomes) * CHANGED_SHARE))
     rounds = iter(range(1, 1_000_000))
 
     def changed_render() -> None:
         offset = next(rounds)
+        start = (offset * run_length) % len(outcomes)
         store.apply(
             PollOutcome(key=o.key, finished_at=now + offset * 1e-3, reading=o.reading)
-            for o in outcomes[offset % step :: step]
+            for o in outcomes[start : start + run_length]
         )
         started = time.perf_counter()
         warm.render(store.current(), now)

@@ -2,13 +2,13 @@
 
 The data families (thousands of series) are rendered in the background after a
 batch of polls lands (debounced) and kept as bytes plus their gzip form; a scrape
-only renders the exporter's small self-observation families and concatenates.
-Each target's lines are cached per immutable state object, so a render costs
-little more than a join over the targets whose state did not change.
+only renders the exporter's small request counters and concatenates.
+Lines are cached per block of consecutive targets, keyed by their immutable
+state objects, so a render only formats the blocks in which a poll landed.
 
 The data families are all gauges without units, whose lines are identical in the
 text 0.0.4 and OpenMetrics formats; the same bytes serve both. A gzip body is the
-pre-compressed data member followed by a small member for the self families:
+pre-compressed data member followed by small members for the self families:
 RFC 1952 allows several members and every client we met (Go's compress/gzip in
 Prometheus, urllib3, curl, zlib) reads them as one stream.
 """
@@ -29,7 +29,6 @@ from prometheus_client.openmetrics import exposition as openmetrics_format
 from exporter.collector import SnapshotCollector
 from exporter.samples import DATA_FAMILIES, Sample, state_samples
 from exporter.store import Snapshot, SnapshotStore, TargetState
-from exporter.targets import TargetKey
 
 TEXT_CONTENT_TYPE = text_format.CONTENT_TYPE_LATEST
 OPENMETRICS_CONTENT_TYPE = openmetrics_format.CONTENT_TYPE_LATEST
@@ -78,42 +77,63 @@ def sample_line(sample: Sample) -> str:
     return f"{name}{{{labels}}} {format_value(sample.value)}\n"
 
 
-@dataclass(frozen=True)
-class _Fragments:
-    """One target's rendered lines per family, for one state at one freshness."""
+# Targets per cached block. Polls land in config order (schedule.phases), so
+# between two renders the changed targets are one contiguous run: only the few
+# blocks it spans are rendered again, the rest are reused without visiting
+# their targets one by one (at 10,000 targets that visit alone was ~35 ms).
+BLOCK_SIZE = 64
 
-    state: TargetState
-    fresh: bool
-    lines: tuple[tuple[int, bytes], ...]  # bytes: the render is a plain join
+
+@dataclass(frozen=True)
+class _Block:
+    """The rendered lines of consecutive targets, one bytes per data family."""
+
+    states: tuple[TargetState, ...]  # immutable: equal states render equal lines
+    stale_after: float
+    expires: float  # when its earliest fresh reading goes stale (inf: none)
+    lines: tuple[bytes, ...]
+
+
+def _render_block(states: tuple[TargetState, ...], now: float, stale_after: float) -> _Block:
+    per_family: list[list[str]] = [[] for _ in DATA_FAMILIES]
+    expires = math.inf
+    for state in states:
+        if state.last_success is not None and state.fresh(now, stale_after):
+            expires = min(expires, state.last_success + stale_after)
+        for sample in state_samples(state, now, stale_after):
+            per_family[sample.family].append(sample_line(sample))
+    lines = tuple("".join(family_lines).encode() for family_lines in per_family)
+    return _Block(states, stale_after, expires, lines)
 
 
 class DataRenderer:
-    """Renders the data families; reuses each target's lines while its state
-    object (immutable) and freshness are unchanged."""
+    """Renders the data families; reuses each block of targets' lines while its
+    states (immutable objects) are unchanged and none of its readings went stale."""
 
     def __init__(self) -> None:
-        self._cache: dict[TargetKey, _Fragments] = {}
+        self._blocks: list[_Block] = []
 
     def render(self, snapshot: Snapshot, now: float) -> bytes:
-        per_family: list[list[bytes]] = [[] for _ in DATA_FAMILIES]
-        cache: dict[TargetKey, _Fragments] = {}
-        for key, state in snapshot.states.items():
-            fresh = state.fresh(now, snapshot.stale_after)
-            fragments = self._cache.get(key)
-            if fragments is None or fragments.state is not state or fragments.fresh != fresh:
-                lines = tuple(
-                    (s.family, sample_line(s).encode())
-                    for s in state_samples(state, now, snapshot.stale_after)
-                )
-                fragments = _Fragments(state, fresh, lines)
-            cache[key] = fragments  # removed targets drop out of the cache here
-            for family, line in fragments.lines:
-                per_family[family].append(line)
-        self._cache = cache
+        states = tuple(snapshot.states.values())
+        stale_after = snapshot.stale_after
+        previous = self._blocks
+        blocks: list[_Block] = []
+        for index, start in enumerate(range(0, len(states), BLOCK_SIZE)):
+            chunk = states[start : start + BLOCK_SIZE]
+            block = previous[index] if index < len(previous) else None
+            if (
+                block is None
+                or now >= block.expires
+                or block.stale_after != stale_after
+                or block.states != chunk  # identical objects compare in C, no __eq__
+            ):
+                block = _render_block(chunk, now, stale_after)
+            blocks.append(block)
+        self._blocks = blocks  # removed targets drop out with their block
         parts: list[bytes] = []
-        for header, family_lines in zip(_HEADERS, per_family, strict=True):
+        for family, header in enumerate(_HEADERS):
             parts.append(header)
-            parts.extend(family_lines)
+            parts.extend(block.lines[family] for block in blocks)
         return b"".join(parts)
 
 

@@ -30,7 +30,7 @@ from exporter.exposition import (
 )
 from exporter.reading import parse_payload
 from exporter.stats import POLL_ERROR_REASONS, Stats
-from exporter.store import PollOutcome, SnapshotStore, apply_outcome
+from exporter.store import PollOutcome, SnapshotStore, TargetState, apply_outcome
 from exporter.targets import build_targets
 from tests.harness import SeriesKey, parse_exposition, select
 
@@ -345,3 +345,41 @@ def test_reload_keeps_unchanged_states_and_updates_renamed_ones() -> None:
     body = renderer.render(store.current(), NOW)
     assert body == render_reference(store.current(), NOW)
     assert b'actor="Renamed"' in body
+
+
+def test_block_cache_rerenders_only_what_changed_and_what_went_stale(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from exporter import exposition
+
+    monkeypatch.setattr(exposition, "BLOCK_SIZE", 3)  # 8 targets: blocks of 3, 3, 2
+    store = populated_store()
+    renderer = DataRenderer()
+    rendered: list[int] = []
+    real = exposition._render_block
+
+    def counting(states: tuple[TargetState, ...], now: float, stale_after: float) -> object:
+        rendered.append(len(states))
+        return real(states, now, stale_after)
+
+    monkeypatch.setattr(exposition, "_render_block", counting)
+    renderer.render(store.current(), NOW)
+    assert rendered == [3, 3, 2]
+    rendered.clear()
+    assert renderer.render(store.current(), NOW) == render_reference(store.current(), NOW)
+    assert rendered == []  # nothing changed: every block reused
+    last = list(store.current().states)[-1]
+    store.apply([PollOutcome(key=last, finished_at=NOW, reading=None, error_reason="timeout")])
+    assert renderer.render(store.current(), NOW) == render_reference(store.current(), NOW)
+    assert rendered == [2]  # only the last block held the changed target
+    rendered.clear()
+    stale_at = NOW - 10 + 300  # populated_store's readings arrived at NOW - 10
+    assert renderer.render(store.current(), stale_at) == render_reference(store.current(), stale_at)
+    # Exactly the blocks holding a reading (now stale) were rendered again.
+    states = list(store.current().states.values())
+    with_readings = [
+        len(block)
+        for block in (states[0:3], states[3:6], states[6:8])
+        if any(state.last_success is not None for state in block)
+    ]
+    assert rendered == with_readings and 0 < len(with_readings) < 3
