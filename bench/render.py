@@ -49,7 +49,7 @@ class RenderResult:
     reference: Timing  # generate_latest over the snapshot
     serve_plain: Timing  # Exporter.metrics (what the HTTP handler calls), identity
     serve_gzip: Timing  # the same with Accept-Encoding: gzip
-    render_cold: Timing  # DataRenderer.render with an empty line cache
+    render_cold: Timing  # DataRenderer.render with an empty block cache
     render_warm: Timing  # same snapshot again: every target's lines cached
     render_changed: Timing  # CHANGED_SHARE of the targets changed since the last render
     gzip_compress: Timing  # gzip of the data body at GZIP_LEVEL
