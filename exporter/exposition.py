@@ -90,6 +90,7 @@ class _Block:
 
     states: tuple[TargetState, ...]  # immutable: equal states render equal lines
     stale_after: float
+    rendered_at: float  # wall time; a clock stepped back before it renders again
     expires: float  # when its earliest fresh reading goes stale (inf: none)
     lines: tuple[bytes, ...]
 
@@ -103,7 +104,7 @@ def _render_block(states: tuple[TargetState, ...], now: float, stale_after: floa
         for sample in state_samples(state, now, stale_after):
             per_family[sample.family].append(sample_line(sample))
     lines = tuple("".join(family_lines).encode() for family_lines in per_family)
-    return _Block(states, stale_after, expires, lines)
+    return _Block(states, stale_after, now, expires, lines)
 
 
 class DataRenderer:
@@ -123,7 +124,7 @@ class DataRenderer:
             block = previous[index] if index < len(previous) else None
             if (
                 block is None
-                or now >= block.expires
+                or not block.rendered_at <= now < block.expires
                 or block.stale_after != stale_after
                 or block.states != chunk  # identical objects compare in C, no __eq__
             ):

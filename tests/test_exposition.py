@@ -383,3 +383,8 @@ def test_block_cache_rerenders_only_what_changed_and_what_went_stale(
         if any(state.last_success is not None for state in block)
     ]
     assert rendered == with_readings and 0 < len(with_readings) < 3
+    rendered.clear()
+    # A wall clock stepped back (an NTP correction) brings the readings back: the
+    # blocks rendered at the later time are rendered again.
+    assert renderer.render(store.current(), NOW) == render_reference(store.current(), NOW)
+    assert rendered == with_readings
