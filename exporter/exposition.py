@@ -150,12 +150,31 @@ class RenderedData:
 
 @dataclass(frozen=True)
 class _Part:
-    """A rendered piece of the self families, plain and gzipped, with the key
-    (version or render time) it is valid for."""
+    """A rendered piece of the self families, plain and gzipped."""
 
-    key: Hashable
+    key: Hashable  # what it was rendered for (a counters version), if anything
+    rendered_at: float  # time.monotonic()
     plain: bytes
     gzipped: bytes
+
+
+class _PartCache:
+    """One registry's rendering per format, reused while ``valid`` says so."""
+
+    def __init__(self, registry: CollectorRegistry, *, keep_eof: bool = False) -> None:
+        self._registry = registry
+        self._keep_eof = keep_eof  # only the last part ends the OpenMetrics body
+        self._parts: dict[bool, _Part] = {}
+
+    def get(self, openmetrics: bool, key: Hashable, valid: Callable[[_Part], bool]) -> _Part:
+        cached = self._parts.get(openmetrics)
+        if cached is not None and valid(cached):
+            return cached
+        plain = _render(self._registry, openmetrics, keep_eof=self._keep_eof)
+        part = _Part(key, time.monotonic(), plain, _gzip(plain))
+        # A new dict swapped in whole: concurrent scrapes never see a half update.
+        self._parts = {**self._parts, openmetrics: part}
+        return part
 
 
 class ExpositionCache:
@@ -181,11 +200,11 @@ class ExpositionCache:
         self._rendered = self._render_now(store.current())
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._errors_registry = errors_registry
+        self._errors = None if errors_registry is None else _PartCache(errors_registry)
         self._errors_version = errors_version
-        self._errors_cache: dict[bool, _Part] = {}
-        self._process_registry = process_registry
-        self._process_cache: dict[bool, _Part] = {}
+        self._process = (
+            None if process_registry is None else _PartCache(process_registry, keep_eof=True)
+        )
 
     def _render_now(self, snapshot: Snapshot) -> RenderedData:
         with self._render_lock:
@@ -269,64 +288,45 @@ class ExpositionCache:
         the poll-error counters (one per actor and reason) are reused until one of
         them moves, and the process metrics for up to TAIL_MAX_AGE (reading /proc
         releases and re-takes the GIL several times)."""
-        render = _generate_openmetrics if openmetrics else _generate_text
-        counters = render(self._self_registry)
-        if openmetrics:
-            counters = counters[: -len(OPENMETRICS_EOF)]  # one EOF, at the very end
-        errors = self._errors_part(openmetrics, render)
-        process = self._process_part(openmetrics, render)
+        counters = _render(self._self_registry, openmetrics)
+        errors = self._errors_part(openmetrics)
+        process = self._process_part(openmetrics)
         if zipped:
             return _gzip(counters), errors.gzipped, process.gzipped
         return counters, errors.plain, process.plain
 
-    def _errors_part(
-        self, openmetrics: bool, render: Callable[[CollectorRegistry], bytes]
-    ) -> _Part:
-        if self._errors_registry is None:
+    def _errors_part(self, openmetrics: bool) -> _Part:
+        if self._errors is None:
             return _EMPTY
         version = self._errors_version()  # read first: a change while rendering re-renders
-        cached = self._errors_cache.get(openmetrics)
-        if cached is not None and cached.key == version:
-            return cached
-        part = render(self._errors_registry)
-        if openmetrics:
-            part = part[: -len(OPENMETRICS_EOF)]
-        entry = _Part(version, part, _gzip(part))
-        # A new dict swapped in whole: concurrent scrapes never see a half update.
-        self._errors_cache = {**self._errors_cache, openmetrics: entry}
-        return entry
+        return self._errors.get(openmetrics, version, lambda part: part.key == version)
 
-    def _process_part(
-        self, openmetrics: bool, render: Callable[[CollectorRegistry], bytes]
-    ) -> _Part:
-        if self._process_registry is None:
+    def _process_part(self, openmetrics: bool) -> _Part:
+        if self._process is None:
             return _EOF if openmetrics else _EMPTY
         now = time.monotonic()
-        cached = self._process_cache.get(openmetrics)
-        if cached is not None and isinstance(cached.key, float) and now - cached.key < TAIL_MAX_AGE:
-            return cached
-        part = render(self._process_registry)
-        entry = _Part(now, part, _gzip(part))
-        self._process_cache = {**self._process_cache, openmetrics: entry}
-        return entry
+        return self._process.get(
+            openmetrics, None, lambda part: now - part.rendered_at < TAIL_MAX_AGE
+        )
 
 
 def _gzip(data: bytes) -> bytes:
     return gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
 
 
-_EMPTY = _Part(None, b"", b"")
-_EOF = _Part(None, OPENMETRICS_EOF, _gzip(OPENMETRICS_EOF))
+_EMPTY = _Part(None, 0.0, b"", b"")
+_EOF = _Part(None, 0.0, OPENMETRICS_EOF, _gzip(OPENMETRICS_EOF))
 
 
-def _generate_openmetrics(registry: CollectorRegistry) -> bytes:
-    render: Callable[[CollectorRegistry], bytes] = openmetrics_format.generate_latest
-    return render(registry)
-
-
-def _generate_text(registry: CollectorRegistry) -> bytes:
-    render: Callable[[CollectorRegistry], bytes] = text_format.generate_latest
-    return render(registry)
+def _render(registry: CollectorRegistry, openmetrics: bool, *, keep_eof: bool = False) -> bytes:
+    """prometheus_client's rendering; in OpenMetrics without the closing EOF
+    unless asked, as the body has exactly one, at the very end."""
+    if not openmetrics:
+        text: Callable[[CollectorRegistry], bytes] = text_format.generate_latest
+        return text(registry)
+    om: Callable[[CollectorRegistry], bytes] = openmetrics_format.generate_latest
+    body = om(registry)
+    return body if keep_eof else body[: -len(OPENMETRICS_EOF)]
 
 
 def _wants_openmetrics(accept: str | None) -> bool:
