@@ -24,6 +24,7 @@ __all__ = [
     "FaultKind",
     "FaultSet",
     "echo_authorization",
+    "mutate_document",
     "mutate_payload",
 ]
 
@@ -294,12 +295,16 @@ def _negate(value: int | float) -> int | float:
     return -value if value != 0 else -1
 
 
-def mutate_payload(kind: FaultKind, payload: Mapping[str, object]) -> object:
+def mutate_payload(kind: FaultKind, payload: object) -> object:
     """The JSON document to send instead of ``payload`` for a body-shaping fault.
 
     Kinds that are not about the JSON document (STATUS, HANG, RESET, TRUNCATED_JSON,
     HTML_200) return an unchanged copy; the server handles those at transport level.
+    Documents other than an evDashboard answer (machine lists, machine status) get
+    the same kinds applied to their own fields (:func:`mutate_document`).
     """
+    if not isinstance(payload, Mapping) or "OperatorDashboard" not in payload:
+        return mutate_document(kind, payload)
     doc: dict[str, object] = copy.deepcopy(dict(payload))
     match kind:
         case FaultKind.JSON_ARRAY:
@@ -339,6 +344,49 @@ def mutate_payload(kind: FaultKind, payload: Mapping[str, object]) -> object:
                 machine["Tags"] = ["dc", "fast"]
         case _:
             pass
+    return doc
+
+
+# Fields that identify a record: mutations leave them alone so the answer still
+# names the machine it is about.
+_ID_FIELDS: Final = frozenset({"MachineID", "ActorID", "OperatorActorID"})
+
+
+def _mutate_record(kind: FaultKind, record: dict[str, object]) -> None:
+    """Apply a JSON-shaping fault in place to one flat machine record."""
+    for key, value in list(record.items()):
+        if key in _ID_FIELDS:
+            continue
+        if kind is FaultKind.NULLS:
+            record[key] = None
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        elif kind is FaultKind.NUMERIC_STRINGS:
+            record[key] = str(value)
+        elif kind is FaultKind.NEGATIVE:
+            record[key] = _negate(value)
+        elif kind is FaultKind.HUGE:
+            record[key] = 1e308
+        elif kind is FaultKind.NAN:
+            record[key] = float("nan")
+    if kind is FaultKind.EXTRA_FIELDS:
+        record["ApiVersion"] = "9.9"
+        record["Tags"] = ["dc", "fast"]
+
+
+def mutate_document(kind: FaultKind, payload: object) -> object:
+    """:func:`mutate_payload` for a machine list (array) or machine status (object).
+
+    JSON_ARRAY turns an object into a one-element array and an array into an object;
+    the dashboard-only kinds (MISSING_*, UNKNOWN_UNIT) leave the document unchanged.
+    """
+    doc = copy.deepcopy(payload)
+    if kind is FaultKind.JSON_ARRAY:
+        return {"value": doc} if isinstance(doc, list) else [doc]
+    records = doc if isinstance(doc, list) else [doc]
+    for record in records:
+        if isinstance(record, dict):
+            _mutate_record(kind, record)
     return doc
 
 

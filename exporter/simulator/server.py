@@ -1,4 +1,4 @@
-"""HTTP server that imitates Lynx ``GET /v1/actors/{ActorID}/evDashboard``.
+"""HTTP transport of the simulated Lynx API (routes in :mod:`exporter.simulator.routes`).
 
 Stdlib only. One thread per connection (keep-alive friendly), per-request latency and
 faults that sleep on an Event so :meth:`SimulatorServer.stop` can interrupt them.
@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import hmac
-import json
-import re
 import socket
 import struct
 import sys
@@ -19,12 +16,12 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Final, cast
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
+from exporter.simulator import routes
 from exporter.simulator.faults import (
     TRICKLE_PIECES,
     Fault,
@@ -33,18 +30,13 @@ from exporter.simulator.faults import (
     echo_authorization,
     mutate_payload,
 )
-from exporter.simulator.fleet import Fleet, Machine, resolve_window
+from exporter.simulator.fleet import Fleet
+from exporter.simulator.replies import JSON_CONTENT_TYPE, Reply, bearer, error, json_bytes, same
 
 __all__ = ["RecordedRequest", "SimulatorServer"]
 
-JSON_CONTENT_TYPE: Final = "application/json; charset=utf-8"
 _TEXT_CONTENT_TYPE: Final = "text/plain; charset=utf-8"
 _HTML_CONTENT_TYPE: Final = "text/html; charset=utf-8"
-# Optional "/operational" prefix so the production-style base_url also works.
-_API_PATH: Final = re.compile(r"^(?:/operational)?/v1/actors/([^/]*)/evdashboard/?$", re.I)
-_INT_RE: Final = re.compile(r"^[+-]?[0-9]+$")
-_INT64: Final = (-(2**63), 2**63 - 1)
-_INT32: Final = (-(2**31), 2**31 - 1)
 _MAX_BODY: Final = 1 << 20
 _RESET_GRACE_S: Final = 0.05  # let the partial body reach the client before the RST
 # The exporter's "<poll id> <attempt>/<allowed>" header (exporter.client.ATTEMPT_HEADER),
@@ -66,56 +58,6 @@ class RecordedRequest:
     # Optional, left out of the /_sim/requests JSON when None:
     attempt: str | None = None  # the ATTEMPT_HEADER value the client sent
     retry_after: str | None = None  # the Retry-After value the simulator answered with
-
-
-@dataclass(frozen=True)
-class _Reply:
-    status: int
-    body: bytes
-    content_type: str = JSON_CONTENT_TYPE
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-class _BadRequest(Exception):
-    pass
-
-
-def _json_bytes(doc: object) -> bytes:
-    return json.dumps(doc, separators=(",", ":"), allow_nan=True).encode()
-
-
-def _error(status: int, message: str, *headers: tuple[str, str]) -> _Reply:
-    return _Reply(status, _json_bytes({"error": message}), headers=headers)
-
-
-def _parse_int(text: str, bounds: tuple[int, int], name: str) -> int:
-    # int() alone would accept "1_000" and surrounding spaces; .NET binding would not.
-    if not _INT_RE.match(text):
-        raise _BadRequest(f"{name} must be an integer")
-    value = int(text)
-    if not bounds[0] <= value <= bounds[1]:
-        raise _BadRequest(f"{name} is out of range")
-    return value
-
-
-def _parse_datetime(text: str, name: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)  # 3.11: accepts Z, offsets, fractions
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise _BadRequest(f"{name} is not an ISO 8601 date-time") from None
-
-
-def _bearer(header: str | None) -> str | None:
-    if header is None:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
-
-
-def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode("utf-8", "replace"), b.encode("utf-8", "replace"))
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -195,7 +137,7 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(int(length))
 
-    def _send(self, reply: _Reply) -> None:
+    def _send(self, reply: Reply) -> None:
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.body)))
@@ -222,9 +164,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = split.path
         if path.startswith("/_sim/") or path == "/_sim":
             if body is None:
-                self._send(_error(400, "unreadable request body"))
+                self._send(error(400, "unreadable request body"))
                 return
-            self._send(self.sim._control(method, path, body))
+            self._send(routes.control(self.sim, method, path, body))
             return
         self._api(method, split.path, split.query, arrival_mono, arrival_wall)
 
@@ -232,14 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.sim
         query = dict(parse_qsl(raw_query, keep_blank_values=True))
         lowered = {k.lower(): v for k, v in query.items()}  # .NET binds case-insensitively
-        match = _API_PATH.match(path)
-        actor_id: int | None = None
-        if match is not None:
-            try:
-                actor_id = _parse_int(unquote(match.group(1)), _INT64, "ActorID")
-            except _BadRequest:
-                actor_id = None
-        machine_raw = lowered.get("machineid") or lowered.get("machinenumber") or None
+        matched = routes.find(path, lowered)
         authorization = self.headers.get("Authorization")
         handle = sim._record_arrival(
             RecordedRequest(
@@ -247,8 +182,8 @@ class _Handler(BaseHTTPRequestHandler):
                 wall=wall,
                 path=path,
                 query=query,
-                actor_id=actor_id,
-                machine=machine_raw,
+                actor_id=None if matched is None else matched.actor_id,
+                machine=None if matched is None else matched.machine,
                 authorization=authorization,
                 status=0,
                 fault=None,
@@ -259,33 +194,35 @@ class _Handler(BaseHTTPRequestHandler):
             sim._record_done(handle, 0, None)
             self._abort()
             return
+        if matched is None:
+            self._reply_and_record(handle, error(404, "not found"), None)
+            return
+        request = routes.ApiRequest(method, lowered, authorization, wall)
+        self._answer(handle, matched.answer(sim, request), authorization)
 
-        outcome = sim._decide(
-            method,
-            match=match,
-            actor_id=actor_id,
-            query=lowered,
-            authorization=authorization,
-            wall=wall,
-        )
-        if isinstance(outcome, _Reply):
+    def _answer(
+        self, handle: tuple[int, int], outcome: routes.Payload, authorization: str | None
+    ) -> None:
+        """Send a route's verdict, applying its fault on the wire or in the document."""
+        sim = self.sim
+        if isinstance(outcome, Reply):
             self._reply_and_record(handle, outcome, None)
             return
         payload, fault = outcome
         if fault is None:
-            self._reply_and_record(handle, _Reply(200, _json_bytes(payload)), None)
+            self._reply_and_record(handle, Reply(200, json_bytes(payload)), None)
             return
         kind = fault.kind
-        full = _json_bytes(payload)
+        full = json_bytes(payload)
         if fault.echo_authorization:
-            full = _json_bytes(echo_authorization(payload, authorization or ""))
+            full = json_bytes(echo_authorization(payload, authorization or ""))
         if kind is FaultKind.HANG:
             if fault.hang_at == "start":
                 sim._record_done(handle, 0, kind.value)  # visible in the log while hanging
                 if sim._sleep(fault.seconds):  # stopping: never answer
                     self._abort()
                     return
-                self._reply_and_record(handle, _Reply(200, full), kind.value)
+                self._reply_and_record(handle, Reply(200, full), kind.value)
             else:
                 sim._record_done(handle, 200, kind.value)  # the status line does go out
                 self._send_slowly(full, fault)
@@ -298,21 +235,21 @@ class _Handler(BaseHTTPRequestHandler):
             sim._record_done(handle, 0, kind.value)
             self._send_partial_then_reset(full)
         elif kind is FaultKind.TRUNCATED_JSON:
-            self._reply_and_record(handle, _Reply(200, full[: len(full) // 2]), kind.value)
+            self._reply_and_record(handle, Reply(200, full[: len(full) // 2]), kind.value)
         elif kind is FaultKind.HTML_200:
             page = _HTML_PAGE
             if fault.echo_authorization:
                 page += f"<!-- Authorization: {authorization} -->\n".encode()
-            self._reply_and_record(handle, _Reply(200, page, _HTML_CONTENT_TYPE), kind.value)
+            self._reply_and_record(handle, Reply(200, page, _HTML_CONTENT_TYPE), kind.value)
         else:
             document = mutate_payload(kind, payload)
             if fault.echo_authorization:
                 document = echo_authorization(document, authorization or "")
             if fault.pad_bytes and isinstance(document, dict):
                 document["Padding"] = "x" * fault.pad_bytes
-            self._reply_and_record(handle, _Reply(200, _json_bytes(document)), kind.value)
+            self._reply_and_record(handle, Reply(200, json_bytes(document)), kind.value)
 
-    def _reply_and_record(self, handle: tuple[int, int], reply: _Reply, fault: str | None) -> None:
+    def _reply_and_record(self, handle: tuple[int, int], reply: Reply, fault: str | None) -> None:
         self.sim._record_done(handle, reply.status, fault)
         self._send(reply)
 
@@ -372,7 +309,7 @@ def _retry_after_value(fault: Fault) -> str | None:
     return fault.retry_after
 
 
-def _status_reply(fault: Fault, authorization: str | None) -> _Reply:
+def _status_reply(fault: Fault, authorization: str | None) -> Reply:
     headers: tuple[tuple[str, str], ...] = ()
     retry_after = _retry_after_value(fault)
     if retry_after is not None:
@@ -386,8 +323,8 @@ def _status_reply(fault: Fault, authorization: str | None) -> _Reply:
     if fault.status in (502, 503, 504):
         # Gateways in front of real APIs answer these with plain text, not JSON.
         body = f"{fault.status} {phrase}\n".encode()
-        return _Reply(fault.status, body, _TEXT_CONTENT_TYPE, headers)
-    return _error(fault.status, phrase, *headers)
+        return Reply(fault.status, body, _TEXT_CONTENT_TYPE, headers)
+    return error(fault.status, phrase, *headers)
 
 
 class SimulatorServer:
@@ -552,137 +489,17 @@ class SimulatorServer:
 
     def _authorize(self, authorization: str | None, actor_id: int | None) -> int:
         """0 if allowed, else 401 (no/unknown token) or 403 (token of another actor)."""
-        token = _bearer(authorization)
+        token = bearer(authorization)
         if token is None:
             return 401
         tokens = self._tokens  # one read: set_tokens may swap it meanwhile
         if isinstance(tokens, str):
-            return 0 if _same(token, tokens) else 401
-        valid_for = {actor for actor, t in tokens.items() if _same(token, t)}
+            return 0 if same(token, tokens) else 401
+        valid_for = {actor for actor, t in tokens.items() if same(token, t)}
         if not valid_for:
             return 401
         # A malformed ActorID with a genuine token falls through to the 400.
         return 0 if actor_id is None or actor_id in valid_for else 403
 
-    def _decide(
-        self,
-        method: str,
-        *,
-        match: re.Match[str] | None,
-        actor_id: int | None,
-        query: Mapping[str, str],
-        authorization: str | None,
-        wall: float,
-    ) -> _Reply | tuple[dict[str, object], Fault | None]:
-        """Validate an API request: an error reply, or the payload plus the fault to apply.
-
-        Order: route, auth (401/403 before any 400/404), parameters, existence, faults.
-        Faults only hit requests that would otherwise succeed.
-        """
-        if match is None:
-            return _error(404, "not found")
-        if method != "GET":
-            return _error(405, "method not allowed", ("Allow", "GET"))
-        denied = self._authorize(authorization, actor_id)
-        if denied == 401:
-            return _error(401, "missing or invalid bearer token", ("WWW-Authenticate", "Bearer"))
-        if denied == 403:
-            return _error(403, "token is not valid for this actor")
-        if actor_id is None:
-            return _error(400, "ActorID must be an int64")
-        now = datetime.fromtimestamp(wall, UTC)
-        try:
-            raw_start = query.get("startdate") or None
-            raw_end = query.get("enddate") or None
-            start = None if raw_start is None else _parse_datetime(raw_start, "StartDate")
-            end = None if raw_end is None else _parse_datetime(raw_end, "EndDate")
-            raw_id = query.get("machineid") or None
-            number = query.get("machinenumber") or None
-            machine_id = None if raw_id is None else _parse_int(raw_id, _INT64, "MachineID")
-            if raw_id is not None and number is not None:
-                raise _BadRequest("give MachineID or MachineNumber, not both")
-            raw_period = query.get("timeperiod") or None
-            period = None if raw_period is None else _parse_int(raw_period, _INT32, "TimePeriod")
-            if start is not None and end is not None and start > end:
-                raise _BadRequest("StartDate is after EndDate")
-            start, end = resolve_window(start, end, period, now)
-            if start > end:  # only one date given and it lies after the defaulted other
-                raise _BadRequest("StartDate is after EndDate")
-        except _BadRequest as exc:
-            return _error(400, str(exc))
-        if actor_id not in self.fleet.actor_ids():
-            return _error(404, f"actor {actor_id} not found")
-        machine: Machine | None = None
-        if machine_id is not None or number is not None:
-            machine = self.fleet.find_machine(actor_id, machine_id, number)
-            if machine is None:
-                return _error(404, "machine not found for this actor")
-        payload = self.fleet.dashboard(
-            actor_id, start=start, end=end, machine=machine, time_period=period, now=now
-        )
-        keys = frozenset() if machine is None else frozenset((str(machine.id), machine.number))
-        return payload, self._faults.take(actor_id, keys)
-
-    def _control(self, method: str, path: str, body: bytes) -> _Reply:
-        """The /_sim/ control API (not authenticated, not recorded)."""
-        try:
-            doc: object = json.loads(body) if body.strip() else None
-        except ValueError:
-            return _error(400, "body is not JSON")
-        route = (method, path.rstrip("/"))
-        try:
-            if route == ("POST", "/_sim/faults"):
-                fault = Fault.from_json(doc)
-                self.add_fault(fault)
-                return _Reply(201, _json_bytes(fault.to_json()))
-            if route == ("GET", "/_sim/faults"):
-                return _Reply(200, _json_bytes([f.to_json() for f in self.faults()]))
-            if route == ("DELETE", "/_sim/faults"):
-                self.clear_faults()
-                return _Reply(200, _json_bytes({"ok": True}))
-            if route == ("POST", "/_sim/silence"):
-                if not isinstance(doc, dict):
-                    raise ValueError("body must be an object")
-                actor, count = doc.get("actor_id"), doc.get("count")
-                if not isinstance(actor, int) or not isinstance(count, int):
-                    raise ValueError("actor_id and count must be integers")
-                try:
-                    self.fleet.silence(actor, count)
-                except KeyError:
-                    return _error(404, f"actor {actor} not found")
-                return _Reply(200, _json_bytes({"ok": True}))
-            if route == ("DELETE", "/_sim/silence"):
-                self.fleet.unsilence()
-                return _Reply(200, _json_bytes({"ok": True}))
-            if route == ("GET", "/_sim/requests"):
-                return _Reply(200, _json_bytes([_log_entry(r) for r in self.requests()]))
-            if route == ("DELETE", "/_sim/requests"):
-                self.clear_requests()
-                return _Reply(200, _json_bytes({"ok": True}))
-            if route == ("POST", "/_sim/latency"):
-                seconds = doc.get("seconds") if isinstance(doc, dict) else None
-                if not isinstance(seconds, int | float) or isinstance(seconds, bool):
-                    raise ValueError("seconds must be a number")
-                if not seconds >= 0:
-                    raise ValueError("seconds must be >= 0")
-                self.latency = float(seconds)
-                return _Reply(200, _json_bytes({"ok": True, "seconds": self.latency}))
-            if route == ("GET", "/_sim/fleet"):
-                return _Reply(200, _json_bytes(self._fleet_doc()))
-        except ValueError as exc:
-            return _error(400, str(exc))
-        return _error(404, "not found")
-
-    def _fleet_doc(self) -> dict[str, object]:
-        return {
-            "actors": [
-                {
-                    "id": actor,
-                    "machines": [
-                        {"id": m.id, "number": m.number, "name": m.name}
-                        for m in self.fleet.machines(actor)
-                    ],
-                }
-                for actor in self.fleet.actor_ids()
-            ]
-        }
+    def _log_entries(self) -> list[dict[str, object]]:
+        return [_log_entry(r) for r in self.requests()]
