@@ -41,7 +41,7 @@ def _parse_overrides(values: Sequence[str]) -> tuple[tuple[int, str], ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m exporter.simulator",
-        description="Simulated Nayax Lynx API (GET /v1/actors/{ActorID}/evDashboard).",
+        description="Simulated Nayax Lynx API (evDashboard, machines, machine status).",
     )
     defaults = FleetSpec()
     parser.add_argument("--host", default="127.0.0.1")
@@ -62,6 +62,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--energy-unit-override", action="append", default=[], metavar="ACTOR_ID=SYMBOL"
     )
+    parser.add_argument(
+        "--timestamps",
+        choices=("utc", "machine"),
+        default="utc",
+        help="convention of /v1/machines/{id}/status timestamps (machine = local time)",
+    )
+    parser.add_argument("--page-cap", type=int, default=50, help="/v1/machines page cap")
+    parser.add_argument(
+        "--other-machines-per-actor", type=int, default=defaults.other_machines_per_actor
+    )
     args = parser.parse_args(argv)
     try:
         tokens = _parse_tokens(args.token)
@@ -73,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             silent_probability=args.silent_probability,
             energy_unit_symbol=args.energy_unit,
             energy_unit_overrides=_parse_overrides(args.energy_unit_override),
+            other_machines_per_actor=args.other_machines_per_actor,
         )
     except (argparse.ArgumentTypeError, ValueError) as exc:
         parser.error(str(exc))
@@ -86,7 +97,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
 
     with SimulatorServer(
-        Fleet(spec), host=args.host, port=args.port, tokens=tokens, latency=args.latency
+        Fleet(spec),
+        host=args.host,
+        port=args.port,
+        tokens=tokens,
+        latency=args.latency,
+        timestamps=args.timestamps,
+        page_cap=args.page_cap,
     ) as server:
         print(server.url, flush=True)
         print(

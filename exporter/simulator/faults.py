@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Final
 
 __all__ = [
+    "ENDPOINTS",
     "HANG_STAGES",
     "MACHINE_NUMERIC_FIELDS",
     "OPERATOR_FIELDS",
@@ -66,6 +67,8 @@ MACHINE_NUMERIC_FIELDS: Final = (
 # the body ("body"), or sending the body in pieces ``seconds`` apart ("trickle": each
 # gap shorter than a client's read timeout, the whole answer far longer).
 HANG_STAGES: Final = ("start", "body", "trickle")
+# Which API a fault may hit: evDashboard, the machine list, a machine's status.
+ENDPOINTS: Final = ("dashboard", "machines", "status")
 TRICKLE_PIECES: Final = 8
 
 
@@ -92,6 +95,7 @@ class Fault:
     hang_at: str = "start"
     echo_authorization: bool = False
     pad_bytes: int = 0
+    endpoint: str | None = None  # None = every endpoint, else one of ENDPOINTS
 
     def __post_init__(self) -> None:
         # Accept the plain string value too (JSON, CLI), but store the enum.
@@ -116,6 +120,8 @@ class Fault:
             raise ValueError(f"hang_at must be one of {', '.join(HANG_STAGES)}")
         if not 0 <= self.pad_bytes <= 64 << 20:
             raise ValueError("pad_bytes must be in [0, 64 MiB]")
+        if self.endpoint is not None and self.endpoint not in ENDPOINTS:
+            raise ValueError(f"endpoint must be one of {', '.join(ENDPOINTS)} or null")
 
     @classmethod
     def from_json(cls, data: object) -> Fault:
@@ -148,6 +154,7 @@ class Fault:
             hang_at=_str(data, "hang_at", "start"),
             echo_authorization=_bool(data, "echo_authorization", False),
             pad_bytes=_int(data, "pad_bytes", 0),
+            endpoint=_opt_str(data.get("endpoint"), "endpoint"),
         )
 
     def to_json(self) -> dict[str, object]:
@@ -155,12 +162,16 @@ class Fault:
         out["kind"] = str(self.kind)
         return out
 
-    def matches(self, actor_id: int, machine_keys: frozenset[str]) -> bool:
+    def matches(
+        self, actor_id: int, machine_keys: frozenset[str], endpoint: str = "dashboard"
+    ) -> bool:
         """Does this fault's scope cover a request for ``actor_id``?
 
         ``machine_keys`` identifies the request's machine filter (its id as a string
-        and its number), empty when the request has none.
+        and its number), empty when the request has none; ``endpoint``: ENDPOINTS.
         """
+        if self.endpoint is not None and self.endpoint != endpoint:
+            return False
         if self.actor_id is not None and self.actor_id != actor_id:
             return False
         if self.machine is None:
@@ -254,12 +265,14 @@ class FaultSet:
         with self._lock:
             return [replace(e.fault, remaining=e.remaining) for e in self._entries]
 
-    def take(self, actor_id: int, machine_keys: frozenset[str]) -> Fault | None:
+    def take(
+        self, actor_id: int, machine_keys: frozenset[str], endpoint: str = "dashboard"
+    ) -> Fault | None:
         """The fault to apply to this request, consuming one use of a counted fault."""
         with self._lock:
             for entry in self._entries:
                 fault = entry.fault
-                if not fault.matches(actor_id, machine_keys):
+                if not fault.matches(actor_id, machine_keys, endpoint):
                     continue
                 if fault.probability < 1.0 and self._rng.random() >= fault.probability:
                     continue

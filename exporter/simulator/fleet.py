@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -17,6 +18,9 @@ from typing import Final
 
 __all__ = [
     "DEFAULT_WINDOW",
+    "ELECTRICITY_TYPE",
+    "EV_CHARGER_TYPE",
+    "VENDING_TYPE",
     "Fleet",
     "FleetSpec",
     "Machine",
@@ -39,6 +43,23 @@ _SITES: Final = (
     "Tech Campus",
     "Hospital East",
 )
+# site -> (city, country, latitude, longitude, MachineTimeZoneOffset in hours)
+_PLACES: Final = MappingProxyType(
+    {
+        "Harbour Depot": ("Hamburg", "DE", 53.5461, 9.9661, 1.0),
+        "Central Station": ("Zurich", "CH", 47.3782, 8.5402, 1.0),
+        "North Park": ("Chicago", "US", 41.8781, -87.6298, -6.0),
+        "Airport P3": ("Tel Aviv", "IL", 32.0055, 34.8854, 2.0),
+        "Old Town Garage": ("Lisbon", "PT", 38.7139, -9.1334, 0.0),
+        "Riverside Mall": ("Brisbane", "AU", -27.4698, 153.0251, 10.0),
+        "Tech Campus": ("Bangalore", "IN", 12.9716, 77.5946, 5.5),
+        "Hospital East": ("Athens", "GR", 37.9838, 23.7275, 2.0),
+    }
+)
+# MachineTypeID: the EV kinds, and a vending machine (a kind an EV exporter skips).
+EV_CHARGER_TYPE: Final = 555007
+ELECTRICITY_TYPE: Final = 30000526
+VENDING_TYPE: Final = 1
 # symbol -> (human name, multiplier applied to kWh figures)
 _UNITS: Final = MappingProxyType(
     {
@@ -62,6 +83,9 @@ class FleetSpec:
     silence_period_s: float = 300.0
     energy_unit_symbol: str = "kWh"
     energy_unit_overrides: tuple[tuple[int, str], ...] = ()
+    # Non-EV machines per actor, listed by /v1/machines but not counted by evDashboard;
+    # the last one of them has no device (its /status is almost all nulls).
+    other_machines_per_actor: int = 2
 
     def __post_init__(self) -> None:
         if self.actors < 0:
@@ -72,6 +96,10 @@ class FleetSpec:
             raise ValueError("silent_probability must be in [0, 1]")
         if not self.silence_period_s > 0:
             raise ValueError("silence_period_s must be > 0")
+        if not 0 <= self.other_machines_per_actor <= 1000:
+            raise ValueError("other_machines_per_actor must be in [0, 1000]")
+        if self.machines_per_actor + self.other_machines_per_actor >= _MACHINE_ID_STRIDE:
+            raise ValueError("too many machines per actor")
 
 
 @dataclass(frozen=True)
@@ -80,6 +108,13 @@ class Machine:
     number: str
     actor_id: int
     name: str
+    machine_type: int = EV_CHARGER_TYPE
+    city: str = ""
+    country: str = ""
+    latitude: float = 0.0
+    longitude: float = 0.0
+    tz_offset_hours: float = 0.0
+    has_device: bool = True
 
 
 @dataclass(frozen=True)
@@ -161,31 +196,60 @@ class Fleet:
         machines: dict[int, tuple[Machine, ...]] = {}
         profiles: dict[int, _Profile] = {}
         units: dict[int, _Unit] = {}
+        others: dict[int, tuple[Machine, ...]] = {}
         for a in range(spec.actors):
             actor_id = spec.first_actor_id + a
             site = _SITES[int(_uniform(spec.seed, "site", actor_id) * len(_SITES))]
             units[actor_id] = _unit_for(overrides.get(actor_id, spec.energy_unit_symbol))
-            actor_machines = []
-            for m in range(spec.machines_per_actor):
-                machine_id = spec.first_machine_id + a * _MACHINE_ID_STRIDE + m
-                actor_machines.append(
-                    Machine(
-                        id=machine_id,
-                        number=f"EV-{a:03d}-{m:04d}",
-                        actor_id=actor_id,
-                        name=f"{site} charger {m + 1}",
-                    )
-                )
-                profiles[machine_id] = self._profile(machine_id)
-            machines[actor_id] = tuple(actor_machines)
+            built = [
+                self._machine(a, m, site)
+                for m in range(spec.machines_per_actor + spec.other_machines_per_actor)
+            ]
+            machines[actor_id] = tuple(built[: spec.machines_per_actor])
+            others[actor_id] = tuple(built[spec.machines_per_actor :])
+            for machine in machines[actor_id]:
+                profiles[machine.id] = self._profile(machine.id)
         self._machines: Final = MappingProxyType(machines)
+        self._others: Final = MappingProxyType(others)
         self._profiles: Final = MappingProxyType(profiles)
         self._units: Final = MappingProxyType(units)
         self._lock = threading.Lock()
         self._forced: dict[int, int] = {}  # actor_id -> first N machines forced silent
+        self._forced_since: dict[int, float] = {}  # actor_id -> epoch of the last keep-alive
         # (actor_id, time bucket) -> (randomly silent ids, ids that drew a session in
         # the last hour); cached because the exporter asks many times per bucket.
         self._status_cache: dict[tuple[int, int], tuple[frozenset[int], frozenset[int]]] = {}
+
+    def _machine(self, a: int, m: int, site: str) -> Machine:
+        """Machine ``m`` of actor index ``a``: EV chargers first, then the other kinds."""
+        spec = self.spec
+        actor_id = spec.first_actor_id + a
+        machine_id = spec.first_machine_id + a * _MACHINE_ID_STRIDE + m
+        city, country, lat, lon, offset = _PLACES[site]
+        ev = m < spec.machines_per_actor
+        if ev:  # every fourth charger is an "Electricity" kind
+            kind, number, name = (
+                ELECTRICITY_TYPE if m % 4 == 3 else EV_CHARGER_TYPE,
+                f"EV-{a:03d}-{m:04d}",
+                f"{site} charger {m + 1}",
+            )
+        else:
+            k = m - spec.machines_per_actor
+            kind, number, name = VENDING_TYPE, f"VM-{a:03d}-{k:04d}", f"{site} kiosk {k + 1}"
+        last = m == spec.machines_per_actor + spec.other_machines_per_actor - 1
+        return Machine(
+            id=machine_id,
+            number=number,
+            actor_id=actor_id,
+            name=name,
+            machine_type=kind,
+            city=city,
+            country=country,
+            latitude=round(lat + _lerp(-0.02, 0.02, _uniform(spec.seed, "lat", machine_id)), 6),
+            longitude=round(lon + _lerp(-0.02, 0.02, _uniform(spec.seed, "lon", machine_id)), 6),
+            tz_offset_hours=offset,
+            has_device=ev or not last,
+        )
 
     def _profile(self, machine_id: int) -> _Profile:
         seed = self.spec.seed
@@ -210,6 +274,18 @@ class Fleet:
         """The actor's machines (empty list for an unknown actor)."""
         return list(self._machines.get(actor_id, ()))
 
+    def listed_machines(self, actor_id: int) -> list[Machine]:
+        """What ``/v1/machines`` lists for the actor: its EV chargers, then other kinds."""
+        return [*self._machines.get(actor_id, ()), *self._others.get(actor_id, ())]
+
+    def machine_by_id(self, machine_id: int) -> Machine | None:
+        """Any listed machine with that id, of any actor."""
+        for actor_id in self._machines:
+            for machine in self.listed_machines(actor_id):
+                if machine.id == machine_id:
+                    return machine
+        return None
+
     def find_machine(
         self, actor_id: int, machine_id: int | None, machine_number: str | None
     ) -> Machine | None:
@@ -223,21 +299,42 @@ class Fleet:
 
     # -- forced silence (test/demo switch) ---------------------------------------------
 
-    def silence(self, actor_id: int, count: int) -> None:
-        """Force the actor's first ``count`` machines silent (replaces any earlier count)."""
+    def silence(
+        self, actor_id: int, count: int, since_s: float = 7200.0, now: float | None = None
+    ) -> None:
+        """Force the actor's first ``count`` machines silent (replaces any earlier count);
+        their last keep-alive (``/status``) is ``since_s`` seconds before ``now``."""
         if actor_id not in self._machines:
             raise KeyError(f"unknown actor {actor_id}")
         if count < 0:
             raise ValueError("count must be >= 0")
+        if not 0 <= since_s <= 10 * 365 * 86400:
+            raise ValueError("since_s must be in [0, ten years]")
         with self._lock:
             self._forced[actor_id] = count
+            self._forced_since[actor_id] = (time.time() if now is None else now) - since_s
+
+    def forced_since(self, actor_id: int) -> float | None:
+        """Epoch seconds of the forced-silent machines' last keep-alive, if any."""
+        with self._lock:
+            return self._forced_since.get(actor_id) if self._forced.get(actor_id) else None
 
     def unsilence(self, actor_id: int | None = None) -> None:
         with self._lock:
             if actor_id is None:
                 self._forced.clear()
+                self._forced_since.clear()
             else:
                 self._forced.pop(actor_id, None)
+                self._forced_since.pop(actor_id, None)
+
+    def silence_state(
+        self, actor_id: int, now: datetime
+    ) -> tuple[frozenset[int], frozenset[int], frozenset[int]]:
+        """(randomly silent, forced silent, busy) EV machine ids of the actor at ``now``:
+        the same sets evDashboard counts, so ``/status`` agrees with its counts."""
+        random_silent, busy = self._random_status(actor_id, _as_utc(now))
+        return random_silent, self._forced_ids(actor_id), busy
 
     def _forced_ids(self, actor_id: int) -> frozenset[int]:
         with self._lock:

@@ -10,7 +10,10 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from exporter.simulator.server import SimulatorServer
 
 __all__ = [
     "INT32",
@@ -18,6 +21,7 @@ __all__ = [
     "JSON_CONTENT_TYPE",
     "BadRequest",
     "Reply",
+    "authorize",
     "bearer",
     "error",
     "json_bytes",
@@ -80,3 +84,15 @@ def bearer(header: str | None) -> str | None:
 
 def same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8", "replace"), b.encode("utf-8", "replace"))
+
+
+def authorize(
+    sim: SimulatorServer, authorization: str | None, actor_id: int | None
+) -> Reply | None:
+    """None if allowed, else the 401/403 answer (before any 400/404)."""
+    denied = sim._authorize(authorization, actor_id)
+    if denied == 401:
+        return error(401, "missing or invalid bearer token", ("WWW-Authenticate", "Bearer"))
+    if denied == 403:
+        return error(403, "token is not valid for this actor")
+    return None

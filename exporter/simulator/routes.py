@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote
 
+from exporter.simulator import machines
 from exporter.simulator.faults import Fault
 from exporter.simulator.fleet import Machine, resolve_window
 from exporter.simulator.replies import (
@@ -21,6 +22,7 @@ from exporter.simulator.replies import (
     INT64,
     BadRequest,
     Reply,
+    authorize,
     error,
     json_bytes,
     parse_datetime,
@@ -74,6 +76,16 @@ def find(path: str, query: Mapping[str, str]) -> Matched | None:
             return dashboard(sim, request, actor_id=actor_id)
 
         return Matched(answer, actor_id, machine)
+    if machines.LIST_PATH.match(path):
+        return Matched(machines.machine_list, _opt_int(query.get("actorid", ""), INT64), None)
+    match = machines.STATUS_PATH.match(path)
+    if match is not None:
+        raw_id = unquote(match.group(1))
+
+        def status(sim: SimulatorServer, request: ApiRequest) -> Payload:
+            return machines.machine_status(sim, request, raw_id)
+
+        return Matched(status, None, raw_id)
     return None
 
 
@@ -98,18 +110,6 @@ def _window(
     if start > end:  # only one date given and it lies after the defaulted other
         raise BadRequest("StartDate is after EndDate")
     return start, end, machine_id, number, period
-
-
-def authorize(
-    sim: SimulatorServer, authorization: str | None, actor_id: int | None
-) -> Reply | None:
-    """None if allowed, else the 401/403 answer (before any 400/404)."""
-    denied = sim._authorize(authorization, actor_id)
-    if denied == 401:
-        return error(401, "missing or invalid bearer token", ("WWW-Authenticate", "Bearer"))
-    if denied == 403:
-        return error(403, "token is not valid for this actor")
-    return None
 
 
 def dashboard(sim: SimulatorServer, request: ApiRequest, *, actor_id: int | None) -> Payload:
@@ -155,8 +155,11 @@ def _silence(sim: SimulatorServer, doc: object) -> Reply:
     actor, count = doc.get("actor_id"), doc.get("count")
     if not isinstance(actor, int) or not isinstance(count, int):
         raise ValueError("actor_id and count must be integers")
+    since = doc.get("since_seconds", 7200.0)
+    if not isinstance(since, int | float) or isinstance(since, bool):
+        raise ValueError("since_seconds must be a number")
     try:
-        sim.fleet.silence(actor, count)
+        sim.fleet.silence(actor, count, float(since))
     except KeyError:
         return error(404, f"actor {actor} not found")
     return _ok()
@@ -194,6 +197,12 @@ def _route(sim: SimulatorServer, route: tuple[str, str], doc: object) -> Reply |
         return _ok()
     if route == ("POST", "/_sim/latency"):
         return _latency(sim, doc)
+    if route == ("POST", "/_sim/timestamps"):
+        convention = doc.get("convention") if isinstance(doc, dict) else None
+        if convention not in machines.TIMESTAMP_CONVENTIONS:
+            raise ValueError(f"convention must be one of {machines.TIMESTAMP_CONVENTIONS}")
+        sim.timestamps = str(convention)
+        return _ok({"ok": True, "convention": sim.timestamps})
     if route == ("GET", "/_sim/fleet"):
         return _ok(fleet_doc(sim))
     return None

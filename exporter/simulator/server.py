@@ -344,9 +344,15 @@ class SimulatorServer:
         port: int = 0,
         tokens: Mapping[int, str] | str = "sim-token",
         latency: float = 0.0,
+        timestamps: str = "utc",
+        page_cap: int = 50,
     ) -> None:
         self.fleet = fleet
         self.latency = latency
+        # /v1/machines/{id}/status: "utc" or "machine" (local at MachineTimeZoneOffset).
+        self.timestamps = timestamps
+        # /v1/machines answers at most this many records, whatever ResultsLimit asks.
+        self.page_cap = page_cap
         self._host = host
         self._requested_port = port
         self._tokens: str | dict[int, str] = tokens if isinstance(tokens, str) else dict(tokens)
