@@ -1,8 +1,13 @@
-"""The Lynx API client: one evDashboard request, with retries, pacing and typed errors.
+"""The Lynx API client: one GET request, with retries, pacing and typed errors.
+
+:meth:`LynxClient.get_json` serves every GET endpoint (evDashboard, machines,
+machine status); :meth:`LynxClient.fetch` is evDashboard's shorthand. The exchange
+itself (deadline, caps, no redirects, no cookies) is :mod:`exporter.transport`'s.
 
 Errors carry a ``reason`` that becomes the ``nayax_ev_poll_errors_total`` label.
-No message produced here ever contains the token: requests' own exception texts
-are replaced by our own, which name only the status or the error class.
+No message produced here ever contains the token: the HTTP stack's exception texts
+are replaced by our own, which name only the status or the error class, and the
+vendor's own error text is scrubbed of the token before it is quoted.
 """
 
 from __future__ import annotations
@@ -10,7 +15,6 @@ from __future__ import annotations
 import email.utils
 import json
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,21 +24,33 @@ from urllib.parse import urlencode
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
 from exporter.config import LynxConfig, Secret
 from exporter.ratelimit import RateLimiter, TokenGate
+from exporter.transport import (
+    ACCEPT_ENCODING,
+    MAX_BODY_BYTES,
+    BadEncoding,
+    BodyTooLarge,
+    DeadlineAdapter,
+    DeadlinePassed,
+    cause_name,
+    deadline_scope,
+    read_body,
+)
 
 USER_AGENT_PREFIX = "nayax-ev-exporter"
 # Sent with every request as "<poll id> <attempt>/<attempts allowed>": the retries of
 # one poll share the id, so the vendor's logs (and the simulator) can tell a retry
 # from a new poll, as AWS SDKs do with amz-sdk-invocation-id / amz-sdk-request.
 ATTEMPT_HEADER = "X-Request-Attempt"
-# An evDashboard answer is a few hundred bytes; anything this large is not one, and
-# reading it unbounded would let a broken upstream exhaust our memory.
-MAX_BODY_BYTES = 1 << 20
+EV_DASHBOARD_PATH = "/v1/actors/{actor_id}/evDashboard"
 REDACTED = "<redacted>"
+__all__ = ["MAX_BODY_BYTES", "Answer", "Credential", "LynxClient", "LynxError"]
+
+# What a request authenticates with: a token sent as Bearer as it is.
+Credential = Secret
 
 # A request observation: (code label, seconds). The code is the HTTP status,
 # or "timeout" / "connection" when no status arrived.
@@ -62,6 +78,12 @@ class NotFoundError(LynxError):
 
 class ClientRequestError(LynxError):
     reason = "client_error"
+
+
+class RedirectError(LynxError):
+    """A 3xx: never followed (the token must not go where ``Location`` points)."""
+
+    reason = "redirect"
 
 
 class RateLimitedError(LynxError):
@@ -102,6 +124,16 @@ class Answer:
     status: int
     attempts: int
     duration: float  # seconds of the last attempt
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """One exchange's outcome: a status, with the (capped) body unless it was a 3xx."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes | None
+    duration: float
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -147,24 +179,21 @@ class LynxClient:
         self._stop = stop
         self._rng = rng or random.Random()
         self._clock = sleep_clock
-        self._session = requests.Session()
-        adapter = HTTPAdapter(
+        self._adapter = DeadlineAdapter(
             pool_connections=1, pool_maxsize=max(1, config.max_concurrency), max_retries=0
         )
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        self._session.headers["User-Agent"] = f"{USER_AGENT_PREFIX}/{version}"
-        self._session.headers["Accept"] = "application/json"
-        self._headers = {k: str(v) for k, v in self._session.headers.items()}  # all str here
+        self._headers = {
+            "User-Agent": f"{USER_AGENT_PREFIX}/{version}",
+            "Accept": "application/json",
+            "Accept-Encoding": ACCEPT_ENCODING,
+        }
         # Proxy settings from the environment (HTTPS_PROXY, NO_PROXY, ...) are read
-        # once here, not on every request: requests' per-request environment lookup
-        # was a measurable share of the exporter's CPU. trust_env off also keeps a
-        # ~/.netrc from replacing our Authorization header.
-        self._session.proxies = requests.utils.get_environ_proxies(config.base_url)
-        self._session.trust_env = False
+        # once here, not on every request; ~/.netrc is never consulted (it would
+        # replace our Authorization header).
+        self._proxies = requests.utils.get_environ_proxies(config.base_url)
 
     def close(self) -> None:
-        self._session.close()
+        self._adapter.close()
 
     def __repr__(self) -> str:
         return f"LynxClient(base_url={self._config.base_url!r})"
@@ -174,44 +203,28 @@ class LynxClient:
         ceiling = min(self._config.retry_backoff_max, self._config.retry_backoff * 2**attempt)
         return float(ceiling / 2 + self._rng.random() * ceiling / 2)
 
-    def fetch(self, actor_id: int, params: Mapping[str, str], token: Secret) -> Answer:
+    def fetch(self, actor_id: int, params: Mapping[str, str], token: Credential) -> Answer:
         """GET evDashboard for one actor. Raises a :class:`LynxError` subclass."""
-        url = f"{self._config.base_url}/v1/actors/{actor_id}/evDashboard"
-        secret = token.reveal()
+        return self.get_json(EV_DASHBOARD_PATH.format(actor_id=actor_id), params, token)
+
+    def get_json(self, path: str, params: Mapping[str, str], credential: Credential) -> Answer:
+        """GET ``{base_url}{path}?{params}`` and decode its JSON answer, retrying what
+        is worth retrying. Raises a :class:`LynxError` subclass, never anything else."""
+        url = f"{self._config.base_url}{path}"
+        if params:
+            url = f"{url}?{urlencode(params)}"
         attempts_allowed = self._config.max_retries + 1
         poll_id = f"{self._rng.getrandbits(64):016x}"
         last_error: LynxError | None = None
         for attempt in range(attempts_allowed):
-            if attempt:
-                assert last_error is not None
-                wait = (
-                    last_error.retry_after
-                    if isinstance(last_error, RateLimitedError)
-                    else self.backoff(attempt - 1)
-                )
-                if self._stop.wait(wait):
-                    raise Stopped("shutting down", attempts=attempt)
-            # A 429 holds its token (TokenGate). A poll never waits for another poll's
-            # hold in a worker: with enough targets on that token, every worker would
-            # sit out the Retry-After and other tokens' targets would starve. So it
-            # fails at once, without a request; only a poll retrying after its own
-            # 429 (or back-off) waits, and no longer than retry_backoff_max.
-            held = self._gate.delay(secret)
-            if held > (self._config.retry_backoff_max if attempt else 0.0):
-                raise RateLimitedError(
-                    f"token held back {held:.1f}s more after HTTP 429; no request sent",
-                    retry_after=held,
-                    status=None,
-                    attempts=attempt,
-                )
-            if not self._gate.wait(secret, self._stop) or not self._limiter.acquire(self._stop):
-                raise Stopped("shutting down", attempts=attempt)
+            secret = credential.reveal()
+            self._pace(attempt, last_error, secret)
             headers = {
-                "Authorization": f"Bearer {secret}",
+                "Authorization": _bearer(secret),
                 ATTEMPT_HEADER: f"{poll_id} {attempt + 1}/{attempts_allowed}",
             }
             try:
-                return self._attempt(url, params, headers, token, attempt + 1)
+                return self._attempt(url, headers, secret, attempt + 1)
             except LynxError as error:
                 error.attempts = attempt + 1
                 last_error = error
@@ -225,137 +238,153 @@ class LynxClient:
         assert last_error is not None
         raise last_error
 
-    def _attempt(
-        self,
-        url: str,
-        params: Mapping[str, str],
-        headers: Mapping[str, str],
-        token: Secret,
-        attempt: int,
-    ) -> Answer:
-        timeout = self._config.timeout
-        started = time.perf_counter()
-        try:
-            response = self._session.send(
-                self._prepare(url, params, headers), timeout=timeout, stream=True
+    def _pace(self, attempt: int, last_error: LynxError | None, secret: str) -> None:
+        """Wait before an attempt: the back-off after a failure, the token's 429 hold,
+        the rate limit. Raises Stopped on shutdown, RateLimitedError when held."""
+        if attempt:
+            assert last_error is not None
+            wait = (
+                last_error.retry_after
+                if isinstance(last_error, RateLimitedError)
+                else self.backoff(attempt - 1)
             )
-            try:
-                # requests' timeout bounds each socket read, not the answer: a body
-                # that trickles in (or stalls after a first chunk) would hold this
-                # worker indefinitely. The whole answer must arrive by the deadline.
-                body = _read_body(response, started + timeout)
-            finally:
-                response.close()
-        except (requests.Timeout, urllib3.exceptions.ReadTimeoutError, _DeadlinePassed):
-            self._observe("timeout", time.perf_counter() - started)
-            raise TimeoutError_(f"no answer within {timeout:g}s") from None
-        except _BodyTooLarge:
-            self._observe(str(response.status_code), time.perf_counter() - started)
-            raise BadPayloadError(
-                f"HTTP {response.status_code} with a body over {MAX_BODY_BYTES} bytes",
-                status=response.status_code,
-            ) from None
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            # urllib3's own errors surface here because the body is read from the raw
-            # stream: a reset mid-body is a ProtocolError, and a stall mid-body is the
-            # ReadTimeoutError above (requests would have called it a ConnectionError).
-            self._observe("connection", time.perf_counter() - started)
-            raise ConnectionFailed(f"connection failed ({_cause_name(exc)})") from None
-        duration = time.perf_counter() - started
-        status = response.status_code
-        self._observe(str(status), duration)
-        if status == 200:
-            try:
-                payload = json.loads(body, parse_constant=_reject_constant)
-            except (ValueError, UnicodeDecodeError, RecursionError):
-                # RecursionError: deeply nested JSON is as unusable as broken JSON.
-                content_type = response.headers.get("Content-Type", "?").split(";")[0]
-                raise BadPayloadError(
-                    "HTTP 200 with a body that is not JSON (Content-Type "
-                    f"{_redact(content_type, token)[:60]})",
-                    status=status,
-                ) from None
-            # An upstream that reflects request headers into its answer must not get
-            # our token into a parse-problem message, the landing page or a log line.
-            secret = token.reveal()
-            # Walking the payload is skipped when the body plainly cannot hold the
-            # token: no occurrence and no JSON escape that could spell it.
-            echoed = b"\\" in body or secret.encode() in body
-            return Answer(
-                payload=_scrub(payload, secret) if echoed else payload,
-                status=status,
+            if self._stop.wait(wait):
+                raise Stopped("shutting down", attempts=attempt)
+        # A 429 holds its token (TokenGate). A poll never waits for another poll's
+        # hold in a worker: with enough targets on that token, every worker would
+        # sit out the Retry-After and other tokens' targets would starve. So it
+        # fails at once, without a request; only a poll retrying after its own
+        # 429 (or back-off) waits, and no longer than retry_backoff_max.
+        held = self._gate.delay(secret)
+        if held > (self._config.retry_backoff_max if attempt else 0.0):
+            raise RateLimitedError(
+                f"token held back {held:.1f}s more after HTTP 429; no request sent",
+                retry_after=held,
+                status=None,
                 attempts=attempt,
-                duration=duration,
             )
-        raise self._status_error(status, response.headers.get("Retry-After"), token)
+        if not self._gate.wait(secret, self._stop) or not self._limiter.acquire(self._stop):
+            raise Stopped("shutting down", attempts=attempt)
+
+    def _attempt(self, url: str, headers: Mapping[str, str], secret: str, attempt: int) -> Answer:
+        reply = self._exchange("GET", url, headers)
+        status = reply.status
+        if not 200 <= status < 300:
+            raise self._status_error(reply, secret)
+        assert reply.body is not None
+        try:
+            payload = json.loads(reply.body, parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            # RecursionError: deeply nested JSON is as unusable as broken JSON.
+            content_type = reply.headers.get("Content-Type", "?").split(";")[0]
+            raise BadPayloadError(
+                "HTTP 200 with a body that is not JSON (Content-Type "
+                f"{_redact(content_type, secret)[:60]})",
+                status=status,
+            ) from None
+        # An upstream that reflects request headers into its answer must not get
+        # our token into a parse-problem message, the landing page or a log line.
+        # Walking the payload is skipped when the body plainly cannot hold the
+        # token: no occurrence and no JSON escape that could spell it.
+        if b"\\" in reply.body or secret.encode() in reply.body:
+            payload = _scrub(payload, secret)
+        return Answer(payload=payload, status=status, attempts=attempt, duration=reply.duration)
+
+    def _exchange(self, method: str, url: str, headers: Mapping[str, str]) -> _Reply:
+        """One request and its answer within ``lynx.timeout``, connect to last byte.
+        Observes the request; raises a LynxError for anything but a status."""
+        timeout = self._config.timeout
+        started = time.monotonic()
+        deadline = started + timeout
+        status: int | None = None
+        try:
+            with deadline_scope(deadline):
+                response = self._adapter.send(
+                    self._prepare(method, url, headers),
+                    stream=True,
+                    timeout=(timeout, timeout),
+                    proxies=self._proxies,
+                )
+                status = response.status_code
+                try:
+                    body = None if 300 <= status < 400 else read_body(response, deadline)
+                finally:
+                    response.close()
+        except Exception as exc:  # the HTTP stack's texts may quote the token
+            raise self._transport_error(exc, status, time.monotonic() - started) from None
+        duration = time.monotonic() - started
+        self._observe(str(status), duration)
+        return _Reply(status=status, headers=response.headers, body=body, duration=duration)
+
+    def _transport_error(self, exc: Exception, status: int | None, elapsed: float) -> LynxError:
+        """Our own, secret-free error for an exchange that raised ``exc``."""
+        timeout = self._config.timeout
+        if isinstance(
+            exc, requests.Timeout | urllib3.exceptions.TimeoutError | DeadlinePassed | TimeoutError
+        ):
+            self._observe("timeout", elapsed)
+            return TimeoutError_(f"no complete answer within {timeout:g}s", status=status)
+        if isinstance(exc, BodyTooLarge) and status is not None:
+            self._observe(str(status), elapsed)
+            return BadPayloadError(
+                f"HTTP {status} with a body over {MAX_BODY_BYTES} bytes (as sent or decompressed)",
+                status=status,
+            )
+        if isinstance(exc, BadEncoding) and status is not None:
+            self._observe(str(status), elapsed)
+            return BadPayloadError(
+                f"HTTP {status} with a body in an encoding not asked for, or corrupt",
+                status=status,
+            )
+        # urllib3's own errors surface here because the body is read from the raw
+        # stream (a reset mid-body is a ProtocolError); anything else the stack
+        # raises (a header it cannot send, a malformed status line) lands here too.
+        self._observe("connection", elapsed)
+        return ConnectionFailed(f"connection failed ({cause_name(exc)})", status=status)
 
     def _prepare(
-        self, url: str, params: Mapping[str, str], headers: Mapping[str, str]
+        self, method: str, url: str, headers: Mapping[str, str]
     ) -> requests.PreparedRequest:
-        """The request, prepared here rather than by ``Session.request``: its
-        generic merging of params, cookies, auth and hooks was about a sixth of
-        the CPU of each poll. The query is our own (dates and ids), so the
-        standard encoding is all it needs."""
+        """The request, prepared here rather than by ``Session.request``: no cookies,
+        no ~/.netrc, no hooks, and the generic merging of those was about a sixth of
+        the CPU of each poll. The query is our own (dates and ids)."""
         prepared = requests.PreparedRequest()  # body None, default hooks, no cookies
-        prepared.method = "GET"
-        prepared.url = f"{url}?{urlencode(params)}" if params else url
+        prepared.method = method
+        prepared.url = url
         merged = CaseInsensitiveDict(self._headers)
         merged.update(headers)
+        if method == "POST":
+            merged["Content-Length"] = "0"
         prepared.headers = merged
         return prepared
 
-    def _status_error(
-        self, status: int, retry_after_header: str | None, token: Secret
-    ) -> LynxError:
+    def _status_error(self, reply: _Reply, secret: str) -> LynxError:
+        status = reply.status
+        if 300 <= status < 400:
+            return RedirectError(f"HTTP {status}: redirect not followed", status=status)
         if status in (401, 403):
             return AuthError(f"HTTP {status}: token rejected", status=status)
         if status == 404:
             return NotFoundError("HTTP 404: unknown actor or machine", status=status)
         if status == 429:
-            retry_after = parse_retry_after(retry_after_header)
+            retry_after = parse_retry_after(reply.headers.get("Retry-After"))
             hold = retry_after if retry_after is not None else self.backoff(0)
-            self._gate.hold(token.reveal(), hold)
+            self._gate.hold(secret, hold)
             return RateLimitedError("HTTP 429: rate limited", retry_after=hold)
         if status >= 500:
             return ServerError(f"HTTP {status}: server error", status=status)
         return ClientRequestError(f"HTTP {status}: request rejected", status=status)
 
 
-class _DeadlinePassed(Exception):
-    """The answer did not complete within the timeout."""
+def _bearer(secret: str) -> str:
+    """The Authorization value, or AuthError for a token no header can carry: the
+    HTTP stack's own complaint would quote the whole header, token included."""
+    if not secret or not all(" " <= c <= "~" for c in secret):
+        raise AuthError("the token holds a character an HTTP header cannot carry")
+    return f"Bearer {secret}"
 
 
-class _BodyTooLarge(Exception):
-    """The answer exceeded MAX_BODY_BYTES."""
-
-
-def _read_body(response: requests.Response, deadline: float) -> bytes:
-    """The whole (decoded) body, or _DeadlinePassed once ``deadline`` (perf_counter) passes.
-
-    Each read waits at most until the deadline: the socket's timeout is lowered to the
-    time left (urllib3 resets it before the connection's next request)."""
-    raw = response.raw
-    connection = getattr(raw, "connection", None)
-    sock = getattr(connection, "sock", None)
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        remaining = deadline - time.perf_counter()
-        if remaining <= 0:
-            raise _DeadlinePassed
-        if isinstance(sock, socket.socket):
-            sock.settimeout(remaining)
-        chunk = raw.read1(65536, decode_content=True)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _BodyTooLarge
-        chunks.append(chunk)
-
-
-def _redact(text: str, token: Secret) -> str:
-    secret = token.reveal()
+def _redact(text: str, secret: str) -> str:
     return text.replace(secret, REDACTED) if secret else text
 
 
@@ -378,23 +407,3 @@ def _scrub(node: object, secret: str) -> object:
 
 def _retryable(error: LynxError) -> bool:
     return isinstance(error, RateLimitedError | ServerError | TimeoutError_ | ConnectionFailed)
-
-
-def _cause_name(exc: BaseException) -> str:
-    """A short, secret-free description: the innermost exception class name."""
-    seen = exc
-    while seen.__cause__ is not None or seen.__context__ is not None:
-        nxt = seen.__cause__ or seen.__context__
-        assert nxt is not None
-        seen = nxt
-    if isinstance(exc.args[0] if exc.args else None, BaseException):
-        seen = exc.args[0]
-    name = type(seen).__name__
-    text = str(seen).lower()
-    if "name or service not known" in text or "nodename nor servname" in text:
-        return "name resolution failed"
-    if "refused" in text:
-        return "connection refused"
-    if "reset" in text:
-        return "connection reset"
-    return name

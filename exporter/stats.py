@@ -21,6 +21,7 @@ POLL_ERROR_REASONS: tuple[str, ...] = (
     "server_error",
     "timeout",
     "connection",
+    "redirect",
     "bad_payload",
     "unknown_unit",
     "internal",
