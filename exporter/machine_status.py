@@ -1,0 +1,131 @@
+"""Machine status: one ``GET /v1/machines/{MachineID}/status`` answer → a reading. Pure.
+
+Lynx writes these timestamps without a zone (``"2026-05-14T22:17:02.877"``, with or
+without fractional seconds); whether they are UTC or the machine's local time is
+not documented. ``machine_status.timestamps`` says how to read them:
+
+- ``utc``: as UTC;
+- ``machine``: local time at the machine's ``MachineTimeZoneOffset`` (hours, from
+  discovery); a machine whose offset is unknown is read as UTC;
+- an IANA zone (``Europe/Berlin``): local time in that zone, DST included.
+
+A timestamp that does carry a zone (``Z`` or an offset) is taken as written. A
+timestamp more than 5 minutes in the future means the setting is probably wrong:
+it is still published, and the reading lists it in ``skewed`` (the poller counts
+``nayax_ev_poll_errors_total{reason="clock_skew"}`` and warns once per machine).
+Null or missing fields give no sample; an unreadable field is a ``bad_payload``
+problem and gives no sample either.
+"""
+
+from __future__ import annotations
+
+import math
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Final
+
+from exporter.reading import BadPayload, Problem
+
+__all__ = [
+    "CLOCK_SKEW_SECONDS",
+    "MachineStatus",
+    "parse_status",
+    "parse_timestamp",
+    "zone_for",
+]
+
+CLOCK_SKEW_SECONDS: Final = 300.0
+_TIMESTAMP_FIELDS: Final = (
+    ("last_keepalive", "LastKeepAliveDateTime"),
+    ("last_transaction", "LastTransactionDateTime"),
+    ("last_power_up", "LastPowerUpDateTime"),
+    ("last_power_down", "LastPowerDownDateTime"),
+)
+
+
+@dataclass(frozen=True)
+class MachineStatus:
+    last_keepalive: float | None = None  # UTC epoch seconds
+    mqtt_connected: float | None = None  # 1.0 / 0.0
+    last_transaction: float | None = None
+    last_power_up: float | None = None
+    last_power_down: float | None = None
+    gprs_failures: float | None = None
+    signal_rssi: float | None = None
+    skewed: tuple[str, ...] = ()  # fields more than 5 min in the future
+    problems: tuple[Problem, ...] = ()
+
+
+def zone_for(convention: str, tz_offset_hours: float | None) -> tzinfo:
+    """The zone zone-less timestamps are read in. Pure (ZoneInfo is cached)."""
+    if convention == "utc":
+        return UTC
+    if convention == "machine":
+        if tz_offset_hours is None or not math.isfinite(tz_offset_hours):
+            return UTC
+        return timezone(timedelta(hours=tz_offset_hours))
+    return zoneinfo.ZoneInfo(convention)
+
+
+def parse_timestamp(text: str, zone: tzinfo) -> float:
+    """``"2026-05-14T22:17:02.877"`` read in ``zone`` → UTC epoch seconds. Pure.
+
+    Raises ValueError for anything that is not an ISO 8601 date-time.
+    """
+    value = datetime.fromisoformat(text.strip())
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zone)
+    return value.timestamp()
+
+
+def _number(doc: Mapping[str, object], field: str, problems: list[Problem]) -> float | None:
+    value = doc.get(field)
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+        if math.isfinite(number):
+            return number
+    problems.append(Problem("bad_payload", field, "not a finite number"))
+    return None
+
+
+def parse_status(payload: object, *, zone: tzinfo, now: float) -> MachineStatus:
+    """Interpret one decoded ``MachineStatusInfo`` answer. Pure."""
+    if not isinstance(payload, Mapping):
+        raise BadPayload(f"expected a JSON object, got {type(payload).__name__}")
+    problems: list[Problem] = []
+    stamps: dict[str, float | None] = {}
+    skewed: list[str] = []
+    for attr, field in _TIMESTAMP_FIELDS:
+        raw = payload.get(field)
+        stamps[attr] = None
+        if raw is None:
+            continue
+        try:
+            if not isinstance(raw, str):
+                raise ValueError(field)
+            epoch = parse_timestamp(raw, zone)
+        except (ValueError, OverflowError):
+            problems.append(Problem("bad_payload", field, "not an ISO 8601 date-time"))
+            continue
+        stamps[attr] = epoch
+        if epoch - now > CLOCK_SKEW_SECONDS:
+            skewed.append(field)
+    mqtt = payload.get("MachineMQTTStatus")
+    if mqtt is not None and not isinstance(mqtt, bool):
+        problems.append(Problem("bad_payload", "MachineMQTTStatus", "not a boolean"))
+        mqtt = None
+    return MachineStatus(
+        last_keepalive=stamps["last_keepalive"],
+        mqtt_connected=None if mqtt is None else float(mqtt),
+        last_transaction=stamps["last_transaction"],
+        last_power_up=stamps["last_power_up"],
+        last_power_down=stamps["last_power_down"],
+        gprs_failures=_number(payload, "LastGPRSFailureCount", problems),
+        signal_rssi=_number(payload, "LastReceptionLevel(RSSI)", problems),
+        skewed=tuple(skewed),
+        problems=tuple(problems),
+    )
