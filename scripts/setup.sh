@@ -5,6 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Quiet unless something fails: pip's notes and build warnings go to a log that is
+# printed only when the step fails.
+quietly() {
+  local log status=0
+  log=$(mktemp)
+  "$@" >"$log" 2>&1 || status=$?
+  [ "$status" = 0 ] || { echo "setup: failed: $*" >&2; cat "$log" >&2; }
+  rm -f "$log"
+  return "$status"
+}
+
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
@@ -17,8 +28,8 @@ if [ "$want_test" = 1 ]; then
   if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       echo "setup: installing Debian packages: ${missing[*]}"
-      apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+      quietly apt-get update
+      quietly env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
     else
       echo "setup: missing Debian packages: ${missing[*]}" >&2
       echo "setup: run: sudo apt-get install ${missing[*]}" >&2
@@ -29,15 +40,15 @@ fi
 
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
-  "$python" -m venv .venv
+  quietly "$python" -m venv .venv
 fi
 stamp=.venv/.installed-$( (cat pyproject.toml; echo "$want_test") | sha256sum | cut -c1-16)
 if [ ! -e "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  quietly .venv/bin/python -m pip install --upgrade pip
   if [ "$want_test" = 1 ]; then
-    .venv/bin/python -m pip install -q -e '.[test]'
+    quietly .venv/bin/python -m pip install -e '.[test]'
   else
-    .venv/bin/python -m pip install -q -e .
+    quietly .venv/bin/python -m pip install -e .
   fi
   touch "$stamp"
 fi

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds a container base image for hosts that reach no container registry:
 # Debian bookworm with python3, python3-venv and python3-pip (debootstrap), plus
-# the host's CA bundle and pip configuration so that `pip` inside the build
-# reaches the same package index as the host. Imported into the local
+# the host's CA bundle and the part of its pip configuration the image can use
+# (ci/container/pip_conf.py: index URLs, proxies, timeouts; never host paths), so
+# that `pip` inside the build reaches the same package index as the host. Imported into the local
 # container storage (vfs driver, shared by podman and buildah).
 #
 #   ci/container/build-base-image.sh [IMAGE]          # default localhost/base:test
@@ -41,56 +42,8 @@ debian_mirror() {
     printf '%s\n' "${uri:-http://deb.debian.org/debian}"
 }
 
-# The host's effective pip settings (config files and PIP_* variables, which
-# win, as in pip) as one /etc/pip.conf; `cert` points at the copied CA bundle.
-host_pip_conf() {
-    python3 - <<'PY'
-import configparser
-import subprocess
-import sys
-
-listing = subprocess.run(
-    [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=True
-).stdout
-files: dict[tuple[str, str], str] = {}
-environment: dict[str, str] = {}
-for line in listing.splitlines():
-    name, sep, value = line.partition("=")
-    if not sep:
-        continue
-    section, _, key = name.partition(".")
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        value = value[1:-1]
-    if section == ":env:":
-        environment[key] = value
-    else:
-        files[(section, key)] = value
-for key, value in environment.items():
-    files[("global", key)] = value
-# Local mirrors (file:// URLs, directories) exist only on the host; inside the
-# build pip would just warn about each of them for every package.
-for (section, key), value in list(files.items()):
-    if key in ("index-url", "extra-index-url", "find-links"):
-        kept = [v for v in value.split() if v.startswith(("http://", "https://"))]
-        for dropped in sorted(set(value.split()) - set(kept)):
-            print(f"build-base-image: not copied (host-only): {key} {dropped}", file=sys.stderr)
-        if kept:
-            files[(section, key)] = " ".join(kept)
-        else:
-            del files[(section, key)]
-files[("global", "cert")] = "/etc/ssl/certs/ca-certificates.crt"
-parser = configparser.ConfigParser(interpolation=None)
-for (section, key), value in sorted(files.items()):
-    if not parser.has_section(section):
-        parser.add_section(section)
-    parser.set(section, key, value)
-parser.write(sys.stdout)
-PY
-}
-
-pip_conf=$(host_pip_conf)
-key=$({ cat "$script"; sha256sum <"$ca_bundle"; printf '%s\n' "$pip_conf"; } | sha256sum | cut -c1-16)
+pip_conf=$(python3 "$(dirname "$script")/pip_conf.py" /etc/ssl/certs/ca-certificates.crt)
+key=$({ cat "$script" "$(dirname "$script")/pip_conf.py"; sha256sum <"$ca_bundle"; printf '%s\n' "$pip_conf"; } | sha256sum | cut -c1-16)
 
 if podman "${storage[@]}" image exists "$image"; then
     current=$(podman "${storage[@]}" image inspect --format "{{index .Labels \"$label\"}}" "$image")
