@@ -33,7 +33,11 @@ REQUIRED_ALERTS = {
     "NayaxEVApiAuthFailing": ("critical", "5m"),
     "NayaxEVApiRateLimited": ("warning", "15m"),
     "NayaxEVConfigReloadFailed": ("warning", "5m"),
+    "NayaxEVMachineSilent": ("critical", "5m"),
+    "NayaxEVMachineDisconnected": ("warning", "30m"),
 }
+# One alert per machine: the summary itself names the machine, its operator and city.
+PER_MACHINE_ALERTS = {"NayaxEVMachineSilent", "NayaxEVMachineDisconnected"}
 SEVERITIES = {"critical", "warning", "info"}
 # Alerts whose value is a constant (up/0/1), so the description does not print it.
 VALUE_NOT_INFORMATIVE = {
@@ -121,6 +125,8 @@ def test_required_alert_expressions() -> None:
     assert 'code="429"' in rules["NayaxEVApiRateLimited"]
     assert "> 0.2" in rules["NayaxEVSilentRatioHigh"]
     assert "nayax_ev_config_last_reload_successful == 0" in rules["NayaxEVConfigReloadFailed"]
+    assert "< time() - 3600" in rules["NayaxEVMachineSilent"]
+    assert "nayax_ev_machine_mqtt_connected == 0" in rules["NayaxEVMachineDisconnected"]
 
 
 @pytest.mark.parametrize("name", ALERT_NAMES)
@@ -131,7 +137,11 @@ def test_alert_labels_and_annotations(name: str) -> None:
     assert set(annotations) >= {"summary", "description", "runbook_url"}
 
     summary = annotations["summary"]
-    assert "{{" not in summary, "summary must be static"
+    if name in PER_MACHINE_ALERTS:
+        for label in ("$labels.machine ", "$labels.actor ", "$labels.city"):
+            assert label in summary, f"{name}: summary must name {label}"
+    else:
+        assert "{{" not in summary, "summary must be static"
     assert summary.endswith(".") and summary.count(". ") == 0, "summary: one sentence"
 
     description = annotations["description"]
