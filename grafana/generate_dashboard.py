@@ -515,6 +515,159 @@ def machines(ids: Ids, y: int) -> list[JSON]:
     ]
 
 
+def _machine_table_targets(status: str) -> list[JSON]:
+    keys = "actor_id, actor, machine_id, machine"
+
+    def latest(metric: str, extra: str = "") -> str:
+        return f"max by ({keys}{extra}) ({metric}{status})"
+
+    return [
+        target(
+            "A",
+            f"time() - {latest('nayax_ev_machine_last_keepalive_timestamp_seconds')}",
+            instant=True,
+            table=True,
+        ),
+        target("B", latest("nayax_ev_machine_mqtt_connected"), instant=True, table=True),
+        target(
+            "C",
+            f"{latest('nayax_ev_machine_last_transaction_timestamp_seconds')} * 1000",
+            instant=True,
+            table=True,
+        ),
+        target("D", latest("nayax_ev_machine_info", ", city"), instant=True, table=True),
+    ]
+
+
+def _silent_table(ids: Ids, y: int, status: str) -> JSON:
+    order = ["machine", "actor", "city", "Value #A", "Value #B", "Value #C"]
+    silent_colors = thresholds(("green", None), ("orange", 900), ("red", 3600))
+    return panel(
+        ids,
+        "table",
+        "Silent machines",
+        "Every machine with a status, longest silence first: time since its last "
+        "keep-alive (red after 1 h, the NayaxEVMachineSilent threshold), its MQTT "
+        "connection and its last transaction (GET /v1/machines/{id}/status).",
+        "none",
+        grid=(0, y, 14, 12),
+        targets=_machine_table_targets(status),
+        defaults={"custom": {"align": "auto", "filterable": True}},
+        options={
+            "showHeader": True,
+            "cellHeight": "sm",
+            "footer": {"show": False, "reducer": ["sum"], "fields": "", "countRows": False},
+            "sortBy": [{"displayName": "Since keep-alive", "desc": True}],
+        },
+        overrides=[
+            by_name(
+                "Value #A",
+                displayName="Since keep-alive",
+                unit="s",
+                thresholds=silent_colors,
+                custom={"cellOptions": {"type": "color-background"}},
+            ),
+            by_name(
+                "Value #B",
+                displayName="MQTT",
+                unit="none",
+                mappings=value_mapping((0, "disconnected", "red"), (1, "connected", "green")),
+            ),
+            by_name("Value #C", displayName="Last transaction", unit="dateTimeFromNow"),
+        ],
+        transformations=[
+            {"id": "merge", "options": {}},
+            {
+                "id": "organize",
+                "options": {
+                    "excludeByName": {
+                        "Time": True,
+                        "actor_id": True,
+                        "machine_id": True,
+                        "Value #D": True,
+                    },
+                    "indexByName": {name: index for index, name in enumerate(order)},
+                    "renameByName": {"actor": "Operator", "machine": "Machine", "city": "City"},
+                },
+            },
+        ],
+    )
+
+
+def _geomap(ids: Ids, y: int, status: str) -> JSON:
+    keys = "actor_id, actor, machine_id, machine"
+    silent_colors = thresholds(("green", None), ("orange", 900), ("red", 3600))
+    layer: JSON = {
+        "type": "markers",
+        "name": "Chargers",
+        "location": {"mode": "coords", "latitude": "latitude", "longitude": "longitude"},
+        "config": {
+            "showLegend": True,
+            "style": {
+                "color": {"field": "Value #B", "fixed": "green"},
+                "size": {"fixed": 6},
+                "opacity": 0.8,
+            },
+        },
+        "tooltip": True,
+    }
+    return panel(
+        ids,
+        "geomap",
+        "Chargers on the map",
+        "Each machine at its discovered coordinates (nayax_ev_machine_info), coloured by "
+        "the time since its last keep-alive: green, orange after 15 min, red after 1 h.",
+        "s",
+        grid=(14, y, 10, 12),
+        targets=[
+            target(
+                "A",
+                f"max by ({keys}, city, latitude, longitude) (nayax_ev_machine_info{status})",
+                instant=True,
+                table=True,
+            ),
+            target(
+                "B",
+                f"time() - max by ({keys}) "
+                f"(nayax_ev_machine_last_keepalive_timestamp_seconds{status})",
+                instant=True,
+                table=True,
+            ),
+        ],
+        defaults={"thresholds": silent_colors, "color": {"mode": "thresholds"}},
+        options={
+            "view": {"id": "fit", "lat": 0, "lon": 0, "zoom": 2},
+            "controls": {"showZoom": True, "mouseWheelZoom": True},
+            "basemap": {"type": "default", "name": "Basemap"},
+            "layers": [layer],
+            "tooltip": {"mode": "details"},
+        },
+        transformations=[
+            {"id": "merge", "options": {}},
+            {
+                "id": "convertFieldType",
+                "options": {
+                    "conversions": [
+                        {"targetField": "latitude", "destinationType": "number"},
+                        {"targetField": "longitude", "destinationType": "number"},
+                    ],
+                    "fields": {},
+                },
+            },
+        ],
+    )
+
+
+def machine_status(ids: Ids, y: int) -> list[JSON]:
+    """Which charger is silent, and where: per-machine status and discovery."""
+    status = sel(ACTOR, MACHINE)
+    return [
+        row(ids, "Machine status", y),
+        _silent_table(ids, y + 1, status),
+        _geomap(ids, y + 1, status),
+    ]
+
+
 def exporter_health(ids: Ids, y: int) -> list[JSON]:
     target_keys = "max by (actor, machine, window)"
     rate_interval = "[$__rate_interval]"
@@ -793,7 +946,7 @@ def build() -> JSON:
     ids = Ids()
     panels: list[JSON] = []
     y = 0
-    for make_row in (fleet_health, charging_business, machines, exporter_health):
+    for make_row in (fleet_health, charging_business, machines, machine_status, exporter_health):
         row_panels = make_row(ids, y)
         panels.extend(row_panels)
         y = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in row_panels)

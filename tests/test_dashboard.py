@@ -30,7 +30,7 @@ DASHBOARD_PROVISIONING = ROOT / "grafana" / "provisioning" / "dashboards" / "nay
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
 JOB = 'job=~"$job"'
-ROWS = ["Fleet health", "Charging business", "Machines", "Exporter health"]
+ROWS = ["Fleet health", "Charging business", "Machines", "Machine status", "Exporter health"]
 VARIABLES = ["datasource", "job", "actor", "machine", "window"]
 INTERVAL_FIGURES = re.compile(
     r"nayax_ev_(operator|machine)_(charging_sessions|transactions|sales_amount"
@@ -516,6 +516,17 @@ CONTRACT_SERIES = [
         "7200x30",
     ),
     (f"nayax_ev_machine_energy_joules{{{SCRAPE}, {ACTOR}, {MACHINE}, {WINDOW}}}", "1.8e8x30"),
+    (f"nayax_ev_machine_last_keepalive_timestamp_seconds{{{SCRAPE}, {ACTOR}, {MACHINE}}}", "0x30"),
+    (f"nayax_ev_machine_mqtt_connected{{{SCRAPE}, {ACTOR}, {MACHINE}}}", "0x30"),
+    (
+        f"nayax_ev_machine_last_transaction_timestamp_seconds{{{SCRAPE}, {ACTOR}, {MACHINE}}}",
+        "0x30",
+    ),
+    (
+        f'nayax_ev_machine_info{{{SCRAPE}, {ACTOR}, {MACHINE}, machine_type="555007", '
+        f'city="Hamburg", latitude="53.5", longitude="9.9"}}',
+        "1x30",
+    ),
     (f"nayax_ev_target_up{{{SCRAPE}, {ACTOR}, {WINDOW}}}", "1x30"),
     (f'nayax_ev_target_up{{{SCRAPE}, {ACTOR}, machine="Station 7", {WINDOW}}}', "1x30"),
     (f"nayax_ev_target_last_success_timestamp_seconds{{{SCRAPE}, {ACTOR}, {WINDOW}}}", "0+60x30"),
@@ -600,3 +611,20 @@ def test_every_query_returns_data_on_contract_series(tmp_path: Path) -> None:
     tests_path.write_text(yaml.safe_dump(tests, sort_keys=False), encoding="utf-8")
     output = run_promtool("test", "rules", str(tests_path))
     assert "SUCCESS" in output
+
+
+def test_machine_status_row() -> None:
+    row = {panel["title"]: panel for panel in panels_by_row()["Machine status"]}
+    table = row["Silent machines"]
+    assert table["type"] == "table"
+    assert table["options"]["sortBy"] == [{"displayName": "Since keep-alive", "desc": True}]
+    queries = " ".join(exprs([table]))
+    for metric in ("last_keepalive_timestamp_seconds", "mqtt_connected", "last_transaction"):
+        assert f"nayax_ev_machine_{metric}" in queries
+    assert "city" in queries and "nayax_ev_machine_info" in queries
+    geomap = row["Chargers on the map"]
+    assert geomap["type"] == "geomap"
+    (layer,) = geomap["options"]["layers"]
+    assert layer["location"] == {"mode": "coords", "latitude": "latitude", "longitude": "longitude"}
+    assert layer["config"]["style"]["color"]["field"] == "Value #B"  # time since keep-alive
+    assert "latitude, longitude" in exprs([geomap])[0]
