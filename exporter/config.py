@@ -21,6 +21,14 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from exporter.machine_config import (
+    DiscoveryConfig,
+    MachineStatusConfig,
+    parse_discover_flag,
+    parse_discovery,
+    parse_machine_status,
+)
+
 DEFAULT_BASE_URL = "https://lynx.nayax.com/operational"
 DEFAULT_LISTEN_ADDRESS = ":9877"
 
@@ -133,6 +141,7 @@ class ActorConfig:
     currency: str = ""
     token: Secret | None = None
     machines: tuple[MachineConfig, ...] = ()
+    discover: bool = False  # list this actor's machines from GET /v1/machines
 
     @property
     def label(self) -> str:
@@ -150,6 +159,15 @@ class Config:
     poll: PollConfig = field(default_factory=PollConfig)
     windows: tuple[WindowConfig, ...] = DEFAULT_WINDOWS
     units: UnitsConfig = field(default_factory=UnitsConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    machine_status: MachineStatusConfig = field(default_factory=MachineStatusConfig)
+
+    @property
+    def status_enabled(self) -> bool:
+        """Machine status is polled: as configured, else when any machine is known."""
+        if self.machine_status.enabled is not None:
+            return self.machine_status.enabled
+        return any(actor.machines or actor.discover for actor in self.actors)
 
     def token_for(self, actor: ActorConfig) -> Secret:
         """The token an actor's requests carry: its own, else the global one."""
@@ -475,7 +493,9 @@ class _Validator:
         seen_names: set[str] = set()
         for index, item in enumerate(items):
             path = f"actors[{index}]"
-            raw = self.mapping(item, path, ("id", "name", "currency", "token", "machines"))
+            raw = self.mapping(
+                item, path, ("id", "name", "currency", "token", "machines", "discover")
+            )
             actor_id = self.integer(raw.get("id"), f"{path}.id", minimum=1)
             if "id" not in raw:
                 self.error(f"{path}.id", "is required")
@@ -502,6 +522,9 @@ class _Validator:
                         currency=currency,
                         token=Secret(token_text.strip()) if token_text else None,
                         machines=machines,
+                        discover=parse_discover_flag(
+                            raw.get("discover"), f"{path}.discover", self.errors
+                        ),
                     )
                 )
         return tuple(result)
@@ -577,7 +600,11 @@ def parse_config(
         raise ConfigError(["<yaml>: recursive alias or nesting too deep"]) from None
     validator = _Validator(base_dir or Path.cwd())
     validator.errors.extend(expansion_errors)
-    raw = validator.mapping(tree, "", ("lynx", "poll", "windows", "units", "actors"))
+    raw = validator.mapping(
+        tree,
+        "",
+        ("lynx", "poll", "windows", "units", "actors", "discovery", "machine_status"),
+    )
     lynx = validator.lynx(raw.get("lynx"))
     poll = validator.poll(raw.get("poll"))
     windows = validator.windows(raw.get("windows"))
@@ -587,9 +614,19 @@ def parse_config(
         isinstance(raw_lynx, dict) and ("token" in raw_lynx or "token_file" in raw_lynx)
     )
     actors = validator.actors(raw.get("actors"), has_global_token)
+    discovery = parse_discovery(raw.get("discovery"), validator.errors)
+    machine_status = parse_machine_status(raw.get("machine_status"), validator.errors)
     if validator.errors:
         raise ConfigError(validator.errors)
-    return Config(actors=actors, lynx=lynx, poll=poll, windows=windows, units=units)
+    return Config(
+        actors=actors,
+        lynx=lynx,
+        poll=poll,
+        windows=windows,
+        units=units,
+        discovery=discovery,
+        machine_status=machine_status,
+    )
 
 
 def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Config:

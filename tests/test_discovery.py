@@ -182,3 +182,29 @@ def test_config_sections() -> None:
         "machine_status.enabled",
         "machine_status.timestamps",
     ]
+
+
+def test_config_file_keys() -> None:
+    from exporter.config import ConfigError, parse_config
+
+    text = """
+lynx: {token: t}
+discovery: {interval: 30m, machine_types: []}
+machine_status: {interval: 1m, timestamps: machine}
+actors:
+  - {id: 1, discover: true}
+  - {id: 2}
+"""
+    config = parse_config(text)
+    assert config.actors[0].discover and not config.actors[1].discover
+    assert config.discovery.machine_types == () and config.machine_status.timestamps == "machine"
+    assert config.status_enabled  # a discovering actor turns status on by default
+    assert not parse_config("lynx: {token: t}\nactors: [{id: 1}]").status_enabled
+    off = "lynx: {token: t}\nmachine_status: {enabled: false}\nactors: [{id: 1, discover: true}]"
+    assert not parse_config(off).status_enabled
+    with pytest.raises(ConfigError) as raised:
+        parse_config("lynx: {token: t}\nactors: [{id: 1, discover: 1}]\ndiscovery: {interval: x}")
+    assert {e.split(":")[0] for e in raised.value.errors} == {
+        "actors[0].discover",
+        "discovery.interval",
+    }
