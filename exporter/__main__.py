@@ -1,5 +1,6 @@
 """``python -m exporter`` is the same as the ``nayax-ev-exporter`` console script."""
 
-from exporter.cli import main
+from exporter.launch import run
 
-raise SystemExit(main())
+if __name__ == "__main__":
+    run()

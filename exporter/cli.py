@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
+from typing import TypeVar
+
+from structlog.typing import FilteringBoundLogger
 
 from exporter import __version__
+from exporter.budget import notes, request_budget, summary, warnings
 from exporter.config import Config, ConfigError, load_config
 from exporter.daemon import Exporter, Options
 from exporter.demo import demo_config, start_simulator
+from exporter.launch import Signals
 from exporter.logs import FORMATS, LEVELS, SecretScrubber, configure
 from exporter.malloc import tune_malloc
 from exporter.server import ExporterHTTPServer, parse_listen_address
+from exporter.simulator import SimulatorServer
 from exporter.targets import Shard, build_targets
 from exporter.webconfig import WebConfig, load_web_config
 
@@ -58,80 +63,159 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+@dataclass(frozen=True)
+class Source:
+    """Where the config comes from: a file, or the demo's embedded simulator."""
+
+    load: Callable[[], Config]
+    label: str
+    simulator: SimulatorServer | None = None
+
+
+def main(argv: Sequence[str] | None = None, signals: Signals | None = None) -> int:
     args = parse_args(argv)
+    if signals is None:
+        signals = Signals().install()
+    if args.config_check or args.once:
+        signals.restore_defaults()
     malloc_settings = tune_malloc(os.environ)  # before any worker thread exists
     scrubber = SecretScrubber()
     log = configure(args.log_level, args.log_format, scrubber)
+    _log_thread_deaths(log)
     tuned = {k.lower().removeprefix("malloc_").rstrip("_"): v for k, v in malloc_settings.items()}
     log.debug("glibc malloc tuned", **tuned)
+    source = _source(args)
+    try:
+        if args.config_check:
+            return _check(source.load, args.shard)
+        if args.once:
+            return _once(args, source, log, scrubber)
+        return _serve(args, source, log, scrubber, signals)
+    finally:
+        if source.simulator is not None:
+            source.simulator.stop()
 
-    simulator = None
-    loader: Callable[[], Config]
+
+def _source(args: argparse.Namespace) -> Source:
     if args.demo:
         host, port = parse_listen_address(args.demo_simulator_address)
         simulator = start_simulator(host or "127.0.0.1", port)
         demo = demo_config(simulator)
+        return Source(lambda: demo, "(demo)", simulator)
+    path = Path(args.config_file)
+    return Source(lambda: load_config(path), str(path))
 
-        def loader() -> Config:
-            return demo
 
-        label = "(demo)"
-    else:
-        path = Path(args.config_file)
+def _log_thread_deaths(log: FilteringBoundLogger) -> None:
+    """A background thread that dies says so in the log (and /-/healthy turns 503)."""
 
-        def loader() -> Config:
-            return load_config(path)
+    def hook(hook_args: threading.ExceptHookArgs) -> None:
+        name = hook_args.thread.name if hook_args.thread is not None else "?"
+        log.error("background thread died", thread=name, error=repr(hook_args.exc_value))
 
-        label = str(path)
+    threading.excepthook = hook
 
-    if args.config_check:
-        return _check(loader, args.shard)
 
-    web_config: WebConfig | None = None
+def _options(args: argparse.Namespace, source: Source, *, once: bool) -> Options:
+    return Options(
+        telemetry_path=args.telemetry_path,
+        shard=args.shard,
+        config_label=source.label,
+        spread=not once,
+    )
+
+
+def _invalid(log: FilteringBoundLogger, error: ConfigError) -> int:
+    for problem in error.errors:
+        log.error("invalid configuration", problem=problem)
+    return 1
+
+
+def _once(
+    args: argparse.Namespace, source: Source, log: FilteringBoundLogger, scrubber: SecretScrubber
+) -> int:
+    """Poll every target once, now; print the exposition; exit 0 only if all are up."""
     try:
-        if args.web_config_file:
-            web_config = load_web_config(Path(args.web_config_file))
-        exporter = Exporter(
-            loader,
-            log,
-            scrubber,
-            Options(
-                telemetry_path=args.telemetry_path,
-                shard=args.shard,
-                config_label=label,
-                spread=not args.once,
-            ),
-        )
+        exporter = Exporter(source.load, log, scrubber, _options(args, source, once=True))
     except ConfigError as error:
-        for problem in error.errors:
-            log.error("invalid configuration", problem=problem)
-        return 1
+        return _invalid(log, error)
+    result = exporter.once()
+    sys.stdout.buffer.write(result.body)
+    sys.stdout.flush()
+    return 0 if result.all_up else 1
 
-    if args.once:
-        return _once(exporter)
 
+T = TypeVar("T")
+
+
+def _unless_stopped(build: Callable[[], T], stop: threading.Event) -> T | None:
+    """``build()`` in a helper thread, so SIGTERM is acted on while it runs (a
+    token file that blocks, a huge config); None when stopped first."""
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(build())
+        except BaseException as exc:  # handed to the main thread below
+            failure.append(exc)
+
+    worker = threading.Thread(target=work, name="start-up", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        if stop.wait(0.1):
+            return None
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+def _serve(
+    args: argparse.Namespace,
+    source: Source,
+    log: FilteringBoundLogger,
+    scrubber: SecretScrubber,
+    signals: Signals,
+) -> int:
+    def build() -> tuple[Exporter, WebConfig | None]:
+        web = load_web_config(Path(args.web_config_file)) if args.web_config_file else None
+        return Exporter(source.load, log, scrubber, _options(args, source, once=False)), web
+
+    try:
+        built = _unless_stopped(build, signals.stop)
+    except ConfigError as error:
+        return _invalid(log, error)
+    if built is None:
+        log.info("stopped during start-up")
+        return 0
+    exporter, web_config = built
     try:
         server = ExporterHTTPServer(parse_listen_address(args.listen_address), exporter, web_config)
     except (OSError, ValueError) as exc:
         log.error("cannot listen", address=args.listen_address, error=str(exc))
         return 1
-
-    stop = threading.Event()
-    reload_requested = threading.Event()
-
-    def on_stop(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    def on_hup(signum: int, _frame: FrameType | None) -> None:
-        reload_requested.set()
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGHUP, on_hup)
-
     exporter.start()
     server.serve_in_thread()
+    _announce(args, log, server, web_config, source.simulator)
+    while not signals.stop.wait(0.2):
+        if signals.reload.is_set():
+            signals.reload.clear()
+            exporter.request_reload("SIGHUP")  # on the reload thread: SIGTERM stays prompt
+    log.info("shutting down")
+    stopper = threading.Thread(target=_shutdown, args=(server, exporter), daemon=True)
+    stopper.start()
+    stopper.join(SHUTDOWN_GRACE)  # hanging upstream sockets are not waited for
+    log.info("exporter stopped")
+    return 0
+
+
+def _announce(
+    args: argparse.Namespace,
+    log: FilteringBoundLogger,
+    server: ExporterHTTPServer,
+    web_config: WebConfig | None,
+    simulator: SimulatorServer | None,
+) -> None:
     scheme = "https" if web_config is not None and web_config.tls is not None else "http"
     host = args.listen_address.rsplit(":", 1)[0] or "localhost"
     url = f"{scheme}://{host}:{server.port}"
@@ -140,21 +224,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Demo exporter:  {url}/", flush=True)
         print(f"Demo metrics:   {url}{args.telemetry_path}", flush=True)
         print(f"Lynx simulator: {simulator.url}/_sim/fleet", flush=True)
-
-    while not stop.wait(0.2):
-        if reload_requested.is_set():
-            reload_requested.clear()
-            log.info("reloading configuration", trigger="SIGHUP")
-            exporter.reload()
-
-    log.info("shutting down")
-    stopper = threading.Thread(target=_shutdown, args=(server, exporter), daemon=True)
-    stopper.start()
-    stopper.join(SHUTDOWN_GRACE)  # hanging upstream sockets are daemons: not waited for
-    if simulator is not None:
-        simulator.stop()
-    log.info("exporter stopped")
-    return 0
 
 
 def _shutdown(server: ExporterHTTPServer, exporter: Exporter) -> None:
@@ -178,20 +247,10 @@ def _check(loader: Callable[[], Config], shard: Shard) -> int:
         f"config OK: {len(config.actors)} actor(s), {machines} machine(s), "
         f"{len(config.windows)} window(s), {len(targets)} target(s)"
     )
+    budget = request_budget(config, targets)
+    print(summary(budget))
+    for text in warnings(budget):
+        print(f"warning: {text}")
+    for text in notes(budget):
+        print(f"note: {text}")
     return 0
-
-
-def _once(exporter: Exporter) -> int:
-    """Poll every target once, print the exposition, exit 0 only if all are up."""
-    exporter.poller.start()
-    config = exporter.config
-    budget = (config.lynx.timeout + config.lynx.retry_backoff_max) * (config.lynx.max_retries + 1)
-    rounds = len(exporter.store.current().states) / max(1, config.lynx.max_concurrency)
-    exporter.poller.wait_until_ready(timeout=budget + rounds * config.lynx.timeout)
-    exporter.poller.stop()
-    exporter.exposition.refresh()
-    body, _ = exporter.exposition.serve(None, None)
-    sys.stdout.buffer.write(body)
-    sys.stdout.flush()
-    states = exporter.store.current().states.values()
-    return 0 if states and all(s.up for s in states) else 1

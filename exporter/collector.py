@@ -21,7 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from exporter.samples import DATA_FAMILIES, family_label_names, state_samples
-from exporter.stats import LATENCY_BUCKETS, POLL_ERROR_REASONS, StatsView
+from exporter.stats import DEFERRAL_REASONS, LATENCY_BUCKETS, POLL_ERROR_REASONS, StatsView
 from exporter.store import Snapshot
 
 Clock = Callable[[], float]
@@ -164,3 +164,39 @@ class PollErrorsCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         return poll_error_families(self._stats(), self._actor_ids())
+
+
+def poll_families(stats: StatsView, interval: float) -> Iterator[Metric]:
+    """Pure: the poll pipeline's families — deferrals, the interval, the last round."""
+    deferred = CounterMetricFamily(
+        "nayax_ev_polls_deferred",
+        "Polls that waited instead of going out (e.g. their token was held after a 429); "
+        "not failures.",
+        labels=["reason"],
+    )
+    counts = dict.fromkeys(DEFERRAL_REASONS, 0)
+    counts.update(stats.deferrals)
+    for reason, count in sorted(counts.items()):
+        deferred.add_metric([reason], float(count))
+    yield deferred
+    yield GaugeMetricFamily(
+        "nayax_ev_poll_interval_seconds",
+        "The configured poll.interval: each target is meant to be polled once per interval.",
+        value=interval,
+    )
+    round_family = GaugeMetricFamily(
+        "nayax_ev_poll_round_duration_seconds",
+        "How long the last full round took (until every target had finished a poll).",
+    )
+    if stats.round_duration is not None:
+        round_family.add_metric([], stats.round_duration)
+    yield round_family
+
+
+class PollCollector(Collector):
+    def __init__(self, stats: Callable[[], StatsView], interval: Callable[[], float]) -> None:
+        self._stats = stats
+        self._interval = interval
+
+    def collect(self) -> Iterable[Metric]:
+        return poll_families(self._stats(), self._interval())

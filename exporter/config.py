@@ -89,6 +89,7 @@ class LynxConfig:
     retry_backoff_max: float = 30.0
     rate_limit_per_second: float = 5.0  # 0 = unlimited
     max_concurrency: int = 4
+    retry_after_max: float = 300.0  # the longest a 429's Retry-After holds a token
 
 
 @dataclass(frozen=True)
@@ -365,6 +366,7 @@ class _Validator:
                 "retry_backoff_max",
                 "rate_limit_per_second",
                 "max_concurrency",
+                "retry_after_max",
             ),
         )
         defaults = LynxConfig()
@@ -402,6 +404,8 @@ class _Validator:
                 defaults.rate_limit_per_second,
             ),
             max_concurrency=concurrency or defaults.max_concurrency,
+            retry_after_max=self.duration(raw.get("retry_after_max"), "lynx.retry_after_max")
+            or defaults.retry_after_max,
         )
 
     def read_token_file(self, path: Path, key: str) -> Secret | None:

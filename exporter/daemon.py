@@ -1,14 +1,17 @@
-"""The running exporter: owns the store, poller, exposition cache and reloads.
+"""The running exporter: wires the store, poller, exposition cache and reloads.
 
 Reload is all-or-nothing: the new file is validated completely before anything
-changes; an invalid one leaves the running config in place.
+changes; an invalid one leaves the running config in place. Every reload — from
+SIGHUP or ``POST /-/reload`` — runs on one reload thread, one at a time, so the
+main thread stays free to act on SIGTERM even while a large reload is parsed.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
@@ -16,13 +19,14 @@ from prometheus_client.process_collector import ProcessCollector
 from structlog.typing import FilteringBoundLogger
 
 from exporter import __version__
-from exporter.client import LynxClient
-from exporter.collector import PollErrorsCollector, SelfCollector
-from exporter.config import Config, ConfigError
+from exporter.budget import notes, once_deadline, request_budget, summary, warnings
+from exporter.client import LynxClient, RequestObserver
+from exporter.collector import PollCollector, PollErrorsCollector, SelfCollector
+from exporter.config import Config, ConfigError, LynxConfig
 from exporter.exposition import ExpositionCache
 from exporter.landing import PageInfo, render_landing
 from exporter.logs import SecretScrubber
-from exporter.poller import Poller
+from exporter.poller import Plan, Poller
 from exporter.ratelimit import RateLimiter, TokenGate
 from exporter.server import Response, Routes
 from exporter.stats import Stats
@@ -30,6 +34,7 @@ from exporter.store import SnapshotStore
 from exporter.targets import Shard, Target, build_targets
 
 ConfigLoader = Callable[[], Config]
+MAX_RENDER_GAP = 60.0  # seconds: even at a very long interval, render at least this often
 
 
 @dataclass(frozen=True)
@@ -41,9 +46,36 @@ class Options:
     render_min_gap: float = 1.0  # seconds; at least interval/20 (see _render_gap)
 
 
+@dataclass(frozen=True)
+class OnceResult:
+    """What ``--once`` prints and how it exits."""
+
+    body: bytes  # the exposition, text format
+    all_up: bool  # every target answered completely
+
+
 def secrets_of(config: Config) -> list[str]:
     tokens = [config.lynx.token] + [a.token for a in config.actors]
     return [t.reveal() for t in tokens if t is not None]
+
+
+def make_client(
+    lynx: LynxConfig,
+    *,
+    stop: threading.Event,
+    rate_limiter: RateLimiter,
+    token_gate: TokenGate,
+    observer: RequestObserver,
+) -> LynxClient:
+    """A client for one ``lynx`` section; everything it shares comes in as arguments."""
+    return LynxClient(
+        lynx,
+        observer=observer,
+        rate_limiter=rate_limiter,
+        token_gate=token_gate,
+        stop=stop,
+        version=__version__,
+    )
 
 
 class Exporter(Routes):
@@ -59,37 +91,38 @@ class Exporter(Routes):
         self._scrubber = scrubber
         self._options = options
         self.telemetry_path = options.telemetry_path
-        self._reload_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reloads = ThreadPoolExecutor(1, thread_name_prefix="reload")
         self.config = load()  # raises ConfigError: refuse to start
         scrubber.set(secrets_of(self.config))
         self.stats = Stats(started_at=time.time())
-        self._token_gate = TokenGate()
         self._limiter = RateLimiter(self.config.lynx.rate_limit_per_second)
         targets = build_targets(self.config, options.shard)
         self.store = SnapshotStore(targets, self.config.poll.stale_after)
-        self.poller = Poller(
-            self.store,
-            self.stats,
-            logger,
-            self._make_client,
-            spread=options.spread,
-        )
-        self.poller.configure(self.config, targets)
+        self.poller = Poller(self.store, self.stats, logger, stop=self._stop, spread=options.spread)
+        self._plan = self._plan_for(self.config, targets, None)
+        self.poller.configure(self._plan)
+        self._actor_ids = actor_ids_of(targets)
+        self.exposition = self._exposition()
+
+    def _exposition(self) -> ExpositionCache:
         self.self_registry = CollectorRegistry(auto_describe=False)
         self.self_registry.register(
             SelfCollector(
                 self.stats.view,
                 version=__version__,
-                shard=lambda: str(options.shard),
+                shard=lambda: str(self._options.shard),
                 target_count=lambda: len(self.store.current().states),
             )
         )
-        self._actor_ids = actor_ids_of(targets)
+        self.self_registry.register(
+            PollCollector(self.stats.view, lambda: self.config.poll.interval)
+        )
         errors_registry = CollectorRegistry(auto_describe=False)
         errors_registry.register(PollErrorsCollector(self.stats.view, lambda: self._actor_ids))
         process_registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=process_registry)
-        self.exposition = ExpositionCache(
+        return ExpositionCache(
             self.store,
             self.self_registry,
             errors_registry=errors_registry,
@@ -101,19 +134,31 @@ class Exporter(Routes):
     def _render_gap(self) -> float:
         # Polls land spread over the whole interval; re-rendering more often than
         # every interval/20 shows no fresher data worth its CPU at a long interval.
-        return max(self._options.render_min_gap, self.config.poll.interval / 20)
+        gap = max(self._options.render_min_gap, self.config.poll.interval / 20)
+        return min(gap, MAX_RENDER_GAP)
 
-    def _make_client(self, config: Config) -> LynxClient:
+    def _plan_for(self, config: Config, targets: Sequence[Target], old: Plan | None) -> Plan:
+        """The poller's plan. The client, and with it the 429 holds on tokens, is
+        kept unless the ``lynx`` section or a token changed: a reload that
+        changes them drops the holds."""
+        by_key = {t.key: t for t in targets}
+        if (
+            old is not None
+            and old.config.lynx == config.lynx
+            and secrets_of(old.config) == secrets_of(config)
+        ):
+            return Plan(config, by_key, old.client, old.gate)
         if config.lynx.rate_limit_per_second != self._limiter.rate:
             self._limiter = RateLimiter(config.lynx.rate_limit_per_second)
-        return LynxClient(
+        gate = TokenGate(max_hold=config.lynx.retry_after_max)
+        client = make_client(
             config.lynx,
-            observer=self.stats.observe_request,
+            stop=self._stop,
             rate_limiter=self._limiter,
-            token_gate=self._token_gate,
-            stop=self.poller.stop_event,
-            version=__version__,
+            token_gate=gate,
+            observer=self.stats.observe_request,
         )
+        return Plan(config, by_key, client, gate)
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -127,30 +172,65 @@ class Exporter(Routes):
             shard=str(self._options.shard),
             interval=self.config.poll.interval,
         )
+        self._log_budget(self.config, self._plan.targets.values())
 
     def stop(self) -> None:
+        self._reloads.shutdown(wait=False, cancel_futures=True)
         self.poller.stop()
         self.exposition.stop()
 
+    def once(self) -> OnceResult:
+        """Poll every target once, now; the exposition and whether all are up."""
+        self.poller.start()
+        deadline = once_deadline(self.config, len(self._plan.targets))
+        self.poller.wait_until_ready(timeout=deadline)
+        self.poller.stop()
+        self.exposition.refresh()
+        body, _ = self.exposition.serve(None, None)
+        states = self.store.current().states.values()
+        return OnceResult(body, bool(states) and all(s.up for s in states))
+
+    def _log_budget(self, config: Config, targets: Iterable[Target]) -> None:
+        budget = request_budget(config, targets)
+        self._log.info(summary(budget))
+        for text in notes(budget):
+            self._log.info("request budget note", note=text)
+        for text in warnings(budget):
+            self._log.warning("polling over budget", round=budget.round, problem=text)
+
+    # --- reload: one path, one at a time -----------------------------------------
+
+    def request_reload(self, trigger: str) -> Future[Sequence[str]]:
+        """Queue a reload (SIGHUP); the caller need not wait for it."""
+        return self._reloads.submit(self._reload, trigger)
+
     def reload(self) -> Sequence[str]:
+        """Reload now (``POST /-/reload``); returns the errors (empty on success)."""
+        return self.request_reload("http").result()
+
+    def _reload(self, trigger: str) -> Sequence[str]:
         """Re-read the config; on any error keep the running one."""
-        with self._reload_lock:
-            try:
-                config = self._load()
-            except ConfigError as error:
-                self.stats.record_reload(False, time.time())
-                for message in error.errors:
-                    self._log.error("config reload failed", problem=message)
-                return error.errors
-            # Old tokens stay scrubbed too: requests carrying them may still be in flight.
-            self._scrubber.set(secrets_of(config) + secrets_of(self.config))
-            targets = build_targets(config, self._options.shard)
-            self.poller.configure(config, targets)
-            self._actor_ids = actor_ids_of(targets)
-            self.config = config
-            self.stats.record_reload(True, time.time())
-            self._log.info("config reloaded", targets=len(targets))
-            return ()
+        self._log.info("reloading configuration", trigger=trigger)
+        try:
+            config = self._load()
+        except ConfigError as error:
+            self.stats.record_reload(False, time.time())
+            for message in error.errors:
+                self._log.error("config reload failed", problem=message)
+            return error.errors
+        # Old tokens stay scrubbed too: requests carrying them may still be in flight.
+        self._scrubber.set(secrets_of(config) + secrets_of(self.config))
+        targets = build_targets(config, self._options.shard)
+        old_budget = request_budget(self.config, self._plan.targets.values())
+        self._plan = self._plan_for(config, targets, self._plan)
+        self.poller.configure(self._plan)
+        self._actor_ids = actor_ids_of(targets)
+        self.config = config
+        self.stats.record_reload(True, time.time())
+        self._log.info("config reloaded", targets=len(targets))
+        if request_budget(config, targets) != old_budget:
+            self._log_budget(config, targets)
+        return ()
 
     # --- routes -----------------------------------------------------------------
 
@@ -174,6 +254,10 @@ class Exporter(Routes):
         # Ready when what a scrape serves (the rendered exposition, which trails
         # the store by up to the render debounce) has every target polled once.
         return self.exposition.rendered.ready
+
+    def healthy(self) -> bool:
+        """The threads that poll and render are alive (a dead one is never silent)."""
+        return self.poller.alive and self.exposition.alive
 
 
 def actor_ids_of(targets: Sequence[Target]) -> tuple[int, ...]:

@@ -239,6 +239,11 @@ class ExpositionCache:
         if self._thread is not None:
             self._thread.join(timeout=2.0)
 
+    @property
+    def alive(self) -> bool:
+        """False once the render thread has died (a bug): /-/healthy says so."""
+        return self._thread is None or self._thread.is_alive() or self._stop.is_set()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             last = self._rendered

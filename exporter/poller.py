@@ -1,46 +1,74 @@
-"""The poller: fires targets on the schedule, runs the client, hands outcomes to the store.
+"""The poller: fires targets on the schedule, runs their request kind, commits outcomes.
 
-Threads, all daemons so a hanging upstream can never hold up process exit:
-- one scheduler: pops due targets and queues them when a worker slot is free;
-- ``max_concurrency`` workers: fetch + parse one target each;
-- one committer: drains finished outcomes in batches into one snapshot swap,
-  counts errors and logs each change of a target's state exactly once.
+Standard parts, and one direction (poller → store, once):
+
+- a stdlib :mod:`sched` scheduler holds each target's next grid point (see
+  ``schedule.py``: evenly spread, non-drifting). One thread, ``poll-scheduler``,
+  runs it and owns every piece of scheduling state, so none of it needs a lock;
+- a :class:`concurrent.futures.ThreadPoolExecutor` with ``lynx.max_concurrency``
+  workers runs the polls: ``kind.request`` → ``client.get_json`` → ``kind.parse``
+  (request kinds: ``exporter/kinds.py``, the extension point for new endpoints);
+- a finished poll hands its outcome back to the scheduler thread, which commits
+  outcomes in batches (at most one snapshot swap per ``BATCH_WINDOW``) through
+  ``store.swap``; the transitions it returns are what is counted and logged.
+
+Guarantees: a target whose previous poll has not finished skips its grid point
+(never queued twice); a slow target holds one worker, never the schedule; a reload
+keeps the grid and the state of surviving targets. A poll whose token is held
+after a 429 is *deferred*, not failed: it leaves its worker at once and is sent
+again when the hold ends, and its target keeps its state meanwhile.
+
+Executor threads are not daemons; the command line ends the process with
+``os._exit`` after shutting down, so a request hanging upstream cannot hold it.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import math
-import queue
+import collections
+import sched
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from structlog.typing import FilteringBoundLogger
 
-from exporter.client import LynxClient, LynxError, Stopped
+from exporter.client import LynxClient, LynxError, RateLimitedError, Stopped
 from exporter.config import Config
-from exporter.reading import BadPayload, parse_payload
+from exporter.kinds import KINDS, BadPayload, RequestKind
+from exporter.ratelimit import TokenGate
 from exporter.schedule import first_due, next_due, phases
 from exporter.stats import Stats
-from exporter.store import PollOutcome, SnapshotStore, TargetState, apply_outcome
-from exporter.targets import Target, TargetKey
-from exporter.windows import window_params
+from exporter.store import PollOutcome, SnapshotStore, Transition
+from exporter.targets import EV_DASHBOARD, Target, TargetKey
 
-ClientFactory = Callable[[Config], LynxClient]
-BATCH_WINDOW = 0.05  # seconds the committer waits to gather a batch
+BATCH_WINDOW = 0.05  # seconds: at most one snapshot swap per window under load
+IDLE_WAKE = 1.0  # seconds: the scheduler looks at its state at least this often
+CommitHook = Callable[[Sequence[Transition]], None]
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """Everything a round needs, swapped whole on reload."""
+class Plan:
+    """Everything polling needs, swapped whole on reload."""
 
     config: Config
-    targets: dict[TargetKey, Target]
+    targets: Mapping[TargetKey, Target]
     client: LynxClient
+    gate: TokenGate  # the client's per-token 429 holds
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A poll that did not go out: its token is held until ``until`` (monotonic)."""
+
+    key: TargetKey
+    until: float
+    reason: str = "rate_limited"
+
+
+PollResult = PollOutcome | Deferred | None  # None: shutting down
 
 
 class Poller:
@@ -49,302 +77,226 @@ class Poller:
         store: SnapshotStore,
         stats: Stats,
         logger: FilteringBoundLogger,
-        client_factory: ClientFactory,
         *,
+        stop: threading.Event,
+        kinds: Mapping[str, RequestKind] = KINDS,
         spread: bool = True,
         wall_clock: Callable[[], float] = time.time,
+        on_commit: CommitHook | None = None,
     ) -> None:
         self._store = store
         self._stats = stats
         self._log = logger
-        self._client_factory = client_factory
+        self._stop = stop
+        self._kinds = kinds
         self._spread = spread
         self._wall = wall_clock
-        self._stop = threading.Event()
-        self._wake = threading.Event()  # scheduler: the plan changed
-        self._lock = threading.Lock()
-        self._plan: _Plan | None = None
-        self._heap: list[tuple[float, int, TargetKey]] = []
-        self._seq = itertools.count()
-        self._epoch = time.monotonic()
-        self._in_flight: set[TargetKey] = set()
-        self._work: queue.Queue[Target | None] = queue.Queue()
-        self._done: queue.Queue[PollOutcome] = queue.Queue()
-        self._slots = threading.Semaphore(0)
+        self._on_commit = on_commit
+        self._wake = threading.Event()
+        self._posted: Plan | None = None  # handed over to the scheduler thread
+        self._plan: Plan | None = None  # scheduler thread only, from here down
+        self._sched = sched.scheduler(time.monotonic)
+        self._executor: ThreadPoolExecutor | None = None
         self._workers = 0
-        self._capacity = 0  # slots in circulation (= max_concurrency)
-        self._surplus = 0  # slots to swallow after a reload lowered concurrency
-        self._threads: list[threading.Thread] = []
+        self._epoch: float | None = None
+        self._busy: set[TargetKey] = set()  # submitted, running or parked
+        self._parked: dict[TargetKey, float] = {}  # deferred polls -> hold end (monotonic)
+        self._counted: set[TargetKey] = set()  # deferred polls already counted once
+        self._finished: collections.deque[PollResult] = collections.deque()
+        self._batch: list[PollOutcome] = []
+        self._last_commit = 0.0
+        self._round = _Round()
+        self._thread: threading.Thread | None = None
 
-    @property
-    def stop_event(self) -> threading.Event:
-        return self._stop
+    # --- control (any thread) -------------------------------------------------------
 
-    # --- configuration -----------------------------------------------------------
-
-    def configure(self, config: Config, targets: Sequence[Target]) -> None:
-        """Apply a (new) config: the store keeps surviving targets' state and
-        drops removed ones; the schedule is rebuilt on the same grid."""
-        old = self._plan
-        client = (
-            old.client
-            if old is not None and old.config.lynx == config.lynx
-            else self._client_factory(config)
-        )
-        plan = _Plan(config, {t.key: t for t in targets}, client)
-        self._store.set_targets(targets, config.poll.stale_after)
-        interval = config.poll.interval
-        now = time.monotonic()
-        offsets = phases([t.key for t in targets], interval if self._spread else 0.0)
-        with self._lock:
-            self._plan = plan
-            self._heap = [
-                (first_due(self._epoch, offsets[t.key], interval, now), next(self._seq), t.key)
-                for t in targets
-            ]
-            heapq.heapify(self._heap)
-            self._resize(config.lynx.max_concurrency)
+    def configure(self, plan: Plan) -> None:
+        """Apply a (new) plan: the store keeps surviving targets' state and drops
+        removed ones at once; the scheduler picks the plan up on the same grid."""
+        self._store.set_targets(plan.targets.values(), plan.config.poll.stale_after)
+        self._posted = plan
         self._wake.set()
-        if old is not None and old.client is not client:
-            old.client.close()  # in-flight requests on it finish or fail on their own
-
-    def _resize(self, wanted: int) -> None:
-        """Make ``wanted`` worker slots available (called under the lock).
-
-        Workers only ever grow; lowering concurrency swallows surplus slots as
-        running polls hand them back."""
-        while self._workers < wanted:
-            self._workers += 1
-            if self._threads:  # already running: start the extra worker now
-                self._start_thread(self._work_loop, f"poll-worker-{self._workers}")
-        delta = wanted - self._capacity
-        self._capacity = wanted
-        if delta < 0:
-            self._surplus -= delta
-            return
-        cancelled = min(self._surplus, delta)
-        self._surplus -= cancelled
-        for _ in range(delta - cancelled):
-            self._slots.release()
-
-    def _release_slot(self) -> None:
-        with self._lock:
-            if self._surplus:
-                self._surplus -= 1
-                return
-        self._slots.release()
-
-    # --- lifecycle ----------------------------------------------------------------
 
     def start(self) -> None:
-        for index in range(self._workers):
-            self._start_thread(self._work_loop, f"poll-worker-{index + 1}")
-        self._start_thread(self._schedule_loop, "poll-scheduler")
-        self._start_thread(self._commit_loop, "poll-committer")
+        self._thread = threading.Thread(target=self._run, name="poll-scheduler", daemon=True)
+        self._thread.start()
 
-    def _start_thread(self, target: Callable[[], None], name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        self._threads.append(thread)
-        thread.start()
+    @property
+    def alive(self) -> bool:
+        """False once the scheduler thread has died (a bug): health says so."""
+        return self._thread is None or self._thread.is_alive() or self._stop.is_set()
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop scheduling; workers blocked upstream are abandoned (daemons)."""
+        """Stop scheduling; polls blocked upstream are abandoned, not waited for."""
         self._stop.set()
         self._wake.set()
-        for _ in range(self._workers):
-            self._work.put(None)
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            if thread.name.startswith("poll-worker"):
-                continue  # may hang on a socket until its timeout; not waited for
-            thread.join(max(0.0, deadline - time.monotonic()))
-        plan = self._plan
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        plan = self._plan or self._posted
         if plan is not None:
             plan.client.close()
 
-    # --- scheduler ----------------------------------------------------------------
+    def wait_until_ready(self, timeout: float) -> bool:
+        """Block until every target was polled once (used by --once)."""
+        deadline = time.monotonic() + timeout
+        snapshot = self._store.current()
+        while not snapshot.ready:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stop.is_set() or not self.alive:
+                return False
+            snapshot = self._store.wait_for_change(snapshot.generation, min(remaining, 0.5))
+        return True
 
-    def _schedule_loop(self) -> None:
+    # --- the scheduler thread -------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # a bug: say so; health turns bad (see alive)
+            self._log.error("poll scheduler failed", error=repr(exc))
+            raise
+
+    def _loop(self) -> None:
         while not self._stop.is_set():
-            with self._lock:
-                head = self._heap[0] if self._heap else None
-            delay = 1.0 if head is None else head[0] - time.monotonic()
-            if delay > 0:
-                self._wake.wait(min(delay, 1.0))
-                self._wake.clear()
-                continue
-            # Wait for a worker slot; time out now and then to notice stop/reload.
-            if not self._slots.acquire(timeout=0.5):
-                continue
-            target = self._pop_due()
-            if target is None:
-                self._release_slot()
+            self._wake.clear()  # before looking: a later wake is kept for the next wait
+            self._drain()
+            posted = self._posted
+            if posted is not None and posted is not self._plan:
+                self._adopt(posted)
+            delay = self._sched.run(blocking=False)
+            wait = IDLE_WAKE if delay is None else min(delay, IDLE_WAKE)
+            if self._batch:
+                since = time.monotonic() - self._last_commit
+                if since >= BATCH_WINDOW:
+                    batch, self._batch = self._batch, []
+                    self._last_commit = time.monotonic()
+                    self.commit(batch)
+                else:
+                    wait = min(wait, BATCH_WINDOW - since)
+            self._wake.wait(max(0.0, wait))
+
+    def _adopt(self, plan: Plan) -> None:
+        """Make ``plan`` the running one: a new schedule on the same grid."""
+        old, self._plan = self._plan, plan
+        now = time.monotonic()
+        if self._epoch is None:
+            self._epoch = now  # the first round starts at once
+        self._resize(plan.config.lynx.max_concurrency)
+        self._sched = sched.scheduler(time.monotonic)
+        interval = plan.config.poll.interval
+        keys = list(plan.targets)
+        offsets = phases(keys, interval if self._spread else 0.0)
+        for key in keys:
+            due = first_due(self._epoch, offsets[key], interval, now)
+            self._sched.enterabs(due, 0, self._fire, (key, due))
+        for key, until in list(self._parked.items()):
+            if key in plan.targets:
+                self._sched.enterabs(until, 0, self._resubmit, (key,))
             else:
-                self._work.put(target)
+                del self._parked[key]
+                self._busy.discard(key)
+                self._counted.discard(key)
+        self._round.keep(plan.targets.keys(), now)
+        if old is not None and old.client is not plan.client:
+            old.client.close()  # in-flight requests on it finish or fail on their own
 
-    def _pop_due(self) -> Target | None:
-        """Take the head of the schedule if it is due, re-queue it one interval
-        later, and return it unless its previous poll is still running."""
-        with self._lock:
-            plan = self._plan
-            if not self._heap or plan is None:
-                return None
-            due, _, key = self._heap[0]
-            now = time.monotonic()
-            if due > now:
-                return None  # a reload replaced the heap meanwhile
-            heapq.heappop(self._heap)
-            target = plan.targets.get(key)
-            if target is None:
-                return None
-            heapq.heappush(
-                self._heap, (next_due(due, plan.config.poll.interval, now), next(self._seq), key)
-            )
-            if key in self._in_flight:
-                return None  # still running from last time: skip this round
-            self._in_flight.add(key)
-            return target
+    def _resize(self, workers: int) -> None:
+        if workers == self._workers and self._executor is not None:
+            return
+        previous = self._executor
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="poll-worker")
+        self._workers = workers
+        if previous is not None:
+            previous.shutdown(wait=False)  # its queued polls still run, then it ends
 
-    # --- workers ------------------------------------------------------------------
-
-    def _work_loop(self) -> None:
-        target = self._work.get()
-        while target is not None:
-            try:
-                outcome = self.poll_target(target)
-            except Exception as exc:  # a bug must cost one poll, never a worker
-                self._log.error("poll failed unexpectedly", target=str(target.key), error=repr(exc))
-                outcome = PollOutcome(
-                    key=target.key,
-                    finished_at=self._wall(),
-                    reading=None,
-                    error_reason="internal",
-                    error=type(exc).__name__,
-                )
-            if outcome is not None:
-                self._done.put(outcome)
-            with self._lock:
-                self._in_flight.discard(target.key)
-            # At capacity the next target is already due: take it directly and
-            # keep the slot, sparing the scheduler and queue hand-offs per poll.
-            following = None
-            if not self._stop.is_set() and not self._surplus:
-                following = self._pop_due()
-            if following is None:
-                self._release_slot()
-                following = self._work.get()
-            target = following
-
-    def poll_target(self, target: Target) -> PollOutcome | None:
-        """One poll of one target. None only when shutting down."""
+    def _fire(self, key: TargetKey, due: float) -> None:
+        """A grid point: plan the next one; poll unless the last poll still runs."""
         plan = self._plan
         assert plan is not None
-        config = plan.config
-        params = {
-            **window_params(target.window, datetime.now(UTC)),
-            **target.machine_params(),
-        }
-        try:
-            answer = plan.client.fetch(target.actor_id, params, target.token)
-        except Stopped:
-            return None
-        except LynxError as error:
-            return PollOutcome(
-                key=target.key,
-                finished_at=self._wall(),
-                reading=None,
-                error_reason=error.reason,
-                error=str(error),
-                status=error.status,
-                attempts=error.attempts,
-            )
-        try:
-            reading = parse_payload(
-                answer.payload,
-                duration_unit=config.units.duration,
-                energy_unit=config.units.energy,
-                want_operator=target.operator_status,
-            )
-        except BadPayload as error:
-            return PollOutcome(
-                key=target.key,
-                finished_at=self._wall(),
-                reading=None,
-                error_reason="bad_payload",
-                error=str(error),
-                status=answer.status,
-                attempts=answer.attempts,
-                duration=answer.duration,
-            )
-        return PollOutcome(
-            key=target.key,
-            finished_at=self._wall(),
-            reading=reading,
-            status=answer.status,
-            attempts=answer.attempts,
-            duration=answer.duration,
-        )
+        following = next_due(due, plan.config.poll.interval, time.monotonic())
+        self._sched.enterabs(following, 0, self._fire, (key, following))
+        if key not in self._busy:
+            self._submit(plan, key)
 
-    # --- committer ----------------------------------------------------------------
+    def _resubmit(self, key: TargetKey) -> None:
+        """A deferral's hold ended: the poll goes out now."""
+        plan, until = self._plan, self._parked.get(key)
+        if plan is None or until is None or until > time.monotonic():
+            return  # not parked any more, or parked again for longer (a later event)
+        del self._parked[key]
+        if key in plan.targets:
+            self._submit(plan, key)
 
-    def _commit_loop(self) -> None:
-        # At most one commit per BATCH_WINDOW: under load a batch gathers what
-        # lands meanwhile (one snapshot swap instead of hundreds), while a
-        # lone outcome after a quiet spell is applied at once, sparing a wake-up.
-        last_commit = -math.inf
-        while not self._stop.is_set():
-            try:
-                first = self._done.get(timeout=0.5)
-            except queue.Empty:
+    def _submit(self, plan: Plan, key: TargetKey) -> None:
+        assert self._executor is not None
+        self._busy.add(key)
+        future = self._executor.submit(self._poll_safely, plan, plan.targets[key])
+        future.add_done_callback(self._on_done)
+
+    def _on_done(self, future: Future[PollResult]) -> None:
+        # In the worker thread (or here, for a cancelled future): hand back only.
+        self._finished.append(None if future.cancelled() else future.result())
+        self._wake.set()
+
+    def _drain(self) -> None:
+        """Take finished polls: free their targets, defer or batch their outcomes."""
+        while self._finished:
+            result = self._finished.popleft()
+            if result is None:
+                continue  # shutting down
+            if isinstance(result, Deferred):
+                if result.key not in self._counted:
+                    self._counted.add(result.key)
+                    self._stats.count_deferral(result.reason)  # once per poll
+                self._parked[result.key] = result.until
+                self._sched.enterabs(result.until, 0, self._resubmit, (result.key,))
                 continue
-            batch = [first]
-            deadline = last_commit + BATCH_WINDOW
-            while (remaining := deadline - time.monotonic()) > 0:
-                try:
-                    batch.append(self._done.get(timeout=remaining))
-                except queue.Empty:
-                    break
-            while True:
-                try:
-                    batch.append(self._done.get_nowait())
-                except queue.Empty:
-                    break
-            last_commit = time.monotonic()
-            self.commit(batch)
+            self._busy.discard(result.key)
+            self._counted.discard(result.key)
+            self._batch.append(result)
+            seconds = self._round.polled(result.key, time.monotonic())
+            if seconds is not None:
+                self._stats.record_round(seconds)
 
     def commit(self, batch: Sequence[PollOutcome]) -> None:
-        """Apply a batch to the store; count errors; log state changes."""
-        before = self._store.current().states
-        after = self._store.apply(batch).states
-        # A batch can hold two polls of one target (a quick poll right after a slow
-        # one); replay the outcomes in order so each change is logged once, against
-        # the state it really changed from, not the batch's first state.
-        # Only the batch's own keys are tracked: copying the whole map per batch
-        # re-hashed every key and was a quarter of the GIL time at 10,000 targets.
-        running: dict[TargetKey, TargetState] = {}
-        for outcome in batch:
-            old = running.get(outcome.key) or before.get(outcome.key)
-            final = after.get(outcome.key)
-            if final is None:
-                continue  # removed by a reload meanwhile
-            self._count_errors(final.target, outcome)
-            if old is not None:
-                new = apply_outcome(old, outcome)
-                running[outcome.key] = new
-                self._log_change(old, new, outcome)
+        """One snapshot swap for ``batch``; count and log what it changed."""
+        transitions = self._store.swap(batch).transitions
+        for transition in transitions:
+            self._count_errors(transition)
+            if transition.changed:
+                self._log_change(transition)
+        if self._on_commit is not None and transitions:
+            self._on_commit(transitions)
 
-    def _count_errors(self, target: Target, outcome: PollOutcome) -> None:
+    # --- a worker: one poll ---------------------------------------------------------
+
+    def _poll_safely(self, plan: Plan, target: Target) -> PollResult:
+        try:
+            return poll_target(plan, self._kinds[target.kind], target, self._wall)
+        except Exception as exc:  # a bug must cost one poll, never a worker
+            self._log.error("poll failed unexpectedly", target=str(target.key), error=repr(exc))
+            return PollOutcome(
+                key=target.key,
+                finished_at=self._wall(),
+                reading=None,
+                error_reason="internal",
+                error=type(exc).__name__,
+            )
+
+    # --- counting and logging -------------------------------------------------------
+
+    def _count_errors(self, transition: Transition) -> None:
+        outcome, target = transition.outcome, transition.new.target
         if outcome.error_reason is not None:
             self._stats.count_poll_error(target.actor_id, outcome.error_reason)
         if outcome.reading is not None:
             for reason in sorted({p.reason for p in outcome.reading.problems}):
                 self._stats.count_poll_error(target.actor_id, reason)
 
-    def _log_change(self, old: TargetState, new: TargetState, outcome: PollOutcome) -> None:
-        was = (old.polled, old.up, old.last_error_reason)
-        now = (new.polled, new.up, new.last_error_reason)
-        if was == now:
-            return
+    def _log_change(self, transition: Transition) -> None:
+        old, new, outcome = transition.old, transition.new, transition.outcome
         target = new.target
         fields = {
             "actor_id": target.actor_id,
@@ -355,23 +307,99 @@ class Poller:
             "duration": round(outcome.duration, 3),
             "attempt": outcome.attempts,
         }
-        if new.up:
-            if old.polled:
-                self._log.info("target up", **fields)
-            else:
-                self._log.debug("target up", **fields)
-        else:
+        if target.kind != EV_DASHBOARD:
+            fields["kind"] = target.kind
+        if not new.up:
             self._log.warning(
                 "target down", reason=new.last_error_reason, error=new.last_error, **fields
             )
+        elif old.polled:
+            self._log.info("target up", **fields)
+        else:
+            self._log.debug("target up", **fields)
 
-    def wait_until_ready(self, timeout: float) -> bool:
-        """Block until every target was polled once (used by --once)."""
-        deadline = time.monotonic() + timeout
-        snapshot = self._store.current()
-        while not snapshot.ready:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._stop.is_set():
-                return False
-            snapshot = self._store.wait_for_change(snapshot.generation, min(remaining, 0.5))
-        return True
+
+def poll_target(
+    plan: Plan, kind: RequestKind, target: Target, wall: Callable[[], float] = time.time
+) -> PollResult:
+    """One poll of one target: deferred while its token is held, None when stopping."""
+    until = plan.gate.held_until(target.token.reveal())
+    if until is not None:
+        return Deferred(target.key, until)
+    request = kind.request(target, datetime.now(UTC))
+    try:
+        answer = plan.client.get_json(request.path, request.params, target.token)
+    except Stopped:
+        return None
+    except RateLimitedError as error:
+        if error.status is None and error.attempts == 0:
+            # Another poll's 429 held the token after we looked: no request was
+            # sent, so this poll waits for the hold like any other.
+            held = plan.gate.held_until(target.token.reveal())
+            return Deferred(target.key, held if held is not None else time.monotonic())
+        return _failed(target, error, wall)
+    except LynxError as error:
+        return _failed(target, error, wall)
+    try:
+        reading = kind.parse(answer.payload, target, plan.config)
+    except BadPayload as error:
+        return PollOutcome(
+            key=target.key,
+            finished_at=wall(),
+            reading=None,
+            error_reason="bad_payload",
+            error=str(error),
+            status=answer.status,
+            attempts=answer.attempts,
+            duration=answer.duration,
+        )
+    return PollOutcome(
+        key=target.key,
+        finished_at=wall(),
+        reading=reading,
+        status=answer.status,
+        attempts=answer.attempts,
+        duration=answer.duration,
+    )
+
+
+def _failed(target: Target, error: LynxError, wall: Callable[[], float]) -> PollOutcome:
+    return PollOutcome(
+        key=target.key,
+        finished_at=wall(),
+        reading=None,
+        error_reason=error.reason,
+        error=str(error),
+        status=error.status,
+        attempts=error.attempts,
+    )
+
+
+class _Round:
+    """Measures a full round: from its start until every target finished a poll.
+
+    A new round starts when the last one ends; targets a reload adds join the
+    next round, and targets it removes are no longer waited for."""
+
+    def __init__(self) -> None:
+        self._pending: set[TargetKey] = set()
+        self._all: frozenset[TargetKey] = frozenset()
+        self._started: float | None = None
+
+    def keep(self, keys: Iterable[TargetKey], now: float) -> None:
+        self._all = frozenset(keys)
+        if self._started is None:
+            self._pending, self._started = set(self._all), now
+        else:
+            self._pending &= self._all
+
+    def polled(self, key: TargetKey, now: float) -> float | None:
+        """Note a finished poll; the round's length when it completed the round."""
+        if self._started is None:
+            return None
+        self._pending.discard(key)
+        if self._pending:
+            return None
+        seconds = now - self._started
+        self._pending, self._started = set(self._all), now
+        return seconds

@@ -2,15 +2,19 @@
 
 The vendor limits per token, so a 429 for one token holds back every request
 carrying that token (until its ``Retry-After``), not only the target that got it.
+A hold is capped (``lynx.retry_after_max``): one answer asking for ten years must
+not silence a token until the process restarts.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
 
 Clock = Callable[[], float]
+DEFAULT_MAX_HOLD = 300.0  # seconds; lynx.retry_after_max's default
 
 
 class RateLimiter:
@@ -52,20 +56,30 @@ class RateLimiter:
 
 
 class TokenGate:
-    """Per-token "not before" instants set by 429 answers."""
+    """Per-token "not before" instants set by 429 answers, each at most
+    ``max_hold`` seconds ahead."""
 
-    def __init__(self, clock: Clock = time.monotonic) -> None:
+    def __init__(self, clock: Clock = time.monotonic, max_hold: float = DEFAULT_MAX_HOLD) -> None:
         self._clock = clock
+        self._max_hold = max_hold
         self._not_before: dict[str, float] = {}
         self._lock = threading.Lock()
 
+    @property
+    def max_hold(self) -> float:
+        return self._max_hold
+
     def hold(self, token: str, seconds: float) -> None:
-        until = self._clock() + seconds
+        """Hold ``token`` for ``seconds`` (capped; NaN or negative holds nothing)."""
+        if not seconds > 0:  # also false for NaN
+            return
+        until = self._clock() + min(seconds, self._max_hold)
         with self._lock:
-            if until > self._not_before.get(token, 0.0):
+            if until > self._not_before.get(token, -math.inf):
                 self._not_before[token] = until
 
     def delay(self, token: str) -> float:
+        """Seconds ``token`` is still held (0 when free)."""
         with self._lock:
             until = self._not_before.get(token)
             if until is None:
@@ -75,6 +89,11 @@ class TokenGate:
                 del self._not_before[token]  # keep the map small
                 return 0.0
             return remaining
+
+    def held_until(self, token: str) -> float | None:
+        """The monotonic instant ``token`` is free again, or None when it is free."""
+        remaining = self.delay(token)
+        return self._clock() + remaining if remaining > 0 else None
 
     def wait(self, token: str, stop: threading.Event) -> bool:
         """Wait until ``token`` may be used. False if ``stop`` was set."""

@@ -125,7 +125,7 @@ def state_samples(state: TargetState, now: float, stale_after: float) -> Iterato
     actor_id = str(target.actor_id)
     if state.fresh(now, stale_after):
         reading = state.reading
-        assert reading is not None
+        assert isinstance(reading, Reading)  # the evDashboard kind's result
         labels: tuple[tuple[str, str], ...]
         if target.actor_wide:
             labels = (("actor_id", actor_id), ("actor", target.actor))

@@ -45,6 +45,10 @@ class Routes:
     def ready(self) -> bool:
         raise NotImplementedError
 
+    def healthy(self) -> bool:
+        """False when a background thread the exporter needs has died."""
+        return True
+
     def reload(self) -> Sequence[str]:
         """Reload the config; returns the errors (empty on success)."""
         raise NotImplementedError
@@ -116,7 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/":
             return routes.landing()
         if path == "/-/healthy":
-            return text(200, "Healthy\n")
+            return text(200, "Healthy\n") if routes.healthy() else text(503, "Unhealthy\n")
         if path == "/-/ready":
             return text(200, "Ready\n") if routes.ready() else text(503, "Not ready\n")
         if path == "/-/reload":

@@ -1,19 +1,31 @@
 """The snapshot store: poll outcomes in, immutable snapshots out.
 
 Writers (the poller) hand in batches of outcomes; each batch produces one new
-:class:`Snapshot` that replaces the old one whole. Readers (collector, renderer,
-landing page) take ``current()`` and never see a half-applied batch.
+:class:`Snapshot` that replaces the old one whole, and the swap returns the
+:class:`Transition` of every outcome (old state → new state), which is all that
+logging and counting need: an outcome flows poller → store once. Readers
+(collector, renderer, landing page) take ``current()`` and never see a
+half-applied batch.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
+from typing import Protocol
 
-from exporter.reading import Reading
+from exporter.reading import Problem
 from exporter.targets import Target, TargetKey
+
+
+class Result(Protocol):
+    """What a request kind's parse function returns (e.g. a :class:`Reading`):
+    anything that says which of its fields were unusable."""
+
+    @property
+    def problems(self) -> Sequence[Problem]: ...
 
 
 @dataclass(frozen=True)
@@ -22,7 +34,7 @@ class PollOutcome:
 
     key: TargetKey
     finished_at: float  # wall-clock seconds
-    reading: Reading | None  # None when the poll failed outright
+    reading: Result | None  # None when the poll failed outright
     error_reason: str | None = None  # poll-error reason when it failed
     error: str | None = None  # secret-free message
     status: int | None = None
@@ -33,7 +45,7 @@ class PollOutcome:
 @dataclass(frozen=True)
 class TargetState:
     target: Target
-    reading: Reading | None = None  # the last reading that arrived (kept until stale)
+    reading: Result | None = None  # the last reading that arrived (kept until stale)
     last_success: float | None = None  # wall-clock time of that reading
     up: bool = False
     polled: bool = False  # at least one poll has finished
@@ -70,6 +82,31 @@ class Snapshot:
         ]
         future = [d for d in deadlines if d > now]
         return min(future) if future else None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One outcome's effect on its target: what logging and counting look at."""
+
+    outcome: PollOutcome
+    old: TargetState
+    new: TargetState
+
+    @property
+    def changed(self) -> bool:
+        """Whether the target's visible state (polled, up, reason) changed."""
+        old, new = self.old, self.new
+        return (old.polled, old.up, old.last_error_reason) != (
+            new.polled,
+            new.up,
+            new.last_error_reason,
+        )
+
+
+@dataclass(frozen=True)
+class Swap:
+    snapshot: Snapshot
+    transitions: tuple[Transition, ...]
 
 
 def apply_outcome(state: TargetState, outcome: PollOutcome) -> TargetState:
@@ -139,20 +176,27 @@ class SnapshotStore:
                     states[target.key] = replace(previous, target=target)
             return self._swap(states, stale_after)
 
-    def apply(self, outcomes: Iterable[PollOutcome]) -> Snapshot:
-        """Apply a batch; outcomes for targets no longer configured are dropped."""
+    def swap(self, outcomes: Iterable[PollOutcome]) -> Swap:
+        """Apply a batch in order, as one new snapshot; returns it with each
+        outcome's transition. Outcomes for targets no longer configured (removed
+        by a reload meanwhile) are dropped and have no transition."""
         with self._lock:
             current = self._snapshot
             states = current.states.copy()  # dict.copy: no re-hashing of every key
-            changed = False
+            transitions: list[Transition] = []
             for outcome in outcomes:
                 state = states.get(outcome.key)
                 if state is not None:
-                    states[outcome.key] = apply_outcome(state, outcome)
-                    changed = True
-            if not changed:
-                return current
-            return self._swap(states, current.stale_after)
+                    new = apply_outcome(state, outcome)
+                    states[outcome.key] = new
+                    transitions.append(Transition(outcome, state, new))
+            if not transitions:
+                return Swap(current, ())
+            return Swap(self._swap(states, current.stale_after), tuple(transitions))
+
+    def apply(self, outcomes: Iterable[PollOutcome]) -> Snapshot:
+        """:meth:`swap`, when only the new snapshot matters."""
+        return self.swap(outcomes).snapshot
 
     def wait_for_change(self, generation: int, timeout: float) -> Snapshot:
         """Block until the generation differs from ``generation`` or timeout."""

@@ -11,15 +11,20 @@ from dataclasses import dataclass
 
 from exporter.config import Config, Secret, WindowConfig
 
+EV_DASHBOARD = "ev_dashboard"  # the request kind of the targets built here
+
 
 @dataclass(frozen=True)
 class TargetKey:
     actor_id: int
     machine: str  # "" for the actor-wide target, else "id:<n>" or "number:<s>"
-    window: str
+    window: str  # "" for a kind that has no window
+    kind: str = EV_DASHBOARD  # the request kind (exporter/kinds.py)
 
     def __str__(self) -> str:
-        return f"{self.actor_id}/{self.machine or '-'}/{self.window}"
+        # evDashboard keys keep their historical form: shard assignment hashes it.
+        text = f"{self.actor_id}/{self.machine or '-'}/{self.window}"
+        return text if self.kind == EV_DASHBOARD else f"{self.kind}:{text}"
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,11 @@ class Target:
     # Operator status does not depend on the window: one target per actor (the
     # actor-wide one of the first window) publishes it, so it is never duplicated.
     operator_status: bool = False
+
+    @property
+    def kind(self) -> str:
+        """The request kind that polls this target (exporter/kinds.py)."""
+        return self.key.kind
 
     @property
     def actor_wide(self) -> bool:

@@ -41,8 +41,8 @@ import pytest
 import requests
 import structlog
 
-from exporter.client import ATTEMPT_HEADER, LynxClient
-from exporter.config import Config, parse_config
+from exporter.client import ATTEMPT_HEADER
+from exporter.config import parse_config
 from exporter.poller import Poller
 from exporter.reading import MachineFigures, OperatorStatus, Reading
 from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, RecordedRequest, SimulatorServer
@@ -826,15 +826,13 @@ def test_a_held_token_does_not_park_the_workers(tmp_path: Path) -> None:
 
 
 def test_two_polls_of_one_target_in_one_commit_batch_log_each_change_once() -> None:
-    """The committer batches outcomes that finish within 50 ms, and a quick poll
-    can follow a slow one of the same target that closely (it flaked the 429 rows
-    above under load). Each change must still be logged once, in order."""
+    """The scheduler commits outcomes that finish within 50 ms as one batch, and a
+    quick poll can follow a slow one of the same target that closely (it flaked the
+    429 rows above under load). Each change must still be logged once, in order:
+    the store's swap returns one transition per outcome, in batch order."""
     config = parse_config("lynx: {token: t}\nactors: [{id: 7}]\n", environ={})
     (target,) = build_targets(config)
     store = SnapshotStore([target], stale_after=60.0)
-
-    def no_client(_config: Config) -> LynxClient:
-        raise AssertionError("commit() must not need a client")
 
     reading = Reading(OperatorStatus(), MachineFigures(), energy_unit=None, time_period=None)
 
@@ -847,7 +845,8 @@ def test_two_polls_of_one_target_in_one_commit_batch_log_each_change_once() -> N
         )
 
     with structlog.testing.capture_logs() as captured:
-        poller = Poller(store, Stats(started_at=0.0), structlog.get_logger(), no_client)
+        stop = threading.Event()
+        poller = Poller(store, Stats(started_at=0.0), structlog.get_logger(), stop=stop)
         poller.commit([ok(1.0)])
         poller.commit([failed(2.0), ok(2.1)])  # down and back up within one batch
         poller.commit([ok(3.0), failed(3.1)])  # still up, then down

@@ -6,6 +6,7 @@ request's arrival; the checks run on those stamps.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, SimulatorServer
 from exporter.simulator.server import RecordedRequest
-from tests.harness import running_exporter, simulator_config, wait_for, write_config
+from tests.harness import running_exporter, select, simulator_config, wait_for, write_config
 
 RATE = 5.0  # requests per second
 SHARED_TOKEN = "shared-token"
@@ -165,3 +166,59 @@ def test_429_holds_back_every_target_sharing_the_token(token_fleet: Fleet, tmp_p
         f"actor {third} (its own token) slowed from {pace_before:.1f} to "
         f"{pace_during:.1f} requests/s while another token was held"
     )
+
+
+def test_a_held_token_defers_the_healthy_actor_instead_of_failing_it(
+    token_fleet: Fleet, tmp_path: Path
+) -> None:
+    """One token, two actors; every request for one of them answers 429 with
+    Retry-After 2. The other actor's polls wait for each hold to end and then go
+    out: it is up at every scrape, never logged down, and no error is counted for
+    it, while the 429 actor is down for its own answers and deferrals are counted."""
+    limited, healthy, _ = token_fleet.actor_ids()
+    with SimulatorServer(token_fleet, tokens=SHARED_TOKEN) as simulator:
+        document = simulator_config(
+            simulator.url,
+            [_actor(token_fleet, limited), _actor(token_fleet, healthy)],
+            token=SHARED_TOKEN,
+            interval="500ms",
+            stale_after="30s",
+            retry_backoff_max="1s",  # Retry-After 2 s is longer: the poll ends, the token is held
+        )
+        config = write_config(tmp_path / "config.yaml", document)
+        with running_exporter(config) as exporter:
+            wait_for(exporter.ready, timeout=20, what="every target polled once")
+            log_start = len(exporter.log_lines)
+            simulator.add_fault(
+                Fault(
+                    FaultKind.STATUS, status=429, retry_after=f"{RETRY_AFTER:g}", actor_id=limited
+                )
+            )
+            ups: list[float] = []
+            deadline = time.monotonic() + 10 * RETRY_AFTER
+            while time.monotonic() < deadline:
+                series = exporter.series()
+                ups.extend(select(series, "nayax_ev_target_up", actor_id=str(healthy)).values())
+                time.sleep(0.2)
+            healthy_polls = [
+                r for r in simulator.requests() if r.actor_id == healthy and r.status == 200
+            ]
+            logs = [json.loads(line) for line in exporter.log_lines[log_start:] if line.strip()]
+
+    assert len(ups) >= 40 and set(ups) == {1.0}, (
+        f"healthy actor's target_up seen: {sorted(set(ups))}"
+    )
+    downs = [e for e in logs if e.get("event") == "target down"]
+    assert downs and all(e["actor_id"] == limited for e in downs), downs
+    assert {e["reason"] for e in downs} == {"rate_limited"}
+    errors = {
+        (dict(labels)["actor_id"], dict(labels)["reason"]): value
+        for (name, labels), value in series.items()
+        if name == "nayax_ev_poll_errors_total" and value
+    }
+    assert set(errors) == {(str(limited), "rate_limited")}, errors
+    assert set(select(series, "nayax_ev_target_up", actor_id=str(limited)).values()) == {0.0}
+    deferred = select(series, "nayax_ev_polls_deferred_total", reason="rate_limited")
+    assert next(iter(deferred.values())) > 0
+    # The deferred polls did go out: the healthy actor kept being polled.
+    assert len({r.machine for r in healthy_polls}) == 1 + len(token_fleet.machines(healthy))

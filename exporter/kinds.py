@@ -1,0 +1,90 @@
+"""Request kinds: what the poller asks the Lynx API for, and how it reads the answer.
+
+This is the extension point for new endpoints. A kind is a small object with
+
+- ``name``: the kind's id, also ``TargetKey.kind`` of every target it polls;
+- ``request(target, now)``: *what to ask* — a :class:`Request` (path and query
+  parameters; the client adds the base URL, the token, retries and pacing);
+- ``parse(payload, target, config)``: *how to read the answer* — a pure function
+  from the decoded JSON to a result (anything with a ``problems`` sequence, see
+  :class:`exporter.store.Result`); it raises :class:`BadPayload` when the answer
+  as a whole is unusable.
+
+*Where the result goes*: the poller hands every outcome to the store once; the
+result becomes ``TargetState.reading`` of the target's key, with up/down and
+error reasons decided the same way for every kind (``store.apply_outcome``).
+``samples.state_samples`` turns a state into series by the target's kind. A kind
+whose result changes *what* is polled (discovery) watches its outcomes through
+the poller's ``on_commit`` hook (it receives every batch's transitions) and asks
+the exporter to re-plan.
+
+To add a kind (e.g. ``machine_status``, ``discovery``):
+
+1. write the kind (``name``, ``request``, ``parse``) and add it to :data:`KINDS`;
+2. build its targets (``Target`` with ``TargetKey(kind=...)``) next to
+   ``targets.build_targets`` so they go through the same shard filter;
+3. render its results in ``samples.state_samples`` (by ``state.target.kind``).
+
+No other change to the poller: scheduling, deferral after a 429, skip-not-queue,
+reload and shutdown are the same for every kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from exporter.config import Config
+from exporter.reading import BadPayload, parse_payload
+from exporter.store import Result
+from exporter.targets import EV_DASHBOARD, Target
+from exporter.windows import window_params
+
+__all__ = ["KINDS", "BadPayload", "EvDashboard", "Request", "RequestKind"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One GET: ``path`` below ``lynx.base_url`` and its query parameters."""
+
+    path: str
+    params: Mapping[str, str]
+
+
+class RequestKind(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def request(self, target: Target, now: datetime) -> Request:
+        """Pure: what to ask for ``target`` at ``now``."""
+        ...
+
+    def parse(self, payload: object, target: Target, config: Config) -> Result:
+        """Pure: the answer read; raises :class:`BadPayload` if unusable."""
+        ...
+
+
+@dataclass(frozen=True)
+class EvDashboard:
+    """``GET /v1/actors/{actor}/evDashboard`` for one actor or machine and window."""
+
+    name: str = EV_DASHBOARD
+
+    def request(self, target: Target, now: datetime) -> Request:
+        """Pure."""
+        params = {**window_params(target.window, now), **target.machine_params()}
+        return Request(f"/v1/actors/{target.actor_id}/evDashboard", params)
+
+    def parse(self, payload: object, target: Target, config: Config) -> Result:
+        """Pure."""
+        return parse_payload(
+            payload,
+            duration_unit=config.units.duration,
+            energy_unit=config.units.energy,
+            want_operator=target.operator_status,
+        )
+
+
+KINDS: Mapping[str, RequestKind] = {EV_DASHBOARD: EvDashboard()}
