@@ -881,6 +881,31 @@ def exporter_health(ids: Ids, y: int) -> list[JSON]:
             ],
             options=stat_options(text_mode="name", color_mode="none"),
         ),
+        panel(
+            ids,
+            "timeseries",
+            "Poll round vs interval",
+            "How long the last full poll round took (every target polled once), per "
+            "exporter instance, against the configured poll.interval. Above 1.5 times the "
+            "interval for 15 minutes: NayaxEVPollingBehind (see --config.check for the "
+            "request budget).",
+            "s",
+            grid=(0, y + 25, 24, 8),
+            targets=[
+                target(
+                    "A",
+                    f"max by (instance) (nayax_ev_poll_round_duration_seconds{EXPORTER})",
+                    "round {{instance}}",
+                ),
+                target(
+                    "B",
+                    f"max by (instance) (nayax_ev_poll_interval_seconds{EXPORTER})",
+                    "interval {{instance}}",
+                ),
+            ],
+            defaults={**timeseries_custom(), "min": 0},
+            options=timeseries_options(["lastNotNull", "max"]),
+        ),
     ]
 
 

@@ -7,7 +7,10 @@ request's arrival; the checks run on those stamps.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,14 @@ import pytest
 
 from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, SimulatorServer
 from exporter.simulator.server import RecordedRequest
-from tests.harness import running_exporter, select, simulator_config, wait_for, write_config
+from tests.harness import (
+    REPO,
+    running_exporter,
+    select,
+    simulator_config,
+    wait_for,
+    write_config,
+)
 
 RATE = 5.0  # requests per second
 SHARED_TOKEN = "shared-token"
@@ -222,3 +232,64 @@ def test_a_held_token_defers_the_healthy_actor_instead_of_failing_it(
     assert next(iter(deferred.values())) > 0
     # The deferred polls did go out: the healthy actor kept being polled.
     assert len({r.machine for r in healthy_polls}) == 1 + len(token_fleet.machines(healthy))
+
+
+def test_over_budget_is_told_and_measured_and_every_target_polled_fairly(
+    budget_simulator: SimulatorServer, budget_fleet: Fleet, tmp_path: Path
+) -> None:
+    """15 targets at 5 requests/s cannot be polled every second: --config.check
+    says so (exit 0) with the effective round of 3 s, the running exporter warns
+    once, the round-duration metric shows about 3 s, and each target is polled
+    once per effective round."""
+    actor_id = budget_fleet.actor_ids()[0]
+    targets = 1 + len(budget_fleet.machines(actor_id))
+    effective = targets / RATE
+    document = simulator_config(
+        budget_simulator.url,
+        [_actor(budget_fleet, actor_id)],
+        interval="1s",
+        stale_after="30s",
+        rate_limit_per_second=RATE,
+        max_concurrency=4,
+    )
+    config = write_config(tmp_path / "config.yaml", document)
+    check = subprocess.run(
+        [sys.executable, "-m", "exporter", f"--config.file={config}", "--config.check"],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stderr
+    assert f"effective round {effective:g}s" in check.stdout, check.stdout
+    assert "warning: lynx.rate_limit_per_second 5 cannot carry" in check.stdout, check.stdout
+    assert "set poll.interval to at least 3s" in check.stdout, check.stdout
+
+    with running_exporter(config) as exporter:
+        wait_for(exporter.ready, timeout=20, what="every target polled once")
+        budget_simulator.clear_requests()
+        rounds: list[float] = []
+
+        def two_rounds_measured() -> bool:
+            found = select(exporter.series(), "nayax_ev_poll_round_duration_seconds")
+            value = next(iter(found.values()), None)
+            if value is not None and (not rounds or rounds[-1] != value):
+                rounds.append(value)
+            return len(rounds) >= 2
+
+        wait_for(two_rounds_measured, timeout=6 * effective, interval=0.2, what="two rounds")
+        time.sleep(2 * effective)
+        records = budget_simulator.requests()
+        series = exporter.series()
+        logs = [json.loads(line) for line in exporter.log_lines if line.strip()]
+
+    assert all(0.8 * effective <= r <= 1.5 * effective for r in rounds), rounds
+    assert select(series, "nayax_ev_poll_interval_seconds") == {
+        ("nayax_ev_poll_interval_seconds", frozenset()): 1.0
+    }
+    warned = [e for e in logs if e.get("event") == "polling over budget"]
+    assert len(warned) == 1 and warned[0]["round"] == effective, warned
+    per_target = Counter(r.machine for r in records)
+    assert len(per_target) == targets, per_target
+    assert max(per_target.values()) - min(per_target.values()) <= 1, per_target
