@@ -167,7 +167,7 @@ def up_of(series: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> set[fl
 
 @pytest.fixture
 def config_for(tmp_path: Path) -> Iterator[Callable[..., Path]]:
-    def build(base_url: str, **lynx: object) -> Path:
+    def build(base_url: str, **lynx: str) -> Path:
         document = simulator_config(
             base_url, [{"id": 1}, {"id": 2}], token=TOKEN, interval="200ms", **lynx
         )
