@@ -168,10 +168,8 @@ def up_of(series: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> set[fl
 @pytest.fixture
 def config_for(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     def build(base_url: str, **lynx: str) -> Path:
-        document = simulator_config(
-            base_url, [{"id": 1}, {"id": 2}], token=TOKEN, interval="200ms", **lynx
-        )
-        document["lynx"]["max_retries"] = 0
+        document = simulator_config(base_url, [{"id": 1}, {"id": 2}], interval="200ms")
+        document["lynx"].update(token=TOKEN, max_retries=0, **lynx)
         return write_config(tmp_path / "config.yaml", document)
 
     yield build
