@@ -224,6 +224,7 @@ class ExporterProcess(_Child):
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--log.format=json",
             "--log.level=warn",
+            "--web.enable-lifecycle",  # the bench reloads with POST /-/reload
         ]
         super().__init__(command, workdir / "exporter.log")
         self.url = f"http://127.0.0.1:{self.port}"

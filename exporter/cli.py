@@ -21,7 +21,8 @@ from exporter.demo import demo_config, start_simulator
 from exporter.launch import Signals
 from exporter.logs import FORMATS, LEVELS, SecretScrubber, configure
 from exporter.malloc import tune_malloc
-from exporter.server import ExporterHTTPServer, parse_listen_address
+from exporter.routes import Routes
+from exporter.server import DEFAULT_MAX_CONNECTIONS, ExporterHTTPServer, parse_listen_address
 from exporter.simulator import SimulatorServer
 from exporter.targets import Shard, build_targets
 from exporter.webconfig import WebConfig, load_web_config
@@ -41,6 +42,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--web.listen-address", dest="listen_address", default=":9877", help="HOST:PORT")
     add("--web.telemetry-path", dest="telemetry_path", default="/metrics")
     add("--web.config.file", dest="web_config_file", default=None, help="TLS / basic auth")
+    add(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="allow POST /-/reload (off: reload with SIGHUP only)",
+    )
+    add(
+        "--web.max-connections",
+        dest="max_connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help="concurrent HTTP connections; over it the longest-idle one is closed",
+    )
     add("--log.level", dest="log_level", choices=LEVELS, default="info")
     add("--log.format", dest="log_format", choices=FORMATS, default="logfmt")
     add("--once", action="store_true", help="poll every target once, print metrics, exit")
@@ -56,6 +70,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.telemetry_path.startswith("/") or args.telemetry_path in ("/", "/-/healthy"):
         parser.error("--web.telemetry-path must be an absolute path other than / and /-/*")
+    if args.max_connections < 1:
+        parser.error("--web.max-connections must be at least 1")
     try:
         args.shard = Shard.parse(args.shard)
     except ValueError as exc:
@@ -190,7 +206,15 @@ def _serve(
         return 0
     exporter, web_config = built
     try:
-        server = ExporterHTTPServer(parse_listen_address(args.listen_address), exporter, web_config)
+        routes = Routes(
+            exporter, telemetry_path=args.telemetry_path, enable_lifecycle=args.enable_lifecycle
+        )
+        server = ExporterHTTPServer(
+            parse_listen_address(args.listen_address),
+            routes,
+            web_config,
+            max_connections=args.max_connections,
+        )
     except (OSError, ValueError) as exc:
         log.error("cannot listen", address=args.listen_address, error=str(exc))
         return 1

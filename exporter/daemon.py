@@ -28,7 +28,7 @@ from exporter.landing import PageInfo, render_landing
 from exporter.logs import SecretScrubber
 from exporter.poller import Plan, Poller
 from exporter.ratelimit import RateLimiter, TokenGate
-from exporter.server import Response, Routes
+from exporter.routes import Response
 from exporter.stats import Stats
 from exporter.store import SnapshotStore
 from exporter.targets import Shard, Target, build_targets
@@ -78,7 +78,9 @@ def make_client(
     )
 
 
-class Exporter(Routes):
+class Exporter:
+    """Wires config, store, poller and exposition; serves as the routes' Site."""
+
     def __init__(
         self,
         load: ConfigLoader,

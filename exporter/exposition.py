@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 from prometheus_client import exposition as text_format
 from prometheus_client.openmetrics import exposition as openmetrics_format
+from prometheus_client.utils import floatToGoString
 
 from exporter.collector import SnapshotCollector
 from exporter.samples import DATA_FAMILIES, Sample, state_samples
@@ -54,19 +55,8 @@ TAIL_MAX_AGE = 1.0  # seconds the process metrics may be reused between scrapes
 
 
 def format_value(value: float) -> str:
-    """Go's float formatting, as client_python's ``floatToGoString`` does it."""
-    if value == math.inf:
-        return "+Inf"
-    if value == -math.inf:
-        return "-Inf"
-    if math.isnan(value):
-        return "NaN"
-    text = repr(float(value))
-    dot = text.find(".")
-    # Go switches to exponent notation sooner than Python (positive values).
-    if value > 0 and dot > 6:
-        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
-        return f"{mantissa}e+{dot - 1:02d}"
+    """Go's float formatting: client_python's own ``floatToGoString``."""
+    text: str = floatToGoString(value)  # type: ignore[no-untyped-call]
     return text
 
 
@@ -272,9 +262,8 @@ class ExpositionCache:
         """Body (as chunks, so the megabytes of data are never copied per
         scrape) and headers for one scrape, negotiated like prometheus_client."""
         rendered = self._rendered
-        openmetrics = _wants_openmetrics(accept)
-        zipped = _wants_gzip(accept_encoding)
-        headers = {"Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE}
+        content_type, openmetrics, zipped = negotiate(accept, accept_encoding)
+        headers = {"Content-Type": content_type}
         if zipped:
             headers["Content-Encoding"] = "gzip"
         data = rendered.gzipped if zipped else rendered.body
@@ -334,16 +323,36 @@ def _render(registry: CollectorRegistry, openmetrics: bool, *, keep_eof: bool = 
     return body if keep_eof else body[: -len(OPENMETRICS_EOF)]
 
 
-def _wants_openmetrics(accept: str | None) -> bool:
-    for part in (accept or "").split(","):
-        media = part.split(";")[0].strip()
-        if media == "application/openmetrics-text":
-            return True
+def negotiate(accept: str | None, accept_encoding: str | None) -> tuple[str, bool, bool]:
+    """Pure. (Content-Type, OpenMetrics?, gzip?) for a scrape's headers, chosen by
+    client_python's ``choose_encoder`` and ``gzip_accepted`` as its own server does,
+    except that a gzip refused with ``q=0`` is not sent (the library's slip)."""
+    _, content_type = text_format.choose_encoder(accept or "")
+    openmetrics = content_type.startswith("application/openmetrics-text")
+    zipped = text_format.gzip_accepted(accept_encoding or "") and not _gzip_refused(
+        accept_encoding or ""
+    )
+    return content_type, openmetrics, zipped
+
+
+def _gzip_refused(accept_encoding: str) -> bool:
+    """Pure. True if ``gzip`` is listed with a quality of 0 (``gzip;q=0``, ``q=0.000``)."""
+    for coding in accept_encoding.split(","):
+        name, *params = coding.split(";")
+        if name.strip().lower() != "gzip":
+            continue
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q" and _is_zero(value.strip()):
+                return True
     return False
 
 
-def _wants_gzip(accept_encoding: str | None) -> bool:
-    return "gzip" in [p.split(";")[0].strip() for p in (accept_encoding or "").split(",")]
+def _is_zero(quality: str) -> bool:
+    try:
+        return float(quality) == 0.0
+    except ValueError:
+        return False
 
 
 def render_reference(snapshot: Snapshot, now: float) -> bytes:

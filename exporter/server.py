@@ -1,57 +1,55 @@
-"""The HTTP edge: /metrics, the landing page, health, readiness and reload.
+"""The HTTP edge: connections, their limits, authentication and request framing.
 
-A thread per connection (daemon threads) with a socket timeout, so a slow or
-stuck client holds only its own thread and never blocks another scrape.
+A thread per connection (daemon threads), so a slow client holds only its own
+thread and never blocks another scrape. What a path answers is decided by
+:class:`exporter.routes.Routes`; this module decides which requests get there:
+
+- At most ``max_connections`` at once (``--web.max-connections``). A newcomer
+  over the cap closes the connection that has waited longest for a request (an
+  idle keep-alive, a silent or trickling client); a scrape that arrives during a
+  flood of idle sockets is therefore served. Only if every connection is busy
+  answering is the newcomer closed.
+- Deadlines for the whole of a phase, not per read: a new connection has
+  ``REQUEST_DEADLINE`` for its TLS handshake and whole request head; a kept-alive
+  one ``IDLE_TIMEOUT`` for the next request to start, then ``REQUEST_DEADLINE``;
+  a response ``RESPONSE_DEADLINE`` to be written. A watchdog thread closes a
+  connection past its deadline (headers trickled a byte at a time are cut off).
+- A request head is at most ``MAX_HEAD_BYTES``; no request body is ever read.
+  No endpoint takes one: a request that announces a body (``Content-Length``
+  above 0, any ``Transfer-Encoding``) is answered (401 first, if unauthorised,
+  else 413/400) and its connection closed, so the body can never be read as a
+  further request. Authentication is decided from the headers alone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import http.client
+import io
+import re
 import socket
 import ssl
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
+from exporter.routes import Request, Response, Routes, text
 from exporter.webconfig import WebConfig
 
-CLIENT_TIMEOUT = 30.0  # seconds a client may take to send its request
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: bytes | tuple[bytes, ...]  # chunks are written one after the other
-    headers: dict[str, str]
-
-
-def text(status: int, body: str) -> Response:
-    return Response(status, body.encode("utf-8"), {"Content-Type": "text/plain; charset=utf-8"})
-
-
-class Routes:
-    """What the server calls; implemented by the daemon."""
-
-    telemetry_path: str = "/metrics"
-
-    def metrics(self, accept: str | None, accept_encoding: str | None) -> Response:
-        raise NotImplementedError
-
-    def landing(self) -> Response:
-        raise NotImplementedError
-
-    def ready(self) -> bool:
-        raise NotImplementedError
-
-    def healthy(self) -> bool:
-        """False when a background thread the exporter needs has died."""
-        return True
-
-    def reload(self) -> Sequence[str]:
-        """Reload the config; returns the errors (empty on success)."""
-        raise NotImplementedError
+DEFAULT_MAX_CONNECTIONS = 64
+REQUEST_DEADLINE = 10.0  # seconds: TLS handshake and request head, from accept / first byte
+IDLE_TIMEOUT = 30.0  # seconds a kept-alive connection may wait for its next request
+RESPONSE_DEADLINE = 60.0  # seconds to write one response (a client reading slowly)
+BUSY_EVICTABLE_AFTER = 5.0  # a response still being written after this may make room
+SOCKET_TIMEOUT = 30.0  # per read/write; the deadlines above are the real bounds
+MAX_HEAD_BYTES = 64 * 1024  # request line and headers together
+WATCHDOG_PERIOD = 0.25  # seconds between deadline checks while connections are open
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -63,23 +61,188 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+@dataclass
+class _Tracked:
+    deadline: float  # monotonic
+    since: float  # monotonic start of the current phase
+    busy: bool  # answering a request (not evictable until BUSY_EVICTABLE_AFTER)
+
+
+def _cut(sock: socket.socket) -> None:
+    """Wake whatever thread reads or writes ``sock``: its call returns EOF or fails.
+    The plain socket's shutdown, also for TLS (never touching the SSL object)."""
+    with contextlib.suppress(OSError):  # already gone
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class ConnectionGuard:
+    """Caps open connections and cuts off the ones past their deadline.
+
+    A socket is cut only while registered, under the lock, and a handler
+    unregisters before it closes: a cut never reaches a reused descriptor."""
+
+    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
+        if limit < 1:
+            raise ValueError("--web.max-connections must be at least 1")
+        self.limit = limit
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._open: dict[socket.socket, _Tracked] = {}
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self.evicted = 0  # for tests and the curious
+        self.expired = 0
+
+    def admit(self, sock: socket.socket) -> bool:
+        """Register a new connection, making room if needed; False: refuse it."""
+        now = self._clock()
+        with self._lock:
+            if len(self._open) >= self.limit and not self._evict_one(now):
+                return False
+            self._open[sock] = _Tracked(now + REQUEST_DEADLINE, now, busy=False)
+        self._wake.set()
+        return True
+
+    def _evict_one(self, now: float) -> bool:
+        """Under the lock: close the connection waiting longest for a request
+        (else one whose response has been written for too long)."""
+        waiting = [(t.since, id(s), s) for s, t in self._open.items() if not t.busy]
+        if not waiting:
+            stuck = now - BUSY_EVICTABLE_AFTER
+            waiting = [(t.since, id(s), s) for s, t in self._open.items() if t.since < stuck]
+        if not waiting:
+            return False
+        _, _, oldest = min(waiting)
+        del self._open[oldest]
+        _cut(oldest)
+        self.evicted += 1
+        return True
+
+    def phase(self, sock: socket.socket, seconds: float, *, busy: bool) -> None:
+        """Start a phase of ``seconds`` for a connection (if it is still open)."""
+        now = self._clock()
+        with self._lock:
+            tracked = self._open.get(sock)
+            if tracked is not None:
+                tracked.deadline, tracked.since, tracked.busy = now + seconds, now, busy
+
+    def release(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.pop(sock, None)
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    def expire(self) -> None:
+        """Cut every connection past its deadline."""
+        now = self._clock()
+        with self._lock:
+            late = [s for s, t in self._open.items() if t.deadline <= now]
+            for sock in late:
+                del self._open[sock]
+                _cut(sock)
+            self.expired += len(late)
+
+    def watch(self) -> None:
+        """The watchdog loop (a thread); returns after :meth:`close`."""
+        while not self._closed.is_set():
+            if not self._open:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            self.expire()
+            self._closed.wait(WATCHDOG_PERIOD)
+
+    def close(self) -> None:
+        """Stop the watchdog and cut every open connection."""
+        self._closed.set()
+        self._wake.set()
+        with self._lock:
+            for sock in self._open:
+                _cut(sock)
+            self._open.clear()
+
+
+class _HeadReader:
+    """The request's reader while its head is parsed: at most ``budget`` bytes
+    in all, beyond which the head is refused (431) instead of buffered."""
+
+    def __init__(self, stream: io.BufferedReader, budget: int) -> None:
+        self._stream = stream
+        self._left = budget
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if self._left <= 0:
+            raise http.client.LineTooLong("request head")
+        limit = self._left if size is None or size < 0 else min(size, self._left)
+        line = self._stream.readline(limit)
+        self._left -= len(line)
+        if self._left <= 0 and not line.endswith(b"\n"):
+            raise http.client.LineTooLong("request head")
+        return line
+
+
+def _declared_body(headers: Any) -> str | None:
+    """Pure. Why the request's announced body is refused, or None if it has none."""
+    if headers.get("Transfer-Encoding") is not None:
+        return "400 no endpoint takes a request body (Transfer-Encoding refused)"
+    lengths = headers.get_all("Content-Length") or []
+    if not lengths:
+        return None
+    if len(lengths) > 1 or _DIGITS.fullmatch(lengths[0].strip()) is None:
+        return "400 invalid Content-Length"
+    if int(lengths[0]) > 0:
+        return "413 no endpoint takes a request body"
+    return None
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: ExporterHTTPServer
     protocol_version = "HTTP/1.1"
-    timeout = CLIENT_TIMEOUT
+    timeout = SOCKET_TIMEOUT
     server_version = "nayax-ev-exporter"
     sys_version = ""
 
     def setup(self) -> None:
         super().setup()
+        self._stream = cast(io.BufferedReader, self.rfile)
+        self._answered = 0
         if isinstance(self.connection, ssl.SSLSocket):
-            self.connection.do_handshake()  # in this thread, under the socket timeout
+            self.connection.do_handshake()  # in this thread, under the request deadline
             web = self.server.web_config
             if web is not None and not web.client_allowed(self.connection.getpeercert()):
                 raise ConnectionRefusedError("client certificate has no allowed SAN")
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # access logs are not wanted at scrape frequency
+
+    def handle_expect_100(self) -> bool:
+        return True  # never invite a body: the final answer comes at once
+
+    def handle_one_request(self) -> None:
+        guard = self.server.guard
+        if self._answered:
+            # Kept alive: wait for the next request's first byte, then the
+            # whole head has REQUEST_DEADLINE as a new connection's has.
+            guard.phase(self.connection, IDLE_TIMEOUT, busy=False)
+            try:
+                if not self._stream.peek(1):
+                    self.close_connection = True
+                    return
+            except OSError:
+                self.close_connection = True
+                return
+            guard.phase(self.connection, REQUEST_DEADLINE, busy=False)
+        self.rfile = cast(io.BufferedIOBase, _HeadReader(self._stream, MAX_HEAD_BYTES))
+        try:
+            super().handle_one_request()
+        except http.client.LineTooLong:
+            self.requestline, self.request_version, self.command = "", "HTTP/1.1", ""
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Request head too large")
+        finally:
+            self.rfile = self._stream
+        self._answered += 1
 
     def _send(self, response: Response, head_only: bool = False) -> None:
         self.send_response(response.status)
@@ -91,50 +254,44 @@ class _Handler(BaseHTTPRequestHandler):
         web = self.server.web_config
         for name, value in web.headers if web is not None else ():
             self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if not head_only:
             for chunk in chunks:
                 self.wfile.write(chunk)
 
-    def _authorised(self) -> bool:
+    def _unauthorised(self) -> Response | None:
         web = self.server.web_config
         if web is None or web.check_basic_auth(self.headers.get("Authorization")):
-            return True
+            return None
         response = text(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
         response.headers["WWW-Authenticate"] = 'Basic realm="nayax-ev-exporter"'
-        self._send(response)
-        return False
+        return response
 
-    def _route(self, method: str) -> Response:
-        routes = self.server.routes
-        path = self.path.split("?", 1)[0]
-        if method == "POST":
-            if path == "/-/reload":
-                errors = routes.reload()
-                if errors:
-                    return text(500, "failed to reload config:\n" + "\n".join(errors) + "\n")
-                return text(200, "OK\n")
-            return text(405 if path in ("/-/healthy", "/-/ready") else 404, "Not allowed\n")
-        if path == routes.telemetry_path:
-            return routes.metrics(self.headers.get("Accept"), self.headers.get("Accept-Encoding"))
-        if path == "/":
-            return routes.landing()
-        if path == "/-/healthy":
-            return text(200, "Healthy\n") if routes.healthy() else text(503, "Unhealthy\n")
-        if path == "/-/ready":
-            return text(200, "Ready\n") if routes.ready() else text(503, "Not ready\n")
-        if path == "/-/reload":
-            return text(405, "Use POST to reload\n")
-        return text(404, "Not found\n")
+    def _answer(self, method: str) -> Response:
+        refused_body = _declared_body(self.headers)
+        if refused_body is not None:
+            self.close_connection = True  # the body is never read: nothing may follow it
+        unauthorised = self._unauthorised()
+        if unauthorised is not None:
+            return unauthorised
+        if refused_body is not None:
+            status, reason = refused_body.split(" ", 1)
+            return text(int(status), reason + "\n")
+        request = Request(
+            method,
+            self.path.split("?", 1)[0],
+            {name.lower(): value for name, value in self.headers.items()},
+        )
+        try:
+            return self.server.routes.handle(request)
+        except Exception as exc:  # /metrics must answer even when a route has a bug
+            return text(500, f"internal error: {type(exc).__name__}\n")
 
     def _handle(self, method: str) -> None:
-        if not self._authorised():
-            return
-        try:
-            response = self._route(method)
-        except Exception as exc:  # /metrics must answer even when a route has a bug
-            response = text(500, f"internal error: {type(exc).__name__}\n")
-        self._send(response, head_only=method == "HEAD")
+        self.server.guard.phase(self.connection, RESPONSE_DEADLINE, busy=True)
+        self._send(self._answer(method), head_only=method == "HEAD")
 
     def do_GET(self) -> None:
         self._handle("GET")
@@ -143,14 +300,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("HEAD")
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(min(length, 65536))  # drain a small body, ignore it
         self._handle("POST")
 
 
 class ExporterHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    block_on_close = False  # closing cuts every connection; nothing to wait for
     allow_reuse_address = True
     request_queue_size = 128  # a burst of connections must not push a scrape into SYN retry
 
@@ -159,9 +314,12 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         address: tuple[str, int],
         routes: Routes,
         web_config: WebConfig | None = None,
+        *,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.routes = routes
         self.web_config = web_config
+        self.guard = ConnectionGuard(max_connections)
         self._ssl: ssl.SSLContext | None = web_config.ssl_context() if web_config else None
         host = address[0]
         if host == "" or ":" in host:
@@ -178,6 +336,8 @@ class ExporterHTTPServer(ThreadingHTTPServer):
                 raise
             self.address_family = socket.AF_INET  # IPv6 disabled on this host
             super().__init__(("0.0.0.0", address[1]), _Handler)
+        self._watchdog = threading.Thread(target=self.guard.watch, name="http-guard", daemon=True)
+        self._watchdog.start()
 
     def server_bind(self) -> None:
         if self.address_family == socket.AF_INET6:
@@ -185,16 +345,35 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         super().server_bind()
 
     def get_request(self) -> tuple[socket.socket, Any]:
-        sock, addr = super().get_request()
-        sock.settimeout(CLIENT_TIMEOUT)
+        try:
+            sock, addr = super().get_request()
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                time.sleep(0.05)  # out of descriptors: do not spin on the ready listener
+            raise
+        sock.settimeout(SOCKET_TIMEOUT)
         if self._ssl is not None:
             # The handshake happens in the handler thread (do_handshake_on_connect
             # on first read), so a slow TLS client never blocks the accept loop.
             sock = self._ssl.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         return sock, addr
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.guard.admit(request):
+            super().shutdown_request(request)  # every slot is busy answering: refuse
+            return
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.guard.release(request)  # before the close: a cut never hits a reused fd
+        super().shutdown_request(request)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that vanished mid-request is not the exporter's error
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.guard.close()
 
     @property
     def port(self) -> int:

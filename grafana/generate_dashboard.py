@@ -668,6 +668,13 @@ def machine_status(ids: Ids, y: int) -> list[JSON]:
     ]
 
 
+def zero_while_scraped(label: str, value: str) -> str:
+    """A 0 with ``label="value"`` while Prometheus scrapes an exporter of the job,
+    nothing otherwise: the fallback that keeps a panel of counters that appear
+    only on a fault ("API errors", "429") at 0 instead of "No data"."""
+    return f'label_replace(0 * sum(up{EXPORTER}), "{label}", "{value}", "", "")'
+
+
 def exporter_health(ids: Ids, y: int) -> list[JSON]:
     target_keys = "max by (actor, machine, window)"
     rate_interval = "[$__rate_interval]"
@@ -734,13 +741,15 @@ def exporter_health(ids: Ids, y: int) -> list[JSON]:
             "timeseries",
             "API errors by code",
             "Lynx API requests that did not return 2xx, by HTTP status or by "
-            '"timeout"/"connection" for requests that got no answer.',
+            '"timeout"/"connection" for requests that got no answer. 0 (code "none") '
+            "while every request succeeds.",
             "reqps",
             grid=(0, y + 9, 8, 8),
             targets=[
                 target(
                     "A",
-                    f"sum by (code) (rate({requests}{NON_2XX}{rate_interval}))",
+                    f"sum by (code) (rate({requests}{NON_2XX}{rate_interval})) "
+                    f"or on () {zero_while_scraped('code', 'none')}",
                     "{{code}}",
                 )
             ],
@@ -751,14 +760,16 @@ def exporter_health(ids: Ids, y: int) -> list[JSON]:
             ids,
             "timeseries",
             "Rate-limited requests (HTTP 429)",
-            "Requests the Lynx API refused with HTTP 429, per exporter instance. "
-            "Sustained for 15 minutes: NayaxEVApiRateLimited.",
+            "Requests the Lynx API refused with HTTP 429, per exporter instance "
+            "(0 for an instance that got none). Sustained for 15 minutes: "
+            "NayaxEVApiRateLimited.",
             "reqps",
             grid=(8, y + 9, 8, 8),
             targets=[
                 target(
                     "A",
-                    f"sum by (instance) (rate({requests}{HTTP_429}{rate_interval}))",
+                    f"sum by (instance) (rate({requests}{HTTP_429}{rate_interval})) "
+                    f"or 0 * sum by (instance) (up{EXPORTER})",
                     "{{instance}}",
                 )
             ],

@@ -116,7 +116,7 @@ def selectors(expr: str) -> list[tuple[str, str]]:
 
     A small scanner that is enough for this dashboard's queries: it removes
     grouping clauses, range durations and numbers, then reads ``name{...}``,
-    ``{...}`` and bare ``name`` not followed by ``(``.
+    ``{...}`` and bare ``name`` not followed by ``(`` outside string literals.
     """
     text = GROUPING.sub(" ", expr)
     text = re.sub(r"\[[^\]]*\]", " ", text)
@@ -127,6 +127,7 @@ def selectors(expr: str) -> list[tuple[str, str]]:
         return " "
 
     text = re.sub(r"([A-Za-z_:][\w:]*)?\s*\{([^{}]*)\}", take, text)
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', " ", text)  # string arguments (label_replace)
     text = re.sub(r"\b\d+(?:\.\d+)?(?:e[+-]?\d+)?\b", " ", text)
     for match in re.finditer(r"([A-Za-z_:][\w:]*)(\s*\()?", text):
         if not match.group(2) and match.group(1) not in KEYWORDS:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as om_generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -25,7 +26,6 @@ from exporter.exposition import (
     TEXT_CONTENT_TYPE,
     DataRenderer,
     ExpositionCache,
-    format_value,
     render_reference,
 )
 from exporter.reading import parse_payload
@@ -180,16 +180,6 @@ def test_renderer_cache_follows_state_changes() -> None:
     assert renderer.render(store.current(), NOW) == render_reference(store.current(), NOW)
 
 
-@pytest.mark.parametrize(
-    "value",
-    [0.0, 1.0, 12.5, 45_000_000.0, 1.865046816e11, 1e15, 1e308, -3.25, 1_800_000_000.0],
-)
-def test_value_format_matches_client_python(value: float) -> None:
-    from prometheus_client.utils import floatToGoString
-
-    assert format_value(value) == floatToGoString(value)  # type: ignore[no-untyped-call]
-
-
 def make_cache(store: SnapshotStore, stats: Stats | None = None) -> ExpositionCache:
     if stats is None:
         stats = Stats(started_at=NOW)
@@ -215,15 +205,23 @@ def make_cache(store: SnapshotStore, stats: Stats | None = None) -> ExpositionCa
 def test_content_negotiation_and_gzip() -> None:
     cache = make_cache(populated_store())
     text, headers = cache.serve("text/plain", None)
-    assert headers == {"Content-Type": TEXT_CONTENT_TYPE}
+    # Negotiated by client_python's own choose_encoder: what its server would answer.
+    assert headers == {"Content-Type": choose_encoder("text/plain")[1]}
+    assert cache.serve(None, None)[1] == {"Content-Type": choose_encoder("")[1]}
+    _, latest = cache.serve("text/plain; version=1.0.0", None)
+    assert latest["Content-Type"].startswith(TEXT_CONTENT_TYPE)
     families = {f.name for f in text_string_to_metric_families(text.decode())}
     assert {"nayax_ev_operator_machines", "nayax_ev_api_requests", "nayax_ev_build_info"} <= (
         families
     )
     assert b"# EOF" not in text
 
-    om, headers = cache.serve("application/openmetrics-text; version=1.0.0,text/plain;q=0.5", None)
-    assert headers["Content-Type"] == OPENMETRICS_CONTENT_TYPE
+    accept = "application/openmetrics-text; version=1.0.0,text/plain;q=0.5"
+    om, headers = cache.serve(accept, None)
+    assert headers["Content-Type"] == choose_encoder(accept)[1]
+    assert cache.serve("application/openmetrics-text", None)[1] == {
+        "Content-Type": OPENMETRICS_CONTENT_TYPE
+    }
     assert om.endswith(b"# EOF\n") and om.count(b"# EOF") == 1
     assert b"nayax_ev_api_requests_total" in om
 
@@ -232,6 +230,10 @@ def test_content_negotiation_and_gzip() -> None:
     assert gzip.decompress(zipped) == text  # two gzip members read as one stream
     _, plain_headers = cache.serve(None, "identity")
     assert "Content-Encoding" not in plain_headers
+    assert cache.serve(None, "GZIP")[1]["Content-Encoding"] == "gzip"  # as gzip_accepted says
+    for refused in ("gzip;q=0", "gzip; Q=0.00, identity", "identity,gzip;q=0"):
+        assert "Content-Encoding" not in cache.serve(None, refused)[1], refused
+    assert cache.serve(None, "gzip;q=0.001")[1]["Content-Encoding"] == "gzip"
 
 
 def test_self_families() -> None:

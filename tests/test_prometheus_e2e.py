@@ -1,9 +1,11 @@
 """End to end with a real Prometheus server: simulator → exporter → Prometheus.
 
 Every dashboard query (variables substituted with real values) must return
-data, and NayaxEVMachinesSilent must reach `firing` once the simulator silences
-machines. The shipped rules are used as they are, except that every `for:` is
-shortened in the test's copy so the alert fires within seconds.
+data on a healthy fleet (no "No data" panel: the error panels show 0), a 429
+must then show in its panel, and NayaxEVMachinesSilent must reach `firing`
+once the simulator silences machines. The shipped rules are used as they are,
+except that every `for:` is shortened in the test's copy so the alert fires
+within seconds.
 """
 
 from __future__ import annotations
@@ -214,12 +216,6 @@ def test_every_dashboard_query_returns_data_and_silent_alert_fires(
 ) -> None:
     simulator, exporter, prometheus = stack
     wait_for(prometheus.targets_up, timeout=20, what="prometheus scraping the exporter")
-    # Make the error panels real: one 429 (with Retry-After) and one 503, both retried.
-    actor_id = simulator.fleet.actor_ids()[0]
-    simulator.add_fault(
-        Fault(kind=FaultKind.STATUS, status=429, retry_after="1", actor_id=actor_id, remaining=1)
-    )
-    simulator.add_fault(Fault(kind=FaultKind.STATUS, status=503, actor_id=actor_id, remaining=1))
 
     # Variables first, as Grafana resolves them: real values from Prometheus.
     values = {"job": JOB}
@@ -234,6 +230,8 @@ def test_every_dashboard_query_returns_data_and_silent_alert_fires(
         values[variable] = grafana_regex_escape(sorted(options)[0])
     assert values["actor"] == "Acme Charging"
 
+    # A healthy fleet (no fault injected yet): no panel may show "No data",
+    # the error and 429 panels included (they show 0).
     pending = {substitute(expr, values): title for title, expr in dashboard_queries()}
 
     def all_answered() -> bool:
@@ -245,7 +243,26 @@ def test_every_dashboard_query_returns_data_and_silent_alert_fires(
     try:
         wait_for(all_answered, timeout=45, interval=1.0, what="every dashboard query")
     except AssertionError:
-        raise AssertionError(f"dashboard queries without data: {pending}") from None
+        raise AssertionError(f"panels with No data on a healthy fleet: {pending}") from None
+    assert all(r.fault is None for r in simulator.requests())
+
+    # The fallbacks must not hide a real fault: 429s show in the 429 panel. (More
+    # than one: the first creates the code="429" series, which rate() sees only
+    # from its second sample on.)
+    actor_id = simulator.fleet.actor_ids()[0]
+    simulator.add_fault(
+        Fault(kind=FaultKind.STATUS, status=429, retry_after="1", actor_id=actor_id, remaining=4)
+    )
+    (rate_limited,) = [
+        substitute(expr, values)
+        for title, expr in dashboard_queries()
+        if title == "Rate-limited requests (HTTP 429)"
+    ]
+
+    def rate_limited_shown() -> bool:
+        return any(float(r["value"][1]) > 0 for r in prometheus.query(rate_limited))
+
+    wait_for(rate_limited_shown, timeout=30, interval=1.0, what="the 429 in its panel")
 
     # Nothing silent yet: the silence alert must not be pending or firing.
     assert not [

@@ -112,7 +112,7 @@ def test_reload(tmp_path: Path, how: str) -> None:
 
     with SimulatorServer(fleet, tokens=tokens) as simulator:
         write_config(config, config_document(simulator.url, fleet, [a, b]))
-        with running_exporter(config) as exporter:
+        with running_exporter(config, "--web.enable-lifecycle") as exporter:
 
             def up(*actors: int) -> bool:
                 series = exporter.series()

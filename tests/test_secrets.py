@@ -117,7 +117,7 @@ def test_a_running_exporter_never_shows_the_token(tmp_path: Path) -> None:
             ],
         }
         config = write_config(tmp_path / "config.yaml", document)
-        with running_exporter(config, "--log.level=debug") as exporter:
+        with running_exporter(config, "--log.level=debug", "--web.enable-lifecycle") as exporter:
             wait_for(exporter.ready, timeout=15, what="every target polled")
             for start in range(0, len(faults), actors):
                 round_faults = faults[start : start + actors]

@@ -100,7 +100,10 @@ def test_soak(tmp_path: Path) -> None:
         write_config(config, soak_config(simulator.url, fleet, "100ms"))
         for fault in FAULTS:
             simulator.add_fault(fault)
-        with running_exporter(config) as exporter, Scraper(exporter, period=0.5) as scraper:
+        with (
+            running_exporter(config, "--web.enable-lifecycle") as exporter,
+            Scraper(exporter, period=0.5) as scraper,
+        ):
             assert exporter.process is not None
             pid = exporter.process.pid
             started = time.monotonic()

@@ -222,7 +222,8 @@ def secure_exporter(
     )
     web = tmp_path / "web.yml"
     web.write_text(yaml.safe_dump(web_config), encoding="utf-8")
-    exporter = SecureExporter(args=[f"--config.file={config}", f"--web.config.file={web}"], **probe)
+    args = [f"--config.file={config}", f"--web.config.file={web}", "--web.enable-lifecycle"]
+    exporter = SecureExporter(args=args, **probe)
     exporter.start()
     try:
         yield exporter

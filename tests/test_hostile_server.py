@@ -1,0 +1,421 @@
+"""Hostile HTTP clients against a real exporter process, over real sockets.
+
+Issue 11, the HTTP server: bodies announced but never sent (or sent forever),
+request heads of megabytes, headers trickled a byte at a time, a flood of idle
+connections past the open-files limit, cross-site reloads, a request hidden in
+another's body, ``gzip;q=0``. Memory is read from ``/proc/<pid>/status``.
+Every test is bounded: sockets have timeouts, bodies and floods a fixed size.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import resource
+import signal
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager, suppress
+from pathlib import Path
+
+import bcrypt
+import pytest
+import requests
+import yaml
+
+from exporter.server import REQUEST_DEADLINE
+from exporter.simulator import Fleet, FleetSpec, SimulatorServer
+from tests.harness import ExporterProcess, simulator_config, wait_for, write_config
+
+MB = 1024 * 1024
+GROWTH_LIMIT = 30 * MB  # "no single client can grow the process by more than a few tens of MB"
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimulatorServer]:
+    with SimulatorServer(Fleet(FleetSpec(seed=5, actors=1, machines_per_actor=2))) as server:
+        yield server
+
+
+class AuthExporter(ExporterProcess):
+    """Probes /-/healthy with the basic-auth credentials of the test's web config."""
+
+    def healthy(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError("exporter exited:\n" + "\n".join(self.log_lines))
+        try:
+            answer = requests.get(f"{self.url}/-/healthy", auth=AUTH, timeout=1)
+        except requests.RequestException:
+            return False
+        return answer.status_code == 200
+
+
+AUTH = ("prometheus", "secret")
+
+
+@contextmanager
+def exporter_running(
+    tmp_path: Path, sim: SimulatorServer, *args: str, web: Mapping[str, object] | None = None
+) -> Iterator[ExporterProcess]:
+    config = write_config(
+        tmp_path / "config.yaml",
+        simulator_config(sim.url, [{"id": sim.fleet.actor_ids()[0]}], token="sim-token"),
+    )
+    extra = list(args)
+    if web is not None:
+        web_file = tmp_path / "web.yml"
+        web_file.write_text(yaml.safe_dump(dict(web)), encoding="utf-8")
+        extra.append(f"--web.config.file={web_file}")
+    kind = ExporterProcess if web is None else AuthExporter
+    exporter = kind(args=[f"--config.file={config}", "--log.level=debug", *extra])
+    exporter.start()
+    try:
+        yield exporter
+    finally:
+        exporter.stop()
+
+
+def rss(exporter: ExporterProcess) -> int:
+    """Resident memory of the exporter process, bytes, from /proc/<pid>/status."""
+    assert exporter.process is not None
+    for line in Path(f"/proc/{exporter.process.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def cpu_seconds(exporter: ExporterProcess) -> float:
+    assert exporter.process is not None
+    fields = Path(f"/proc/{exporter.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def connect(exporter: ExporterProcess, timeout: float = 5.0) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", exporter.port), timeout=timeout)
+
+
+def read_until_closed(sock: socket.socket, limit: float) -> bytes:
+    """Everything the server sends until it closes (or ``limit`` seconds pass:
+    then an AssertionError, the server kept the connection open)."""
+    deadline = time.monotonic() + limit
+    data = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"connection still open after {limit}s; got {data[:200]!r}")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def statuses(data: bytes) -> list[int]:
+    """The status codes of every response in a byte stream."""
+    return [int(line.split()[1]) for line in data.split(b"\r\n") if line.startswith(b"HTTP/1.")]
+
+
+def send_quietly(sock: socket.socket, data: bytes) -> None:
+    """Send, ignoring a server that already answered and closed."""
+    with suppress(BrokenPipeError, ConnectionResetError, TimeoutError):
+        sock.sendall(data)
+
+
+def bcrypt_hash(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+
+
+# --- item 3: bodies ------------------------------------------------------------------
+
+
+def test_a_negative_content_length_is_refused_before_any_body_is_read(
+    tmp_path: Path, sim: SimulatorServer
+) -> None:
+    with exporter_running(tmp_path, sim, "--web.enable-lifecycle") as exporter:
+        before = rss(exporter)
+        with connect(exporter) as sock:
+            sock.sendall(b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
+            # A body that would never end: 64 MB, then the server must have answered.
+            block = b"x" * MB
+            for _ in range(64):
+                send_quietly(sock, block)
+            answer = read_until_closed(sock, limit=5)
+        assert statuses(answer) == [400], answer[:300]
+        assert rss(exporter) - before < GROWTH_LIMIT
+        assert not any(e.get("event") == "config reloaded" for e in exporter.logs())
+
+
+@pytest.mark.parametrize("length", ["1000000000000", "65537", "1"])
+def test_a_reload_with_a_body_is_refused_and_the_body_never_read(
+    tmp_path: Path, sim: SimulatorServer, length: str
+) -> None:
+    with exporter_running(tmp_path, sim, "--web.enable-lifecycle") as exporter:
+        with connect(exporter) as sock:
+            started = time.monotonic()
+            sock.sendall(
+                f"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode()
+            )
+            answer = read_until_closed(sock, limit=3)  # no body sent: answered at once
+        assert statuses(answer) == [413], answer[:300]
+        assert time.monotonic() - started < 3
+        assert b"Connection: close" in answer
+
+
+def test_auth_is_decided_from_the_headers_before_any_body(
+    tmp_path: Path, sim: SimulatorServer
+) -> None:
+    web = {"basic_auth_users": {"prometheus": bcrypt_hash("secret")}}
+    with exporter_running(tmp_path, sim, "--web.enable-lifecycle", web=web) as exporter:
+        for request in (
+            b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n",
+            b"POST /-/reload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
+        ):
+            with connect(exporter) as sock:
+                sock.sendall(request)
+                answer = read_until_closed(sock, limit=3)
+            assert statuses(answer) == [401], (request, answer[:300])
+        credentials = base64.b64encode(b"prometheus:secret").decode()
+        with connect(exporter) as sock:
+            sock.sendall(
+                b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n"
+                + f"Authorization: Basic {credentials}\r\n\r\n".encode()
+            )
+            assert statuses(read_until_closed(sock, limit=3)) == [413]
+
+
+def test_a_request_hidden_in_a_body_is_never_served(tmp_path: Path, sim: SimulatorServer) -> None:
+    hidden = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    carriers = [
+        # A body on a GET: read as the next request if left unread.
+        b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(hidden) + hidden,
+        # A chunked body whose framing the server does not read.
+        b"POST /-/reload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        + hidden,
+        # A body longer than a drain would read.
+        b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (70000 + len(hidden))
+        + b"x" * 70000
+        + hidden,
+    ]
+    with exporter_running(tmp_path, sim, "--web.enable-lifecycle") as exporter:
+        for carrier in carriers:
+            with connect(exporter) as sock:
+                send_quietly(sock, carrier)
+                answer = read_until_closed(sock, limit=3)
+            assert len(statuses(answer)) == 1, (carrier[:60], answer[:400])
+            assert statuses(answer)[0] in (400, 413), answer[:300]
+        assert not any(e.get("event") == "config reloaded" for e in exporter.logs())
+
+
+def test_a_request_head_is_bounded(tmp_path: Path, sim: SimulatorServer) -> None:
+    """90 headers of 60 KB each pass the standard library's per-line and
+    per-count limits (5.4 MB a request); 20 clients sending one would hold 100 MB."""
+    header = b"X-Pad: " + b"a" * 60000 + b"\r\n"
+    with exporter_running(tmp_path, sim) as exporter, ExitStack() as stack:
+        before = rss(exporter)
+        socks = [stack.enter_context(connect(exporter)) for _ in range(20)]
+        for sock in socks:
+            send_quietly(sock, b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + header * 90)
+        answers = [read_until_closed(sock, limit=5) for sock in socks]
+        assert rss(exporter) - before < GROWTH_LIMIT
+        for answer in answers:
+            assert statuses(answer) == [431], answer[:300]
+        assert requests.get(f"{exporter.url}/metrics", timeout=5).status_code == 200
+
+
+# --- item 4: connections and deadlines ----------------------------------------------------
+
+
+def test_headers_trickled_a_byte_at_a_time_are_cut_off(
+    tmp_path: Path, sim: SimulatorServer
+) -> None:
+    with exporter_running(tmp_path, sim) as exporter, connect(exporter) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        limit = REQUEST_DEADLINE + 3
+        closed = False
+        while time.monotonic() - started < limit:
+            try:
+                sock.sendall(b"X")  # one byte of a header line that never ends
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            sock.settimeout(0.5)
+            try:
+                if sock.recv(1024) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                pass
+            except ConnectionResetError:
+                closed = True
+                break
+        assert closed, "a trickling client kept its connection past the request deadline"
+        assert REQUEST_DEADLINE - 1 < time.monotonic() - started < limit
+
+
+@contextmanager
+def open_files_limit(soft: int) -> Iterator[None]:
+    """Children started inside inherit ``soft`` as their open-files limit."""
+    old_soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (old_soft, hard))
+
+
+def test_metrics_answer_under_a_flood_of_idle_connections(
+    tmp_path: Path, sim: SimulatorServer
+) -> None:
+    flood = 1100  # past the usual 1024 open-files limit the exporter runs with
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard >= flood + 200, "the test itself needs descriptors for the flood"
+    with open_files_limit(1024):
+        context = exporter_running(tmp_path, sim)
+        exporter = context.__enter__()
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, flood + 500), hard))
+        wait_for(exporter.ready, timeout=20, what="ready")
+        before_rss, before_cpu = rss(exporter), cpu_seconds(exporter)
+        with ExitStack() as stack:
+            for _ in range(flood):
+                sock = stack.enter_context(socket.socket())
+                sock.settimeout(5)
+                sock.connect(("127.0.0.1", exporter.port))
+            session = requests.Session()
+            for _ in range(10):
+                started = time.monotonic()
+                response = session.get(f"{exporter.url}/metrics", timeout=2)
+                assert response.status_code == 200
+                assert "nayax_ev_build_info" in response.text
+                assert time.monotonic() - started < 2
+            idle_cpu = cpu_seconds(exporter)
+            time.sleep(2)  # the flood still open: the exporter must not spin
+            assert cpu_seconds(exporter) - idle_cpu < 0.5
+            assert rss(exporter) - before_rss < GROWTH_LIMIT
+        assert cpu_seconds(exporter) - before_cpu < 10
+    finally:
+        context.__exit__(None, None, None)
+
+
+def test_the_connection_cap_closes_the_longest_idle_first(
+    tmp_path: Path, sim: SimulatorServer
+) -> None:
+    with (
+        exporter_running(tmp_path, sim, "--web.max-connections=3") as exporter,
+        ExitStack() as stack,
+    ):
+        idle = []
+        for _ in range(3):
+            idle.append(stack.enter_context(connect(exporter)))
+            time.sleep(0.05)  # a definite order of arrival
+        time.sleep(0.2)
+        # A scrape over the cap makes room by closing the oldest idle connection.
+        response = requests.get(f"{exporter.url}/metrics", timeout=3)
+        assert response.status_code == 200
+        idle[0].settimeout(2)
+        assert idle[0].recv(10) == b"", "the oldest idle connection was kept"
+        # The newer ones still work.
+        idle[2].sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert statuses(read_until_closed(idle[2], limit=3)) == [200]
+
+
+def test_max_connections_must_be_positive(tmp_path: Path, sim: SimulatorServer) -> None:
+    config = write_config(
+        tmp_path / "c.yaml", simulator_config(sim.url, [{"id": sim.fleet.actor_ids()[0]}])
+    )
+    process = ExporterProcess(args=[f"--config.file={config}", "--web.max-connections=0"])
+    process.start(wait_healthy=False)
+    assert process.process is not None
+    assert process.process.wait(timeout=20) == 2
+    process.stop()
+    assert any("--web.max-connections must be at least 1" in line for line in process.log_lines)
+
+
+# --- item 5: the reload endpoint ----------------------------------------------------------
+
+
+def reloads(exporter: ExporterProcess) -> int:
+    return sum(e.get("event") == "config reloaded" for e in exporter.logs())
+
+
+def test_reload_over_http_is_off_by_default_and_sighup_still_works(
+    tmp_path: Path, sim: SimulatorServer
+) -> None:
+    with exporter_running(tmp_path, sim) as exporter:
+        answer = requests.post(f"{exporter.url}/-/reload", timeout=5)
+        assert answer.status_code == 403
+        assert "--web.enable-lifecycle" in answer.text and "SIGHUP" in answer.text
+        assert reloads(exporter) == 0
+        exporter.signal(signal.SIGHUP)
+        wait_for(lambda: reloads(exporter) == 1, timeout=10, what="SIGHUP reload")
+
+
+def test_reload_refuses_what_a_browser_on_another_site_can_send(
+    tmp_path: Path, sim: SimulatorServer
+) -> None:
+    with exporter_running(tmp_path, sim, "--web.enable-lifecycle") as exporter:
+        url = f"{exporter.url}/-/reload"
+        host = f"127.0.0.1:{exporter.port}"
+        refused = [
+            ({"Origin": "http://evil.example"}, 403),
+            ({"Origin": "null"}, 403),
+            ({"Origin": f"http://{host}.evil.example"}, 403),
+            ({"Sec-Fetch-Site": "cross-site"}, 403),
+            ({"Sec-Fetch-Site": "same-site"}, 403),
+            ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
+            ({"Content-Type": "multipart/form-data; boundary=x"}, 415),
+            ({"Content-Type": "text/plain;charset=UTF-8"}, 415),
+        ]
+        for headers, status in refused:
+            answer = requests.post(url, headers=headers, timeout=5)
+            assert answer.status_code == status, (headers, answer.text)
+        assert reloads(exporter) == 0
+        allowed = [
+            {},  # curl -X POST, requests.post
+            {"Origin": f"http://{host}"},  # the exporter's own page
+            {"Sec-Fetch-Site": "same-origin"},
+            {"Content-Type": "application/json"},  # needs a CORS preflight, never granted
+        ]
+        for headers in allowed:
+            answer = requests.post(url, headers=headers, timeout=5)
+            assert answer.status_code == 200, (headers, answer.text)
+        wait_for(lambda: reloads(exporter) == len(allowed), timeout=5, what="reloads")
+        preflight = requests.options(url, headers={"Origin": "http://evil.example"}, timeout=5)
+        assert "Access-Control-Allow-Origin" not in preflight.headers
+        assert preflight.status_code >= 400
+
+
+# --- item 6: gzip ------------------------------------------------------------------------
+
+
+GZIP_CASES = [
+    ("gzip;q=0", False),
+    ("gzip; q=0.0, identity", False),
+    ("identity, gzip;q=0.000", False),
+    ("GZIP", True),  # coding names are case-insensitive
+    ("gzip;q=0.5", True),
+    ("deflate, gzip", True),
+    ("identity", False),
+]
+
+
+def test_gzip_only_when_accepted(tmp_path: Path, sim: SimulatorServer) -> None:
+    with exporter_running(tmp_path, sim) as exporter:
+        for accept_encoding, zipped in GZIP_CASES:
+            response = requests.get(
+                f"{exporter.url}/metrics",
+                headers={"Accept-Encoding": accept_encoding},
+                timeout=5,
+                stream=True,
+            )
+            raw = response.raw.read()
+            assert (response.headers.get("Content-Encoding") == "gzip") is zipped, accept_encoding
+            assert raw.startswith(b"\x1f\x8b") is zipped, accept_encoding
