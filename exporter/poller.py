@@ -191,9 +191,12 @@ class Poller:
         for key in keys:
             due = first_due(self._epoch, offsets[key], interval, now)
             self._sched.enterabs(due, 0, self._fire, (key, due))
+        same_holds = old is not None and old.gate is plan.gate
         for key, until in list(self._parked.items()):
             if key in plan.targets:
-                self._sched.enterabs(until, 0, self._resubmit, (key,))
+                # A new gate (lynx or a token changed) has dropped the holds.
+                self._parked[key] = until if same_holds else now
+                self._sched.enterabs(self._parked[key], 0, self._resubmit, (key,))
             else:
                 del self._parked[key]
                 self._busy.discard(key)
