@@ -19,7 +19,7 @@ from prometheus_client.process_collector import ProcessCollector
 from structlog.typing import FilteringBoundLogger
 
 from exporter import __version__
-from exporter.budget import notes, once_deadline, request_budget, summary, warnings
+from exporter.budget import notes, once_deadline, request_budget, warnings
 from exporter.client import LynxClient, RequestObserver
 from exporter.collector import PollCollector, PollErrorsCollector, SelfCollector
 from exporter.config import Config, ConfigError, LynxConfig
@@ -194,7 +194,15 @@ class Exporter:
 
     def _log_budget(self, config: Config, targets: Iterable[Target]) -> None:
         budget = request_budget(config, targets)
-        self._log.info(summary(budget))
+        self._log.info(
+            "request budget",
+            targets=dict(budget.targets),
+            requests_per_interval=budget.requests,
+            interval=budget.interval,
+            rate_needed=round(budget.rate_needed, 3),
+            rate_limit=budget.rate_limit,
+            effective_round=budget.round,
+        )
         for text in notes(budget):
             self._log.info("request budget note", note=text)
         for text in warnings(budget):

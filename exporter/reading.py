@@ -141,6 +141,41 @@ def energy_factor(symbol: str | None, configured: EnergyUnit) -> float | None:
     return ENERGY_FACTORS.get(unit.strip().lower())
 
 
+def _operator(section: Mapping[str, object], problems: list[Problem]) -> OperatorStatus:
+    def count(field: str) -> float | None:
+        return _number(section, "OperatorDashboard", field, problems)
+
+    return OperatorStatus(
+        machines=count("TotalOperatorMachines"),
+        communicating=count("TotalCommunicatingMachines"),
+        active=count("TotalActiveMachines"),
+        silent=count("TotalSilentMachines"),
+    )
+
+
+def _energy(
+    raw_energy: float | None,
+    symbol_raw: object,
+    symbol: str | None,
+    energy_unit: EnergyUnit,
+    problems: list[Problem],
+) -> float | None:
+    """Energy in joules; an unknown unit is a problem, never a guess."""
+    if raw_energy is None:
+        return None
+    factor = energy_factor(symbol, energy_unit)
+    if factor is None:
+        problems.append(
+            Problem(
+                "unknown_unit",
+                "MachineDashboard.UnitOfMeasureSymbol",
+                f"unknown energy unit {_short(symbol_raw)}; set units.energy",
+            )
+        )
+        return None
+    return _scaled(raw_energy, factor, "MachineDashboard.TotalEnergyConsumption", problems)
+
+
 def parse_payload(
     payload: object,
     *,
@@ -156,18 +191,7 @@ def parse_payload(
     operator_section = _section(payload, "OperatorDashboard", want_operator, problems)
     machine_section = _section(payload, "MachineDashboard", True, problems)
 
-    operator = OperatorStatus()
-    if want_operator:
-        operator = OperatorStatus(
-            machines=_number(
-                operator_section, "OperatorDashboard", "TotalOperatorMachines", problems
-            ),
-            communicating=_number(
-                operator_section, "OperatorDashboard", "TotalCommunicatingMachines", problems
-            ),
-            active=_number(operator_section, "OperatorDashboard", "TotalActiveMachines", problems),
-            silent=_number(operator_section, "OperatorDashboard", "TotalSilentMachines", problems),
-        )
+    operator = _operator(operator_section, problems) if want_operator else OperatorStatus()
 
     def figure(field: str, *, allow_negative: bool = False) -> float | None:
         return _number(
@@ -176,23 +200,7 @@ def parse_payload(
 
     symbol_raw = machine_section.get("UnitOfMeasureSymbol")
     symbol = symbol_raw.strip() if isinstance(symbol_raw, str) and symbol_raw.strip() else None
-    raw_energy = figure("TotalEnergyConsumption")
-    energy: float | None = None
-    if raw_energy is not None:
-        factor = energy_factor(symbol, energy_unit)
-        if factor is None:
-            problems.append(
-                Problem(
-                    "unknown_unit",
-                    "MachineDashboard.UnitOfMeasureSymbol",
-                    f"unknown energy unit {_short(symbol_raw)}; set units.energy",
-                )
-            )
-        else:
-            energy = _scaled(
-                raw_energy, factor, "MachineDashboard.TotalEnergyConsumption", problems
-            )
-
+    energy = _energy(figure("TotalEnergyConsumption"), symbol_raw, symbol, energy_unit, problems)
     duration = _scaled(
         figure("TotalChargingSessionsDuration"),
         DURATION_FACTORS[duration_unit],
