@@ -12,13 +12,19 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 
+from exporter.client import LynxClient, RateLimitedError
 from exporter.config import Config, parse_config
 from exporter.daemon import Exporter
+from exporter.kinds import KINDS
 from exporter.logs import SecretScrubber, configure
+from exporter.poller import Deferred, Plan, poll_target
+from exporter.ratelimit import TokenGate
 from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, SimulatorServer
+from exporter.targets import build_targets
 from tests.harness import wait_for
 
 
@@ -121,3 +127,36 @@ def test_a_target_still_in_flight_is_skipped_not_piled_up(sim: SimulatorServer) 
         gaps = [b - a for a, b in itertools.pairwise(times)]
         # Never a second request while the first is running: gaps >= latency.
         assert all(gap >= 1.15 for gap in gaps), (machine, gaps)
+
+
+class _HeldMeanwhile:
+    """A client whose token became held after the poller looked (a race)."""
+
+    def __init__(self, gate: TokenGate, token: str) -> None:
+        self._gate, self._token = gate, token
+        self.calls = 0
+
+    def get_json(self, path: str, params: object, credential: object) -> object:
+        self.calls += 1
+        self._gate.hold(self._token, 30.0)
+        raise RateLimitedError("held", retry_after=30.0, status=None, attempts=0)
+
+
+def test_a_poll_on_a_held_token_is_deferred_not_failed() -> None:
+    config = parse_config("lynx: {token: tkn}\nactors: [{id: 7}]\n", environ={})
+    (target,) = build_targets(config)
+    gate = TokenGate()
+    client = _HeldMeanwhile(gate, "tkn")
+    plan = Plan(config, {target.key: target}, cast(LynxClient, client), gate)
+    # Held when the poll starts: no request at all.
+    gate.hold("tkn", 5.0)
+    held = poll_target(plan, KINDS[target.kind], target)
+    assert isinstance(held, Deferred) and client.calls == 0
+    assert held.until == pytest.approx(time.monotonic() + 5.0, abs=0.5)
+    # Held by another poll's 429 after it looked: the client sent nothing either.
+    fresh_gate = TokenGate()
+    client = _HeldMeanwhile(fresh_gate, "tkn")
+    plan = Plan(config, {target.key: target}, cast(LynxClient, client), fresh_gate)
+    raced = poll_target(plan, KINDS[target.kind], target)
+    assert isinstance(raced, Deferred) and client.calls == 1
+    assert raced.until == pytest.approx(time.monotonic() + 30.0, abs=0.5)
