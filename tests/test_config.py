@@ -116,21 +116,33 @@ actors:
         ("1h", 3600.0),
         ("1.5h", 5400.0),
         ("2d", 172800.0),
+        # Prometheus forms: integer parts, largest unit first.
+        ("1h30m", 5400.0),
+        ("1d", 86400.0),
+        ("1w", 604800.0),
+        ("1y", 365 * 86400.0),
+        ("1m30s500ms", 90.5),
+        ("2h0m", 7200.0),
+        ("1w2d3h4m5s6ms", 7 * 86400 + 2 * 86400 + 3 * 3600 + 4 * 60 + 5.006),
     ],
 )
 def test_durations(text: str, expected: float) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "5", "5 minutes", "-1s", "1w", "s"])
+@pytest.mark.parametrize(
+    "text", ["", "5", "5 minutes", "-1s", "s", "30m1h", "1h1h", "1.5h30m", "1h 30m", "1e3s"]
+)
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
 
 
 def test_format_duration_round_trips() -> None:
-    for seconds in (0.5, 1.0, 90.0, 3600.0, 86400.0):
+    for seconds in (0.5, 1.0, 90.0, 3600.0, 5400.0, 86400.0, 90061.5, 604800.0):
         assert parse_duration(format_duration(seconds)) == seconds
+    assert format_duration(5400.0) == "1h30m"
+    assert format_duration(0.5) == "500ms"
 
 
 def test_every_problem_is_reported_at_once_with_key_paths() -> None:
