@@ -483,8 +483,19 @@ def test_basic_auth_accepts_only_the_right_password(users_config: WebConfig) -> 
 
 
 def test_unknown_user_costs_one_bcrypt_verification_at_the_highest_cost(
-    users_config: WebConfig, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    users_config = parse_web_config(
+        yaml.safe_dump(
+            {
+                "basic_auth_users": {
+                    "alice": bcrypt_hash("alice-pw", 4),
+                    "bob": bcrypt_hash("bob", 6),
+                }
+            }
+        ),
+        base_dir=Path("."),
+    )
     calls: list[bytes] = []
     real_checkpw = bcrypt.checkpw
 
@@ -496,18 +507,25 @@ def test_unknown_user_costs_one_bcrypt_verification_at_the_highest_cost(
 
     assert not users_config.check_basic_auth(header("mallory", "alice-pw"))
     assert len(calls) == 1
-    decoy = calls[0]
-    assert decoy not in users_config.users.values()
-    # As slow as the slowest real user (bob's hash has cost 6): no enumeration by timing.
-    assert decoy.startswith(b"$2b$06$")
+    # As slow as the slowest real user (bob's hash, cost 6): no enumeration by timing,
+    # and no hashing at load time (a high cost would delay the start by minutes).
+    assert calls[0] == users_config.users["bob"] == users_config.decoy_hash
+    assert not users_config.check_basic_auth(header("mallory", "bob"))  # bob's password
 
     calls.clear()
     assert not users_config.check_basic_auth(header("alice", "wrong"))
-    assert calls == [users_config.users["alice"]]
+    assert not users_config.check_basic_auth(header("alice", "wrong"))  # failures: not cached
+    assert calls == [users_config.users["alice"]] * 2
 
     calls.clear()
     assert users_config.check_basic_auth(header("bob", "bob"))
     assert calls == [users_config.users["bob"]]
+    # A verified user:password pair is remembered (as a keyed digest), as the toolkit
+    # does: a high cost is paid once, not on every scrape.
+    calls.clear()
+    assert users_config.check_basic_auth(header("bob", "bob"))
+    assert calls == []
+    assert not users_config.check_basic_auth(header("alice", "bob"))
 
 
 def test_decoy_matching_does_not_let_anyone_in(users_config: WebConfig) -> None:
@@ -617,3 +635,185 @@ def test_any_document_gives_a_config_or_config_errors(
             assert top.startswith(known) or (
                 isinstance(document, dict) and any(message.startswith(f"{k}:") for k in document)
             ), message
+
+
+# --- what exporter-toolkit accepts ------------------------------------------------------------
+# One file of our own per valid shape in the toolkit's web/testdata/*.good.yml: each must
+# load. CERT/KEY are replaced by the test PKI's files (copied next to the web config).
+
+TOOLKIT_SHAPES = {
+    "requireandverifyclientcert": """
+tls_server_config:
+  cert_file: "server.crt"
+  key_file: "server.key"
+  client_auth_type: "RequireAndVerifyClientCert"
+  client_ca_file: "ca.crt"
+""",
+    "headers": """
+http_server_config:
+  headers:
+    X-Frame-Options: deny
+    Strict-Transport-Security: max-age=63072000; includeSubDomains
+    X-Content-Type-Options: nosniff
+    X-XSS-Protection: 1
+    Content-Security-Policy: "default-src 'self' *.example.test"
+""",
+    "noAuth": """
+tls_server_config:
+  cert_file: "server.crt"
+  key_file: "server.key"
+  client_auth_type: "VerifyClientCertIfGiven"
+""",
+    "noAuth_allCiphers": """
+tls_server_config:
+  cert_file: "server.crt"
+  key_file: "server.key"
+  client_auth_type: "VerifyClientCertIfGiven"
+  cipher_suites:
+  - TLS_AES_128_GCM_SHA256
+  - TLS_AES_256_GCM_SHA384
+  - TLS_CHACHA20_POLY1305_SHA256
+  - TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA
+  - TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+  - TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA
+  - TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+  - TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+  - TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA
+  - TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+  - TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA
+  - TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+  - TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+""",
+    "noAuth_allCurves": """
+tls_server_config:
+  cert_file: "server.crt"
+  key_file: "server.key"
+  client_auth_type: "VerifyClientCertIfGiven"
+  curve_preferences: [CurveP256, CurveP384, CurveP521, X25519]
+""",
+    "noAuth_noHTTP2": """
+tls_server_config:
+  cert_file: "server.crt"
+  key_file: "server.key"
+  client_auth_type: "VerifyClientCertIfGiven"
+  cipher_suites:
+    - TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+  max_version: TLS12
+http_server_config:
+  http2: false
+""",
+    "noAuth_someCiphers": """
+tls_server_config:
+  cert_file: "server.crt"
+  key_file: "server.key"
+  client_auth_type: "VerifyClientCertIfGiven"
+  cipher_suites:
+  - TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+  - TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+  min_version: TLS12
+  max_version: TLS12
+""",
+    "noAuth_someCiphers_noOrder": """
+tls_server_config:
+  cert_file: "server.crt"
+  key_file: "server.key"
+  client_auth_type: "VerifyClientCertIfGiven"
+  cipher_suites:
+  - TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+  - TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+  prefer_server_cipher_suites: false
+  min_version: TLS12
+  max_version: TLS12
+""",
+    "noAuth_someCurves": """
+tls_server_config:
+  cert_file: "server.crt"
+  key_file: "server.key"
+  client_auth_type: "VerifyClientCertIfGiven"
+  min_version: TLS13
+  curve_preferences:
+  - CurveP521
+""",
+    "noAuth_tlsInline": """
+tls_server_config:
+  cert: |
+CERT
+  key: |
+KEY
+  client_auth_type: "VerifyClientCertIfGiven"
+""",
+    "users": """
+tls_server_config:
+  cert_file: "server.crt"
+  key_file: "server.key"
+basic_auth_users:
+  alice: HASH12
+  bob: HASH18
+  carol: HASH10
+""",
+    "users_noTLS": """
+basic_auth_users:
+  alice: HASH12
+  bob: HASH18
+""",
+}
+
+
+def _toolkit_file(directory: Path, pki: PKI, text: str) -> Path:
+    for source, name in ((pki.server.cert, "server.crt"), (pki.server.key, "server.key")):
+        (directory / name).write_bytes(source.read_bytes())
+    (directory / "ca.crt").write_bytes(pki.ca.read_bytes())
+
+    def indented(path: Path) -> str:
+        return "\n".join("    " + line for line in path.read_text().splitlines())
+
+    base = bcrypt_hash("pw", 4)  # a real hash; its cost field rewritten (loading only)
+    for cost in (10, 12, 18):
+        text = text.replace(f"HASH{cost}", f"$2y${cost}${base[7:]}")
+    text = text.replace("CERT", indented(pki.server.cert)).replace("KEY", indented(pki.server.key))
+    return write(directory, text)
+
+
+@pytest.mark.parametrize("shape", sorted(TOOLKIT_SHAPES))
+def test_every_valid_toolkit_shape_loads(tmp_path: Path, pki: PKI, shape: str) -> None:
+    config = load_web_config(_toolkit_file(tmp_path, pki, TOOLKIT_SHAPES[shape]))
+    if "tls_server_config" in TOOLKIT_SHAPES[shape]:
+        assert config.tls is not None
+        assert config.ssl_context() is not None
+    if shape == "headers":
+        assert ("X-XSS-Protection", "1") in config.headers
+        assert ("X-Frame-Options", "deny") in config.headers
+    if shape.startswith("users"):
+        assert set(config.users) >= {"alice", "bob"}
+
+
+def test_verify_if_given_without_a_ca_uses_the_system_trust_store(tmp_path: Path, pki: PKI) -> None:
+    config = load_web_config(_toolkit_file(tmp_path, pki, TOOLKIT_SHAPES["noAuth"]))
+    context = config.ssl_context()
+    assert context is not None
+    assert context.verify_mode == ssl.CERT_OPTIONAL
+    system = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    system.load_default_certs(ssl.Purpose.CLIENT_AUTH)
+    assert context.cert_store_stats() == system.cert_store_stats()
+    assert context.cert_store_stats()["x509_ca"] > 0
+
+
+@pytest.mark.parametrize("mode", ["RequireAnyClientCert", "RequestClientCert"])
+def test_modes_python_cannot_honour_are_refused(tmp_path: Path, pki: PKI, mode: str) -> None:
+    # The toolkit accepts these (two of its 14 good files); Python's ssl module
+    # verifies every client certificate it asks for, so they cannot be honoured.
+    text = TOOLKIT_SHAPES["noAuth"].replace("VerifyClientCertIfGiven", mode)
+    errors = errors_of(tmp_path, _toolkit_file(tmp_path, pki, text).read_text())
+    assert errors == (
+        f"tls_server_config.client_auth_type: {mode} is not supported (it would accept "
+        "unverified certificates); use VerifyClientCertIfGiven or RequireAndVerifyClientCert",
+    )
+
+
+def test_bcrypt_cost_is_bounded(tmp_path: Path) -> None:
+    base = bcrypt_hash("pw", 4)
+    errors = errors_of(tmp_path, {"basic_auth_users": {"alice": f"$2y$24${base[7:]}"}})
+    assert len(errors) == 1
+    assert errors[0].startswith("basic_auth_users.alice: bcrypt cost 24 is outside 4..18")
+    assert base[7:] not in errors[0]
+    assert load_web_config(write(tmp_path, {"basic_auth_users": {"a": f"$2y$18${base[7:]}"}}))
