@@ -26,10 +26,16 @@ FROM ${BASE}
 LABEL org.opencontainers.image.title="nayax-ev-exporter" \
       org.opencontainers.image.description="Prometheus exporter for Nayax EV charging meters (Lynx API evDashboard)" \
       org.opencontainers.image.licenses="Apache-2.0"
+# glibc malloc: a fixed 1 MiB mmap threshold returns freed exposition buffers
+# to the system, and 2 arenas stop idle threads hoarding memory (see
+# docs/performance.md). The same two lines are in the Kubernetes StatefulSet,
+# docker-compose.yml and the benchmark's exporter process.
 ENV PATH=/opt/venv/bin:$PATH \
     VIRTUAL_ENV=/opt/venv \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=1048576
 # The wheels are bind-mounted from the builder, so they never land in a layer.
 # --no-index: this stage installs exactly what the builder resolved. pip and
 # setuptools leave the venv afterwards; bytecode is compiled now because the

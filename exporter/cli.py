@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -20,7 +19,6 @@ from exporter.daemon import Exporter, Options
 from exporter.demo import demo_config, start_simulator
 from exporter.launch import Signals
 from exporter.logs import FORMATS, LEVELS, SecretScrubber, configure
-from exporter.malloc import tune_malloc
 from exporter.routes import Routes
 from exporter.server import DEFAULT_MAX_CONNECTIONS, ExporterHTTPServer, parse_listen_address
 from exporter.simulator import SimulatorServer
@@ -94,16 +92,13 @@ def main(argv: Sequence[str] | None = None, signals: Signals | None = None) -> i
         signals = Signals().install()
     if args.config_check or args.once:
         signals.restore_defaults()
-    malloc_settings = tune_malloc(os.environ)  # before any worker thread exists
     scrubber = SecretScrubber()
     log = configure(args.log_level, args.log_format, scrubber)
     _log_thread_deaths(log)
-    tuned = {k.lower().removeprefix("malloc_").rstrip("_"): v for k, v in malloc_settings.items()}
-    log.debug("glibc malloc tuned", **tuned)
     source = _source(args)
     try:
         if args.config_check:
-            return _check(source.load, args.shard)
+            return _check(source.load, args.shard, args.web_config_file)
         if args.once:
             return _once(args, source, log, scrubber)
         return _serve(args, source, log, scrubber, signals)
@@ -256,14 +251,23 @@ def _shutdown(server: ExporterHTTPServer, exporter: Exporter) -> None:
     exporter.stop()
 
 
-def _check(loader: Callable[[], Config], shard: Shard) -> int:
+def _check(loader: Callable[[], Config], shard: Shard, web_config_file: str | None) -> int:
+    problems: list[str] = []
+    config: Config | None = None
     try:
         config = loader()
     except ConfigError as error:
+        problems.extend(error.errors)
+    if web_config_file:  # --web.config.file is checked too, its errors prefixed
+        try:
+            load_web_config(Path(web_config_file))
+        except ConfigError as error:
+            problems.extend(f"{web_config_file}: {problem}" for problem in error.errors)
+    if problems or config is None:
         scrub = SecretScrubber()
-        for problem in error.errors:
+        for problem in problems:
             print(f"error: {scrub(None, 'error', problem)}", file=sys.stderr)
-        print(f"{len(error.errors)} problem(s) found", file=sys.stderr)
+        print(f"{len(problems)} problem(s) found", file=sys.stderr)
         return 1
     targets = build_targets(config, shard)
     machines = sum(len(a.machines) for a in config.actors)

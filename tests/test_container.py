@@ -216,6 +216,9 @@ def test_image_config(container: Container) -> None:
     env = dict(item.split("=", 1) for item in config["Env"])
     assert env["PATH"].split(":")[0] == "/opt/venv/bin"
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+    # glibc malloc tuning comes from the image's environment (docs/performance.md).
+    assert env["MALLOC_ARENA_MAX"] == "2"
+    assert env["MALLOC_MMAP_THRESHOLD_"] == "1048576"
     check = config["Healthcheck"]["Test"]
     assert check[:2] == ["CMD", "python3"]
     assert "curl" not in " ".join(check) and "wget" not in " ".join(check)
