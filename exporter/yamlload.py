@@ -72,8 +72,9 @@ def load_yaml(
         node = instance.get_single_node()
         if node is None:
             return None
-        _NodeCheck().run(node)
-        return instance.construct_document(node)
+        problems = _NodeCheck().problems(node)
+        if not problems:
+            return instance.construct_document(node)
     except yaml.YAMLError as exc:
         raise ConfigError([_describe(exc, text)]) from None
     except (ValueError, RecursionError, OverflowError) as exc:
@@ -81,6 +82,9 @@ def load_yaml(
         raise ConfigError([f"<yaml>: unsupported value ({type(exc).__name__})"]) from None
     finally:
         instance.dispose()
+    # Raised here, not in the walk: no frame of the traceback holds the node graph,
+    # whose repr alone would expand a bomb.
+    raise ConfigError(problems)
 
 
 def _describe(exc: yaml.YAMLError, text: str) -> str:
@@ -109,15 +113,14 @@ class _NodeCheck:
         self.open: set[int] = set()
         self.errors: list[str] = []
 
-    def run(self, root: Node) -> None:
+    def problems(self, root: Node) -> list[str]:
         expanded = self.size(root, "", 0)
         if not self.errors and expanded - len(self.sizes) > ALIAS_BUDGET:
             self.errors.append(
                 f"<yaml>: aliases expand the document beyond {ALIAS_BUDGET} extra nodes; "
                 "refused (write the repeated parts out, or share less)"
             )
-        if self.errors:
-            raise ConfigError(self.errors)
+        return self.errors
 
     def size(self, node: Node, path: str, depth: int) -> int:
         key = id(node)
@@ -125,9 +128,11 @@ class _NodeCheck:
         if known is not None:
             return known  # an alias of a node already walked
         if key in self.open:
-            raise ConfigError([f"{path or '<root>'}: an alias contains itself"])
+            self.errors.append(f"{path or '<root>'}: an alias contains itself")
+            return 1
         if depth > MAX_DEPTH:
-            raise ConfigError([f"{path or '<root>'}: nested deeper than {MAX_DEPTH} levels"])
+            self.errors.append(f"{path or '<root>'}: nested deeper than {MAX_DEPTH} levels")
+            return 1
         self.open.add(key)
         total = 1
         if isinstance(node, MappingNode):
