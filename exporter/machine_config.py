@@ -14,12 +14,11 @@ paths, to ``errors`` (the config loader reports every problem at once).
 
 from __future__ import annotations
 
-import math
-import re
 import zoneinfo
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
+
+from exporter.validate import Validator
 
 __all__ = [
     "EV_MACHINE_TYPES",
@@ -35,8 +34,6 @@ __all__ = [
 EV_MACHINE_TYPES: Final = (555007, 30000526)
 TIMESTAMP_CONVENTIONS: Final = ("utc", "machine")
 _INT32_MAX: Final = 2**31 - 1
-_DURATION_RE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_FACTORS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 # Bounds for the two intervals: below a second would flood the API, above a week
 # would make a removed machine linger for ever.
 _MIN_INTERVAL: Final = 1.0
@@ -60,50 +57,11 @@ class MachineStatusConfig:
     timestamps: str = "utc"  # "utc", "machine" or an IANA zone name
 
 
-def _mapping(
-    node: object, path: str, allowed: Sequence[str], errors: list[str]
-) -> dict[str, object]:
-    if node is None:
-        return {}
-    if not isinstance(node, dict):
-        errors.append(f"{path}: must be a mapping")
-        return {}
-    for key in node:
-        if key not in allowed:
-            errors.append(f"{path}.{key}: unknown key; allowed: {', '.join(allowed)}")
-    return {k: v for k, v in node.items() if k in allowed}
-
-
-def _duration(node: object, path: str, default: float, errors: list[str]) -> float:
-    if node is None:
-        return default
-    seconds: float | None = None
-    if isinstance(node, str):
-        match = _DURATION_RE.match(node)
-        if match:
-            seconds = float(match.group(1)) * _FACTORS[match.group(2)]
-    elif isinstance(node, int | float) and not isinstance(node, bool):
-        seconds = float(node)
-    if seconds is None or not math.isfinite(seconds):
-        errors.append(f"{path}: must be a duration like 30s, 5m or 1h")
-        return default
-    if not _MIN_INTERVAL <= seconds <= _MAX_INTERVAL:
-        errors.append(f"{path}: must be between 1s and 7d")
-        return default
-    return seconds
-
-
-def _bool(node: object, path: str, errors: list[str]) -> bool | None:
-    if node is None or isinstance(node, bool):
-        return node
-    errors.append(f"{path}: must be true or false")
-    return None
-
-
 def parse_discovery(node: object, errors: list[str]) -> DiscoveryConfig:
     """The ``discovery:`` section. Pure."""
-    raw = _mapping(node, "discovery", ("interval", "machine_types"), errors)
-    interval = _duration(raw.get("interval"), "discovery.interval", 3600.0, errors)
+    v = Validator(errors)
+    raw = v.mapping(node, "discovery", ("interval", "machine_types"))
+    interval = _interval(v, raw.get("interval"), "discovery.interval", 3600.0)
     types_node = raw.get("machine_types")
     if types_node is None:
         return DiscoveryConfig(interval=interval)
@@ -121,9 +79,10 @@ def parse_discovery(node: object, errors: list[str]) -> DiscoveryConfig:
 
 def parse_machine_status(node: object, errors: list[str]) -> MachineStatusConfig:
     """The ``machine_status:`` section. Pure."""
-    raw = _mapping(node, "machine_status", ("enabled", "interval", "timestamps"), errors)
-    enabled = _bool(raw.get("enabled"), "machine_status.enabled", errors)
-    interval = _duration(raw.get("interval"), "machine_status.interval", 300.0, errors)
+    v = Validator(errors)
+    raw = v.mapping(node, "machine_status", ("enabled", "interval", "timestamps"))
+    enabled = v.boolean(raw.get("enabled"), "machine_status.enabled")
+    interval = _interval(v, raw.get("interval"), "machine_status.interval", 300.0)
     timestamps = raw.get("timestamps", "utc")
     if not isinstance(timestamps, str) or not _is_convention(timestamps):
         errors.append(
@@ -146,4 +105,9 @@ def _is_convention(text: str) -> bool:
 
 def parse_discover_flag(node: object, path: str, errors: list[str]) -> bool:
     """``actors[i].discover``: list this actor's machines from the API. Pure."""
-    return bool(_bool(node, path, errors))
+    return bool(Validator(errors).boolean(node, path))
+
+
+def _interval(v: Validator, node: object, path: str, default: float) -> float:
+    seconds = v.duration(node, path, minimum=_MIN_INTERVAL, maximum=_MAX_INTERVAL)
+    return default if seconds is None else seconds

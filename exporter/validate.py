@@ -147,8 +147,8 @@ def join(path: str, key: str) -> str:
 class Validator:
     """Records problems with key paths while checking the raw YAML tree."""
 
-    def __init__(self) -> None:
-        self.errors: list[str] = []
+    def __init__(self, errors: list[str] | None = None) -> None:
+        self.errors: list[str] = [] if errors is None else errors  # may be shared
 
     def error(self, path: str, message: str) -> None:
         self.errors.append(f"{path or '<root>'}: {message}")
