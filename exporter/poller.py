@@ -7,7 +7,10 @@ Standard parts, and one direction (poller → store, once):
   runs it and owns every piece of scheduling state, so none of it needs a lock;
 - a :class:`concurrent.futures.ThreadPoolExecutor` with ``lynx.max_concurrency``
   workers runs the polls: ``kind.request`` → ``client.get_json`` → ``kind.parse``
-  (request kinds: ``exporter/kinds.py``, the extension point for new endpoints);
+  (request kinds: ``exporter/kinds.py``, the extension point for new endpoints).
+  At most ``QUEUED_PER_WORKER`` polls per worker are handed to it; targets due
+  beyond that wait in a FIFO of keys (a pending future costs ~2 KB, a key 8 bytes),
+  so an over-budget fleet is polled fairly, each target once per effective round;
 - a finished poll hands its outcome back to the scheduler thread, which commits
   outcomes in batches (at most one snapshot swap per ``BATCH_WINDOW``) through
   ``store.swap``; the transitions it returns are what is counted and logged.
@@ -45,6 +48,7 @@ from exporter.store import PollOutcome, SnapshotStore, Transition
 from exporter.targets import EV_DASHBOARD, Target, TargetKey
 
 BATCH_WINDOW = 0.05  # seconds: at most one snapshot swap per window under load
+QUEUED_PER_WORKER = 2  # polls handed to the executor per worker: none idles between two
 IDLE_WAKE = 1.0  # seconds: the scheduler looks at its state at least this often
 CommitHook = Callable[[Sequence[Transition]], None]
 
@@ -99,7 +103,9 @@ class Poller:
         self._executor: ThreadPoolExecutor | None = None
         self._workers = 0
         self._epoch: float | None = None
-        self._busy: set[TargetKey] = set()  # submitted, running or parked
+        self._busy: set[TargetKey] = set()  # waiting, submitted, running or parked
+        self._waiting: collections.deque[TargetKey] = collections.deque()  # due, not submitted
+        self._submitted = 0  # handed to the executor and not yet drained
         self._parked: dict[TargetKey, float] = {}  # deferred polls -> hold end (monotonic)
         self._counted: set[TargetKey] = set()  # deferred polls already counted once
         self._finished: collections.deque[PollResult] = collections.deque()
@@ -166,6 +172,7 @@ class Poller:
             if posted is not None and posted is not self._plan:
                 self._adopt(posted)
             delay = self._sched.run(blocking=False)
+            self._fill()
             wait = IDLE_WAKE if delay is None else min(delay, IDLE_WAKE)
             if self._batch:
                 since = time.monotonic() - self._last_commit
@@ -221,7 +228,8 @@ class Poller:
         following = next_due(due, plan.config.poll.interval, time.monotonic())
         self._sched.enterabs(following, 0, self._fire, (key, following))
         if key not in self._busy:
-            self._submit(plan, key)
+            self._busy.add(key)
+            self._waiting.append(key)
 
     def _resubmit(self, key: TargetKey) -> None:
         """A deferral's hold ended: the poll goes out now."""
@@ -229,14 +237,22 @@ class Poller:
         if plan is None or until is None or until > time.monotonic():
             return  # not parked any more, or parked again for longer (a later event)
         del self._parked[key]
-        if key in plan.targets:
-            self._submit(plan, key)
+        self._waiting.append(key)
 
-    def _submit(self, plan: Plan, key: TargetKey) -> None:
-        assert self._executor is not None
-        self._busy.add(key)
-        future = self._executor.submit(self._poll_safely, plan, plan.targets[key])
-        future.add_done_callback(self._on_done)
+    def _fill(self) -> None:
+        """Hand waiting targets to the executor, in order, up to its share."""
+        plan, executor = self._plan, self._executor
+        if plan is None or executor is None:
+            return
+        while self._waiting and self._submitted < QUEUED_PER_WORKER * self._workers:
+            key = self._waiting.popleft()
+            target = plan.targets.get(key)
+            if target is None:  # removed by a reload meanwhile
+                self._busy.discard(key)
+                continue
+            self._submitted += 1
+            future = executor.submit(self._poll_safely, plan, target)
+            future.add_done_callback(self._on_done)
 
     def _on_done(self, future: Future[PollResult]) -> None:
         # In the worker thread (or here, for a cancelled future): hand back only.
@@ -247,6 +263,7 @@ class Poller:
         """Take finished polls: free their targets, defer or batch their outcomes."""
         while self._finished:
             result = self._finished.popleft()
+            self._submitted -= 1
             if result is None:
                 continue  # shutting down
             if isinstance(result, Deferred):
@@ -267,9 +284,9 @@ class Poller:
         """One snapshot swap for ``batch``; count and log what it changed."""
         transitions = self._store.swap(batch).transitions
         for transition in transitions:
-            self._count_errors(transition)
+            count_errors(self._stats, transition)
             if transition.changed:
-                self._log_change(transition)
+                log_change(self._log, transition)
         if self._on_commit is not None and transitions:
             self._on_commit(transitions)
 
@@ -288,38 +305,38 @@ class Poller:
                 error=type(exc).__name__,
             )
 
-    # --- counting and logging -------------------------------------------------------
 
-    def _count_errors(self, transition: Transition) -> None:
-        outcome, target = transition.outcome, transition.new.target
-        if outcome.error_reason is not None:
-            self._stats.count_poll_error(target.actor_id, outcome.error_reason)
-        if outcome.reading is not None:
-            for reason in sorted({p.reason for p in outcome.reading.problems}):
-                self._stats.count_poll_error(target.actor_id, reason)
+def count_errors(stats: Stats, transition: Transition) -> None:
+    """Count a failed poll once, and each reason of an answer's unusable fields."""
+    outcome, target = transition.outcome, transition.new.target
+    if outcome.error_reason is not None:
+        stats.count_poll_error(target.actor_id, outcome.error_reason)
+    if outcome.reading is not None:
+        for reason in sorted({p.reason for p in outcome.reading.problems}):
+            stats.count_poll_error(target.actor_id, reason)
 
-    def _log_change(self, transition: Transition) -> None:
-        old, new, outcome = transition.old, transition.new, transition.outcome
-        target = new.target
-        fields = {
-            "actor_id": target.actor_id,
-            "actor": target.actor,
-            "machine": target.machine,
-            "window": target.window.name,
-            "status": outcome.status,
-            "duration": round(outcome.duration, 3),
-            "attempt": outcome.attempts,
-        }
-        if target.kind != EV_DASHBOARD:
-            fields["kind"] = target.kind
-        if not new.up:
-            self._log.warning(
-                "target down", reason=new.last_error_reason, error=new.last_error, **fields
-            )
-        elif old.polled:
-            self._log.info("target up", **fields)
-        else:
-            self._log.debug("target up", **fields)
+
+def log_change(log: FilteringBoundLogger, transition: Transition) -> None:
+    """One line per change of a target's state: down (warn), recovered (info)."""
+    old, new, outcome = transition.old, transition.new, transition.outcome
+    target = new.target
+    fields = {
+        "actor_id": target.actor_id,
+        "actor": target.actor,
+        "machine": target.machine,
+        "window": target.window.name,
+        "status": outcome.status,
+        "duration": round(outcome.duration, 3),
+        "attempt": outcome.attempts,
+    }
+    if target.kind != EV_DASHBOARD:
+        fields["kind"] = target.kind
+    if not new.up:
+        log.warning("target down", reason=new.last_error_reason, error=new.last_error, **fields)
+    elif old.polled:
+        log.info("target up", **fields)
+    else:
+        log.debug("target up", **fields)
 
 
 def poll_target(
