@@ -25,13 +25,19 @@ toolkit. Differences from the Go toolkit, each deliberate:
   RequireAndVerifyClientCert. The non-verifying Go modes (RequestClientCert,
   RequireAnyClientCert) are refused: Python's TLS stack verifies every client
   certificate it asks for, so they cannot be honoured, and the toolkit itself
-  calls them insecure.
+  calls them insecure. VerifyClientCertIfGiven without a CA verifies against
+  the system trust store, as Go does; RequireAndVerifyClientCert needs a CA
+  (the toolkit's own test data counts that case as a bad file).
+- ``basic_auth_users`` bcrypt costs are bounded at 18 (Go allows 31): see
+  :data:`BCRYPT_MAX_COST`.
 - ``curve_preferences`` is checked against the toolkit's names but not applied:
   Python 3.11 can restrict the handshake to one group only, and OpenSSL's
   default groups (X25519, P-256, P-384, P-521, ...) contain every allowed curve.
 - ``rate_limit`` is refused rather than silently ignored.
 
-Every error names its key path and never quotes a password hash or inline key.
+Validation uses the same primitives as the main config (exporter/validate.py):
+every error at once, each naming its key path, never quoting a password hash
+or inline key.
 """
 
 from __future__ import annotations
