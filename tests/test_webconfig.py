@@ -817,3 +817,25 @@ def test_bcrypt_cost_is_bounded(tmp_path: Path) -> None:
     assert errors[0].startswith("basic_auth_users.alice: bcrypt cost 24 is outside 4..18")
     assert base[7:] not in errors[0]
     assert load_web_config(write(tmp_path, {"basic_auth_users": {"a": f"$2y$18${base[7:]}"}}))
+
+
+def test_web_config_errors_share_the_main_configs_dialect(tmp_path: Path) -> None:
+    """One validator for both files: the "did you mean" hint and every error at once."""
+    errors = errors_of(
+        tmp_path,
+        "tls_server_config: {cert_fil: a.crt, key_file: b.key}\n"
+        "http_server_confg: {}\n"
+        "tls_server_config: {}\n",  # a duplicate key, as in the main config
+    )
+    assert errors == ("tls_server_config: duplicate key (lines 1 and 3); YAML keys must be unique",)
+    errors = errors_of(
+        tmp_path, "tls_server_config: {cert_fil: a.crt, key_file: b.key}\nhttp_server_confg: {}\n"
+    )
+    assert any(
+        e.startswith("tls_server_config.cert_fil: unknown key (did you mean 'cert_file'?)")
+        for e in errors
+    ), errors
+    assert any(
+        e.startswith("http_server_confg: unknown key (did you mean 'http_server_config'?)")
+        for e in errors
+    ), errors
