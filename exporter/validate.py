@@ -218,14 +218,21 @@ class Validator:
         return Secret(value)
 
     def integer(
-        self, node: object, path: str, *, minimum: int = 0, maximum: int = INT64_MAX
+        self,
+        node: object,
+        path: str,
+        *,
+        minimum: int = 0,
+        maximum: int = INT64_MAX,
+        allow_text: bool = True,
     ) -> int | None:
+        """An integer in range; digits in a string too unless ``allow_text`` is off."""
         if node is None:
             return None
         value: int | None = None
         if isinstance(node, int) and not isinstance(node, bool):
             value = node
-        elif isinstance(node, str) and re.fullmatch(r"\s*\d{1,19}\s*", node):
+        elif allow_text and isinstance(node, str) and re.fullmatch(r"\s*\d{1,19}\s*", node):
             value = int(node)
         if value is None:
             self.error(path, "must be an integer")

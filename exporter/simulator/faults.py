@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Final
 
+from exporter.validate import Validator
+
 __all__ = [
     "ENDPOINTS",
     "HANG_STAGES",
@@ -125,37 +127,39 @@ class Fault:
 
     @classmethod
     def from_json(cls, data: object) -> Fault:
-        """Build a Fault from decoded JSON; ValueError on anything malformed."""
+        """Build a Fault from decoded JSON; ValueError listing every problem, each
+        with its key (the config files' validator: exporter/validate.py)."""
         if not isinstance(data, Mapping):
             raise ValueError("a fault must be a JSON object")
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown fault fields: {sorted(map(str, unknown))}")
-        if "kind" not in data:
-            raise ValueError("fault needs a 'kind'")
-        try:
-            kind = FaultKind(data["kind"])
-        except ValueError:
-            raise ValueError(f"unknown fault kind {data['kind']!r}") from None
-        machine = data.get("machine")
+        v = Validator()
+        raw = v.mapping(dict(data), "", tuple(f.name for f in fields(cls)))
+        kind = raw.get("kind")
+        if kind is None:
+            v.error("kind", "is required")
+        elif kind not in tuple(FaultKind):
+            v.error("kind", f"unknown fault kind {kind!r}; one of {', '.join(FaultKind)}")
+        machine = raw.get("machine")
         if isinstance(machine, int) and not isinstance(machine, bool):
             machine = str(machine)  # a machine id sent as a JSON number
-        return cls(
-            kind=kind,
-            status=_int(data, "status", 500),
-            retry_after=_opt_str(data.get("retry_after"), "retry_after"),
-            seconds=_float(data, "seconds", 30.0),
-            actor_id=_opt_int(data.get("actor_id"), "actor_id"),
-            machine=_opt_str(machine, "machine"),
-            remaining=_opt_int(data.get("remaining"), "remaining"),
-            probability=_float(data, "probability", 1.0),
-            retry_after_in=_opt_float(data.get("retry_after_in"), "retry_after_in"),
-            hang_at=_str(data, "hang_at", "start"),
-            echo_authorization=_bool(data, "echo_authorization", False),
-            pad_bytes=_int(data, "pad_bytes", 0),
-            endpoint=_opt_str(data.get("endpoint"), "endpoint"),
-        )
+        elif machine is not None and not isinstance(machine, str):
+            v.error("machine", "must be a string, a machine id or null")
+        values = {
+            "status": v.integer(raw.get("status"), "status", allow_text=False),
+            "retry_after": v.string(raw.get("retry_after"), "retry_after"),
+            "seconds": v.number(raw.get("seconds"), "seconds"),
+            "actor_id": v.integer(raw.get("actor_id"), "actor_id", allow_text=False),
+            "remaining": v.integer(raw.get("remaining"), "remaining", allow_text=False),
+            "probability": v.number(raw.get("probability"), "probability", maximum=1.0),
+            "retry_after_in": v.number(raw.get("retry_after_in"), "retry_after_in"),
+            "hang_at": v.choice(raw.get("hang_at"), "hang_at", HANG_STAGES),
+            "echo_authorization": v.boolean(raw.get("echo_authorization"), "echo_authorization"),
+            "pad_bytes": v.integer(raw.get("pad_bytes"), "pad_bytes", allow_text=False),
+            "endpoint": v.choice(raw.get("endpoint"), "endpoint", ENDPOINTS),
+        }
+        if v.errors:
+            raise ValueError("; ".join(v.errors))
+        given = {key: value for key, value in values.items() if value is not None}
+        return cls(kind=FaultKind(kind), machine=machine, **given)  # type: ignore[arg-type]
 
     def to_json(self) -> dict[str, object]:
         out = asdict(self)
@@ -179,56 +183,6 @@ class Fault:
         if self.machine == "":
             return not machine_keys
         return self.machine in machine_keys
-
-
-def _int(data: Mapping[str, object], key: str, default: int) -> int:
-    value = data.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{key} must be an integer")
-    return value
-
-
-def _float(data: Mapping[str, object], key: str, default: float) -> float:
-    value = data.get(key, default)
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise ValueError(f"{key} must be a number")
-    return float(value)
-
-
-def _opt_int(value: object, key: str) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{key} must be an integer or null")
-    return value
-
-
-def _opt_float(value: object, key: str) -> float | None:
-    if value is None:
-        return None
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise ValueError(f"{key} must be a number or null")
-    return float(value)
-
-
-def _str(data: Mapping[str, object], key: str, default: str) -> str:
-    value = data.get(key, default)
-    if not isinstance(value, str):
-        raise ValueError(f"{key} must be a string")
-    return value
-
-
-def _bool(data: Mapping[str, object], key: str, default: bool) -> bool:
-    value = data.get(key, default)
-    if not isinstance(value, bool):
-        raise ValueError(f"{key} must be true or false")
-    return value
-
-
-def _opt_str(value: object, key: str) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise ValueError(f"{key} must be a string or null")
 
 
 class _Entry:

@@ -423,3 +423,13 @@ def test_control_faults_endpoint(sim: SimulatorServer, client: requests.Session)
     bad = client.post(f"{sim.url}/_sim/faults", json={"kind": "meteor"}, timeout=5)
     assert bad.status_code == 400
     assert "meteor" in bad.json()["error"]
+
+
+def test_fault_json_reports_every_problem_with_a_hint() -> None:
+    """The config files' validator: every problem at once, each with its key."""
+    with pytest.raises(ValueError) as raised:
+        Fault.from_json({"kind": "status", "statsu": 503, "seconds": "x", "hang_at": "end"})
+    message = str(raised.value)
+    assert "statsu: unknown key (did you mean 'status'?)" in message
+    assert "seconds: must be a number" in message
+    assert "hang_at: must be one of start, body, trickle" in message
