@@ -31,11 +31,17 @@ from tests.harness import wait_for
 def make_config(sim: SimulatorServer, interval: str, **lynx: object) -> Config:
     actor = sim.fleet.actor_ids()[0]
     machines = ", ".join(f"{{id: {m.id}}}" for m in sim.fleet.machines(actor))
-    extra = "".join(f", {k}: {v}" for k, v in lynx.items())
+    settings: dict[str, object] = {
+        "timeout": "5s",
+        "max_retries": 0,
+        "rate_limit_per_second": 0,
+        "max_concurrency": 2,
+        **lynx,
+    }
+    extra = "".join(f", {k}: {v}" for k, v in settings.items())
     return parse_config(
         f"""
-lynx: {{base_url: "{sim.url}", token: sim-token, timeout: 5s, max_retries: 0,
-        rate_limit_per_second: 0, max_concurrency: 2{extra}}}
+lynx: {{base_url: "{sim.url}", token: sim-token{extra}}}
 poll: {{interval: {interval}}}
 actors: [{{id: {actor}, machines: [{machines}]}}]
 """,
