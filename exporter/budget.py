@@ -27,23 +27,27 @@ class Budget:
     rate_limit: float  # requests per second; 0 = unlimited
     concurrency: int
     timeout: float
+    # Requests per second all targets need, each at its own interval (machine
+    # status and discovery are polled less often than poll.interval; a discovery
+    # counts one request per listing, whatever its number of pages).
+    per_second: float = 0.0
 
     @property
     def requests(self) -> int:
-        """Requests per round (one per target)."""
+        """Targets (one request per poll each, retries aside)."""
         return sum(self.targets.values())
 
     @property
     def rate_needed(self) -> float:
-        """Requests per second a round in one interval needs."""
-        return self.requests / self.interval
+        """Requests per second polling every target on time needs."""
+        return self.per_second or self.requests / self.interval
 
     @property
     def round(self) -> float:
         """The effective round: the interval, or longer when the rate limit cannot carry it."""
         if self.rate_limit <= 0:
             return self.interval
-        return max(self.interval, self.requests / self.rate_limit)
+        return max(self.interval, self.interval * self.rate_needed / self.rate_limit)
 
     @property
     def over_budget(self) -> bool:
@@ -57,7 +61,10 @@ class Budget:
 
 def request_budget(config: Config, targets: Iterable[Target]) -> Budget:
     """Pure."""
+    targets = list(targets)
     kinds = Counter(target.kind for target in targets)
+    interval = config.poll.interval
+    per_second = sum(1.0 / (t.interval or interval) for t in targets)
     return Budget(
         targets=dict(sorted(kinds.items())),
         windows=len(config.windows),
@@ -65,6 +72,7 @@ def request_budget(config: Config, targets: Iterable[Target]) -> Budget:
         rate_limit=config.lynx.rate_limit_per_second,
         concurrency=config.lynx.max_concurrency,
         timeout=config.lynx.timeout,
+        per_second=per_second,
     )
 
 
@@ -73,8 +81,8 @@ def summary(budget: Budget) -> str:
     kinds = ", ".join(f"{count} {kind}" for kind, count in budget.targets.items()) or "0"
     limit = f"{budget.rate_limit:g}/s" if budget.rate_limit > 0 else "unlimited"
     return (
-        f"request budget: targets {kinds}; {budget.requests} requests per "
-        f"{budget.interval:g}s interval need {budget.rate_needed:.2f} requests/s "
+        f"request budget: targets {kinds}; polling each once per its interval "
+        f"(poll {budget.interval:g}s) needs {budget.rate_needed:.2f} requests/s "
         f"(rate limit {limit}); effective round {budget.round:g}s"
     )
 

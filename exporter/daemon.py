@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
@@ -26,12 +26,13 @@ from exporter.config import Config, ConfigError, LynxConfig
 from exporter.exposition import ExpositionCache
 from exporter.landing import PageInfo, render_landing
 from exporter.logs import SecretScrubber
+from exporter.machine_watch import MachineWatch, discovered_machines
 from exporter.poller import Plan, Poller
 from exporter.ratelimit import RateLimiter, TokenGate
 from exporter.routes import Response
 from exporter.stats import Stats
-from exporter.store import SnapshotStore
-from exporter.targets import Shard, Target, build_targets
+from exporter.store import SnapshotStore, Transition
+from exporter.targets import DISCOVERY, Shard, Target, build_targets
 
 ConfigLoader = Callable[[], Config]
 MAX_RENDER_GAP = 60.0  # seconds: even at a very long interval, render at least this often
@@ -101,7 +102,15 @@ class Exporter:
         self._limiter = RateLimiter(self.config.lynx.rate_limit_per_second)
         targets = build_targets(self.config, options.shard)
         self.store = SnapshotStore(targets, self.config.poll.stale_after)
-        self.poller = Poller(self.store, self.stats, logger, stop=self._stop, spread=options.spread)
+        self._machines = MachineWatch(logger, self.stats)
+        self.poller = Poller(
+            self.store,
+            self.stats,
+            logger,
+            stop=self._stop,
+            spread=options.spread,
+            on_commit=self._on_commit,
+        )
         self._plan = self._plan_for(self.config, targets, None)
         self.poller.configure(self._plan)
         self._actor_ids = actor_ids_of(targets)
@@ -182,10 +191,17 @@ class Exporter:
         self.exposition.stop()
 
     def once(self) -> OnceResult:
-        """Poll every target once, now; the exposition and whether all are up."""
+        """Poll every target once, now; the exposition and whether all are up.
+        With discovery, the machine lists are read first, then every machine."""
+        listings = {k: t for k, t in self._plan.targets.items() if t.kind == DISCOVERY}
+        if listings:
+            self.poller.configure(replace(self._plan, targets=listings))
         self.poller.start()
-        deadline = once_deadline(self.config, len(self._plan.targets))
-        self.poller.wait_until_ready(timeout=deadline)
+        for _ in range(2):  # discovery, then everything with the machines it found
+            deadline = once_deadline(self.config, len(self._plan.targets))
+            self.poller.wait_until_ready(timeout=deadline)
+            if not self._replan():
+                break
         self.poller.stop()
         self.exposition.refresh()
         body, _ = self.exposition.serve(None, None)
@@ -207,6 +223,27 @@ class Exporter:
             self._log.info("request budget note", note=text)
         for text in warnings(budget):
             self._log.warning("polling over budget", round=budget.round, problem=text)
+
+    # --- discovery: the machine lists change what is polled ------------------------
+
+    def _on_commit(self, transitions: Sequence[Transition]) -> None:
+        """(Scheduler thread) count and warn about skewed clocks; a changed machine
+        list re-plans on the reload thread, serialised with reloads."""
+        if self._machines.committed(transitions) and self._options.spread:
+            self._reloads.submit(self._replan)
+
+    def _replan(self) -> bool:
+        """Rebuild the targets from the config and the current machine lists;
+        True if they changed."""
+        discovered = discovered_machines(self.store.current())
+        targets = build_targets(self.config, self._options.shard, discovered)
+        if {t.key: t for t in targets} == dict(self._plan.targets):
+            return False
+        self._plan = self._plan_for(self.config, targets, self._plan)
+        self.poller.configure(self._plan)
+        self._actor_ids = actor_ids_of(targets)
+        self._log.info("machine lists changed", targets=len(targets))
+        return True
 
     # --- reload: one path, one at a time -----------------------------------------
 
@@ -230,7 +267,8 @@ class Exporter:
             return error.errors
         # Old tokens stay scrubbed too: requests carrying them may still be in flight.
         self._scrubber.set(secrets_of(config) + secrets_of(self.config))
-        targets = build_targets(config, self._options.shard)
+        discovered = discovered_machines(self.store.current())
+        targets = build_targets(config, self._options.shard, discovered)
         old_budget = request_budget(self.config, self._plan.targets.values())
         self._plan = self._plan_for(config, targets, self._plan)
         self.poller.configure(self._plan)

@@ -90,7 +90,7 @@ def _render_block(states: tuple[TargetState, ...], now: float, stale_after: floa
     expires = math.inf
     for state in states:
         if state.last_success is not None and state.fresh(now, stale_after):
-            expires = min(expires, state.last_success + stale_after)
+            expires = min(expires, state.last_success + state.stale_limit(stale_after))
         for sample in state_samples(state, now, stale_after):
             per_family[sample.family].append(sample_line(sample))
     lines = tuple("".join(family_lines).encode() for family_lines in per_family)

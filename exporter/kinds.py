@@ -42,7 +42,7 @@ from exporter.store import Result
 from exporter.targets import EV_DASHBOARD, Target
 from exporter.windows import window_params
 
-__all__ = ["KINDS", "BadPayload", "EvDashboard", "Request", "RequestKind"]
+__all__ = ["KINDS", "BadPayload", "EvDashboard", "Request", "RequestKind", "all_kinds"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,9 @@ class Request:
 
     path: str
     params: Mapping[str, str]
+    # A ResultsLimit/ResultsOffset listing: the poller fetches every page until an
+    # empty one and hands parse the list of pages (exporter/machine_kinds.py).
+    paged: bool = False
 
 
 class RequestKind(Protocol):
@@ -88,3 +91,11 @@ class EvDashboard:
 
 
 KINDS: Mapping[str, RequestKind] = {EV_DASHBOARD: EvDashboard()}
+
+
+def all_kinds() -> Mapping[str, RequestKind]:
+    """Every request kind by name: evDashboard and the machine kinds
+    (``machine_status``, ``discovery``: exporter/machine_kinds.py)."""
+    from exporter.machine_kinds import MACHINE_KINDS  # noqa: PLC0415 - it builds on Request
+
+    return {**KINDS, **MACHINE_KINDS}

@@ -40,7 +40,8 @@ from structlog.typing import FilteringBoundLogger
 
 from exporter.client import LynxClient, LynxError, RateLimitedError, Stopped
 from exporter.config import Config
-from exporter.kinds import KINDS, BadPayload, RequestKind
+from exporter.kinds import BadPayload, RequestKind, all_kinds
+from exporter.machine_kinds import fetch_pages
 from exporter.ratelimit import TokenGate
 from exporter.schedule import first_due, next_due, phases
 from exporter.stats import Stats
@@ -83,7 +84,7 @@ class Poller:
         logger: FilteringBoundLogger,
         *,
         stop: threading.Event,
-        kinds: Mapping[str, RequestKind] = KINDS,
+        kinds: Mapping[str, RequestKind] | None = None,
         spread: bool = True,
         wall_clock: Callable[[], float] = time.time,
         on_commit: CommitHook | None = None,
@@ -92,7 +93,7 @@ class Poller:
         self._stats = stats
         self._log = logger
         self._stop = stop
-        self._kinds = kinds
+        self._kinds = all_kinds() if kinds is None else kinds
         self._spread = spread
         self._wall = wall_clock
         self._on_commit = on_commit
@@ -192,11 +193,7 @@ class Poller:
             self._epoch = now  # the first round starts at once
         self._resize(plan.config.lynx.max_concurrency)
         self._sched = sched.scheduler(time.monotonic)
-        interval = plan.config.poll.interval
-        keys = list(plan.targets)
-        offsets = phases(keys, interval if self._spread else 0.0)
-        for key in keys:
-            due = first_due(self._epoch, offsets[key], interval, now)
+        for key, due in first_dues(plan, old, self._epoch, now, spread=self._spread):
             self._sched.enterabs(due, 0, self._fire, (key, due))
         same_holds = old is not None and old.gate is plan.gate
         for key, until in list(self._parked.items()):
@@ -225,7 +222,10 @@ class Poller:
         """A grid point: plan the next one; poll unless the last poll still runs."""
         plan = self._plan
         assert plan is not None
-        following = next_due(due, plan.config.poll.interval, time.monotonic())
+        target = plan.targets.get(key)
+        if target is None:
+            return  # removed by a plan the scheduler has not adopted yet
+        following = next_due(due, _interval(plan, target), time.monotonic())
         self._sched.enterabs(following, 0, self._fire, (key, following))
         if key not in self._busy:
             self._busy.add(key)
@@ -339,6 +339,34 @@ def log_change(log: FilteringBoundLogger, transition: Transition) -> None:
         log.debug("target up", **fields)
 
 
+def first_dues(
+    plan: Plan, old: Plan | None, epoch: float, now: float, *, spread: bool
+) -> list[tuple[TargetKey, float]]:
+    """Each target's first grid point under ``plan``. Pure.
+
+    Status and discovery targets have their own (longer) intervals: their phases
+    are spread over one poll.interval, so a first round of every kind is done
+    within it, and they repeat at their own interval. Without spreading (--once),
+    targets a re-plan adds (discovery) go at once.
+    """
+    by_interval: dict[float, list[TargetKey]] = {}
+    for key, target in plan.targets.items():
+        by_interval.setdefault(_interval(plan, target), []).append(key)
+    dues = []
+    for interval, keys in by_interval.items():
+        offsets = phases(keys, min(interval, plan.config.poll.interval) if spread else 0.0)
+        for key in keys:
+            due = first_due(epoch, offsets[key], interval, now)
+            if not spread and (old is None or key not in old.targets):
+                due = now
+            dues.append((key, due))
+    return dues
+
+
+def _interval(plan: Plan, target: Target) -> float:
+    return plan.config.poll.interval if target.interval is None else target.interval
+
+
 def poll_target(
     plan: Plan, kind: RequestKind, target: Target, wall: Callable[[], float] = time.time
 ) -> PollResult:
@@ -348,7 +376,10 @@ def poll_target(
         return Deferred(target.key, until)
     request = kind.request(target, datetime.now(UTC))
     try:
-        answer = plan.client.get_json(request.path, request.params, target.token)
+        if request.paged:
+            answer = fetch_pages(plan.client.get_json, request.path, request.params, target.token)
+        else:
+            answer = plan.client.get_json(request.path, request.params, target.token)
     except Stopped:
         return None
     except RateLimitedError as error:

@@ -9,8 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from exporter.discovery import KnownMachine
+from exporter.machine_kinds import Discovery
+from exporter.machine_samples import (
+    MACHINE_FAMILIES,
+    MachineSample,
+    discovered_sample,
+    info_sample,
+    machine_labels,
+    status_samples,
+)
+from exporter.machine_status import MachineStatus
 from exporter.reading import Reading
 from exporter.store import TargetState
+from exporter.targets import EV_DASHBOARD, Target
 
 _POLLED = "Polled in the background from the Lynx API evDashboard endpoint"
 
@@ -100,11 +112,17 @@ TARGET_LAST_SUCCESS = Family(
     labels=TARGET_LABELS,
 )
 
+# Machine status and discovery (exporter/machine_samples.py computes their values).
+MACHINE_STATUS_FAMILIES: tuple[Family, ...] = tuple(
+    Family(name=f.name, help=f.help, labels=f.labels) for f in MACHINE_FAMILIES
+)
+
 # Exposition order: fixed, so the output is byte-for-byte reproducible.
 DATA_FAMILIES: tuple[Family, ...] = (
     *OPERATOR_FAMILIES,
     *ACTOR_FIGURE_FAMILIES,
     *MACHINE_FIGURE_FAMILIES,
+    *MACHINE_STATUS_FAMILIES,
     TARGET_UP,
     TARGET_LAST_SUCCESS,
 )
@@ -123,7 +141,9 @@ def state_samples(state: TargetState, now: float, stale_after: float) -> Iterato
     none of its figures, only the self-observation pair."""
     target = state.target
     actor_id = str(target.actor_id)
-    if state.fresh(now, stale_after):
+    if target.kind != EV_DASHBOARD:
+        yield from _machine_kind_samples(state, now, stale_after)
+    elif state.fresh(now, stale_after):
         reading = state.reading
         assert isinstance(reading, Reading)  # the evDashboard kind's result
         labels: tuple[tuple[str, str], ...]
@@ -143,6 +163,8 @@ def state_samples(state: TargetState, now: float, stale_after: float) -> Iterato
                 ("window", target.window.name),
             )
             yield from _values(MACHINE_FIGURE_FAMILIES, reading, labels, target.currency)
+    if target.publishes_info:
+        yield _machine_sample(info_sample(target.actor_id, target.actor, known_machine(target)))
     target_labels = (
         ("actor_id", actor_id),
         ("actor", target.actor),
@@ -152,6 +174,27 @@ def state_samples(state: TargetState, now: float, stale_after: float) -> Iterato
     yield Sample(FAMILY_INDEX[TARGET_UP.name], target_labels, 1.0 if state.up else 0.0)
     if state.last_success is not None:
         yield Sample(FAMILY_INDEX[TARGET_LAST_SUCCESS.name], target_labels, state.last_success)
+
+
+def known_machine(target: Target) -> KnownMachine:
+    return KnownMachine(target.machine_id, target.machine_number, target.machine, target.info)
+
+
+def _machine_sample(sample: MachineSample) -> Sample:
+    return Sample(FAMILY_INDEX[sample.family], sample.labels, sample.value)
+
+
+def _machine_kind_samples(state: TargetState, now: float, stale_after: float) -> Iterator[Sample]:
+    """Samples of a machine-status or discovery target (not its target_up pair)."""
+    target, reading = state.target, state.reading
+    if not state.fresh(now, stale_after):
+        return
+    if isinstance(reading, MachineStatus):
+        labels = machine_labels(target.actor_id, target.actor, known_machine(target))
+        yield from map(_machine_sample, status_samples(labels, reading))
+    elif isinstance(reading, Discovery):
+        count = len(reading.machines)
+        yield _machine_sample(discovered_sample(target.actor_id, target.actor, count))
 
 
 def _values(

@@ -26,6 +26,7 @@ POLL_ERROR_REASONS: tuple[str, ...] = (
     "bad_payload",
     "unknown_unit",
     "internal",
+    "clock_skew",
 )
 
 # Why a poll waited instead of going out (it is neither sent nor failed meanwhile).

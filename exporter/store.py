@@ -53,12 +53,18 @@ class TargetState:
     last_error_reason: str | None = None
     last_poll: float | None = None
 
+    def stale_limit(self, stale_after: float) -> float:
+        """``stale_after``, or the target's own (kinds polled less often than
+        ``poll.interval``, such as machine status, go stale later)."""
+        own = self.target.stale_after
+        return stale_after if own is None else own
+
     def fresh(self, now: float, stale_after: float) -> bool:
         """Whether the kept reading may still be published at ``now``."""
         return (
             self.reading is not None
             and self.last_success is not None
-            and now - self.last_success < stale_after
+            and now - self.last_success < self.stale_limit(stale_after)
         )
 
 
@@ -76,7 +82,7 @@ class Snapshot:
     def next_expiry(self, now: float) -> float | None:
         """The earliest future instant at which a kept reading goes stale."""
         deadlines = [
-            s.last_success + self.stale_after
+            s.last_success + s.stale_limit(self.stale_after)
             for s in self.states.values()
             if s.reading is not None and s.last_success is not None
         ]

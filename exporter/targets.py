@@ -7,11 +7,15 @@ stable across reloads, so a target that survives a reload keeps its state.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from exporter.config import Config, Secret, WindowConfig
+from exporter.config import ActorConfig, Config, Secret, WindowConfig
+from exporter.discovery import KnownMachine, MachineInfo, merge_machines
 
-EV_DASHBOARD = "ev_dashboard"  # the request kind of the targets built here
+EV_DASHBOARD = "ev_dashboard"  # the request kinds of the targets built here
+MACHINE_STATUS = "machine_status"
+DISCOVERY = "discovery"
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,10 @@ class Target:
     # Operator status does not depend on the window: one target per actor (the
     # actor-wide one of the first window) publishes it, so it is never duplicated.
     operator_status: bool = False
+    info: MachineInfo | None = None  # the machine's discovery record, if listed
+    publishes_info: bool = False  # this target publishes nayax_ev_machine_info
+    interval: float | None = None  # its own poll interval (None: poll.interval)
+    stale_after: float | None = None  # its own staleness (None: poll.stale_after)
 
     @property
     def kind(self) -> str:
@@ -98,42 +106,110 @@ def shard_of(key: TargetKey, count: int) -> int:
     return max(range(count), key=lambda replica: _weight(key, replica))
 
 
-def build_targets(config: Config, shard: Shard | None = None) -> tuple[Target, ...]:
-    """Every (actor, machine-or-actor-wide, window) target, in config order,
-    restricted to ``shard``'s share."""
+Discovered = Mapping[int, Sequence[MachineInfo]]  # actor id -> its last complete listing
+STATUS_WINDOW = WindowConfig(name="status")  # the `window` label of status targets
+DISCOVERY_WINDOW = WindowConfig(name="discovery")
+
+
+def _ident(machine: KnownMachine) -> str:
+    if machine.machine_id is not None:
+        return f"id:{machine.machine_id}"
+    return f"number:{machine.number}"
+
+
+def _scaled_stale(config: Config, interval: float) -> float:
+    """As many missed polls before going stale as ``poll.stale_after`` allows."""
+    return config.poll.stale_after / config.poll.interval * interval
+
+
+def _actor_targets(
+    config: Config, actor: ActorConfig, machines: Sequence[KnownMachine]
+) -> list[Target]:
+    token = config.token_for(actor)
+    status = config.status_enabled
+    common = {"actor_id": actor.id, "actor": actor.label, "currency": actor.currency}
     targets: list[Target] = []
-    for actor in config.actors:
-        token = config.token_for(actor)
-        for window_index, window in enumerate(config.windows):
-            targets.append(
-                Target(
-                    key=TargetKey(actor.id, "", window.name),
-                    actor_id=actor.id,
-                    actor=actor.label,
-                    currency=actor.currency,
-                    machine_id=None,
-                    machine_number=None,
-                    machine="",
-                    window=window,
-                    token=token,
-                    operator_status=window_index == 0,
-                )
+    for window_index, window in enumerate(config.windows):
+        targets.append(
+            Target(
+                key=TargetKey(actor.id, "", window.name),
+                machine_id=None,
+                machine_number=None,
+                machine="",
+                window=window,
+                token=token,
+                operator_status=window_index == 0,
+                **common,  # type: ignore[arg-type]
             )
-            for machine in actor.machines:
-                ident = f"id:{machine.id}" if machine.id is not None else f"number:{machine.number}"
-                targets.append(
-                    Target(
-                        key=TargetKey(actor.id, ident, window.name),
-                        actor_id=actor.id,
-                        actor=actor.label,
-                        currency=actor.currency,
-                        machine_id=machine.id,
-                        machine_number=machine.number,
-                        machine=machine.label,
-                        window=window,
-                        token=token,
-                    )
-                )
+        )
+        targets.extend(
+            Target(
+                key=TargetKey(actor.id, _ident(m), window.name),
+                machine_id=m.machine_id,
+                machine_number=m.number,
+                machine=m.label,
+                window=window,
+                token=token,
+                info=m.info,
+                publishes_info=window_index == 0 and not (status and m.machine_id is not None),
+                **common,  # type: ignore[arg-type]
+            )
+            for m in machines
+        )
+    if status:
+        interval = config.machine_status.interval
+        targets.extend(
+            Target(
+                key=TargetKey(actor.id, _ident(m), "", kind=MACHINE_STATUS),
+                machine_id=m.machine_id,
+                machine_number=m.number,
+                machine=m.label,
+                window=STATUS_WINDOW,
+                token=token,
+                info=m.info,
+                publishes_info=True,
+                interval=interval,
+                stale_after=_scaled_stale(config, interval),
+                **common,  # type: ignore[arg-type]
+            )
+            for m in machines
+            if m.machine_id is not None  # /status needs the MachineID
+        )
+    return targets
+
+
+def _discovery_target(config: Config, actor: ActorConfig) -> Target:
+    interval = config.discovery.interval
+    return Target(
+        key=TargetKey(actor.id, "", "", kind=DISCOVERY),
+        actor_id=actor.id,
+        actor=actor.label,
+        currency=actor.currency,
+        machine_id=None,
+        machine_number=None,
+        machine="",
+        window=DISCOVERY_WINDOW,
+        token=config.token_for(actor),
+        interval=interval,
+        stale_after=_scaled_stale(config, interval),
+    )
+
+
+def build_targets(
+    config: Config, shard: Shard | None = None, discovered: Discovered | None = None
+) -> tuple[Target, ...]:
+    """Every target, in config order, restricted to ``shard``'s share: per actor and
+    window the actor-wide and per-machine evDashboard requests, per machine its
+    status, and per discovering actor its listing. Machines are the configured
+    ones merged with ``discovered`` (exporter/discovery.py). Discovery targets are
+    never sharded: every replica needs the whole list to find its share."""
+    targets: list[Target] = []
+    listings: list[Target] = []
+    for actor in config.actors:
+        listing = (discovered or {}).get(actor.id) if actor.discover else None
+        targets.extend(_actor_targets(config, actor, merge_machines(actor.machines, listing)))
+        if actor.discover:
+            listings.append(_discovery_target(config, actor))
     if shard is not None and shard.count > 1:
         targets = [t for t in targets if shard.owns(t.key)]
-    return tuple(targets)
+    return (*targets, *listings)

@@ -183,9 +183,12 @@ def simulator_config(
     interval: str = "1s",
     stale_after: str | None = None,
     windows: Sequence[Mapping[str, Any]] | None = None,
+    machine_status: Mapping[str, Any] | None = None,
     **lynx: Any,
 ) -> dict[str, Any]:
-    """A config document for an exporter polling a simulator quickly."""
+    """A config document for an exporter polling a simulator quickly. Machine
+    status is off unless ``machine_status`` is given: most tests are about
+    evDashboard and count its requests."""
     poll: dict[str, Any] = {"interval": interval}
     if stale_after is not None:
         poll["stale_after"] = stale_after
@@ -202,6 +205,7 @@ def simulator_config(
             **lynx,
         },
         "poll": poll,
+        "machine_status": dict(machine_status or {"enabled": False}),
         "actors": list(actors),
     }
     if windows is not None:

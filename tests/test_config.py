@@ -318,7 +318,9 @@ def _check(args: list[str], env: dict[str, str] | None = None) -> subprocess.Com
 def test_config_check_cli_exit_codes(tmp_path: Path) -> None:
     ok = _check(["--config.file", "config.example.yaml"], {"NAYAX_API_TOKEN": "TKN-abc"})
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.startswith("config OK: 1 actor(s), 2 machine(s), 2 window(s), 6 target(s)")
+    assert ok.stdout.startswith(
+        "config OK: 1 actor(s), 2 machine(s), 2 window(s), 8 target(s)"
+    )  # 6 evDashboard, 1 status, 1 discovery
     assert "TKN-abc" not in ok.stdout + ok.stderr
 
     bad = tmp_path / "bad.yaml"

@@ -39,6 +39,7 @@ NOW = 1_800_000_000.0
 
 CONFIG = """
 lynx: {token: t}
+machine_status: {enabled: false}
 poll: {interval: 60s, stale_after: 5m}
 windows: [{name: 24h, rolling: 24h}, {name: today, calendar: day}]
 actors:

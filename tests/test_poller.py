@@ -43,6 +43,7 @@ def make_config(sim: SimulatorServer, interval: str, **lynx: object) -> Config:
         f"""
 lynx: {{base_url: "{sim.url}", token: sim-token{extra}}}
 poll: {{interval: {interval}}}
+machine_status: {{enabled: false}}
 actors: [{{id: {actor}, machines: [{machines}]}}]
 """,
         environ={},

@@ -145,6 +145,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[SimulatorServer, ExporterProcess, Pr
             actors,
             interval="1s",
             windows=[{"name": "24h", "rolling": "24h"}, {"name": "today", "calendar": "day"}],
+            machine_status={"interval": "1s"},  # the Machine status row needs data too
         ),
     )
     exporter = ExporterProcess(args=[f"--config.file={config}"]).start()

@@ -32,6 +32,7 @@ from exporter.config import (
     WindowConfig,
     load_config,
 )
+from exporter.machine_config import MachineStatusConfig
 from exporter.simulator import SimulatorServer
 from exporter.targets import Shard, Target, TargetKey, build_targets, shard_of
 from tests.harness import (
@@ -62,6 +63,7 @@ def make_config(
         actors=actors,
         lynx=LynxConfig(token=Secret("t")),
         windows=tuple(WindowConfig(name=name, rolling=3600.0) for name in windows),
+        machine_status=MachineStatusConfig(enabled=False),  # evDashboard keys only
     )
 
 

@@ -13,6 +13,7 @@ from exporter.windows import calendar_start, format_instant, window_params
 
 CONFIG = """
 lynx: {token: global}
+machine_status: {enabled: false}
 windows:
   - {name: 24h, rolling: 24h}
   - {name: p1, time_period: 1}

@@ -38,12 +38,11 @@ def _parse_overrides(values: Sequence[str]) -> tuple[tuple[int, str], ...]:
     return tuple(out)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser(defaults: FleetSpec) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m exporter.simulator",
         description="Simulated Nayax Lynx API (evDashboard, machines, machine status).",
     )
-    defaults = FleetSpec()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="0 = any free port")
     parser.add_argument("--actors", type=int, default=defaults.actors)
@@ -72,6 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--other-machines-per-actor", type=int, default=defaults.other_machines_per_actor
     )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    defaults = FleetSpec()
+    parser = _parser(defaults)
     args = parser.parse_args(argv)
     try:
         tokens = _parse_tokens(args.token)
