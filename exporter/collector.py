@@ -19,6 +19,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from exporter.samples import DATA_FAMILIES, family_label_names, state_samples
 from exporter.stats import DEFERRAL_REASONS, LATENCY_BUCKETS, POLL_ERROR_REASONS, StatsView
@@ -56,6 +57,13 @@ def self_families(
     target_count: int,
 ) -> Iterator[Metric]:
     """Pure: the exporter's self-observation families, except the poll errors."""
+    yield from identity_families(version=version, shard=shard, target_count=target_count)
+    yield from request_families(stats)
+    yield from reload_families(stats)
+
+
+def identity_families(*, version: str, shard: str, target_count: int) -> Iterator[Metric]:
+    """Pure: what this replica is — build, shard, number of targets."""
     build = GaugeMetricFamily(
         "nayax_ev_build_info",
         "Version of the exporter and of Python it runs on; always 1.",
@@ -63,7 +71,6 @@ def self_families(
     )
     build.add_metric([version, platform.python_version()], 1.0)
     yield build
-
     index, count = shard.split("/")
     shard_family = GaugeMetricFamily(
         "nayax_ev_shard_info",
@@ -72,13 +79,15 @@ def self_families(
     )
     shard_family.add_metric([index, count], 1.0)
     yield shard_family
-
     yield GaugeMetricFamily(
         "nayax_ev_targets",
         "Number of poll targets (actor or machine, per window) this replica polls.",
         value=float(target_count),
     )
 
+
+def request_families(stats: StatsView) -> Iterator[Metric]:
+    """Pure: the requests sent to the Lynx API, by code, and their durations."""
     requests = CounterMetricFamily(
         "nayax_ev_api_requests",
         "HTTP requests sent to the Lynx API, by status code (or timeout/connection).",
@@ -87,21 +96,18 @@ def self_families(
     for code in sorted(stats.requests):
         requests.add_metric([code], float(stats.requests[code]))
     yield requests
-
     cumulative = list(itertools.accumulate(stats.latency_counts))
-    buckets = [
-        (bound, float(count))
-        for bound, count in zip(
-            [*(repr(b) for b in LATENCY_BUCKETS), "+Inf"], cumulative, strict=True
-        )
-    ]
+    bounds = [*(floatToGoString(b) for b in LATENCY_BUCKETS), "+Inf"]  # type: ignore[no-untyped-call]
     yield HistogramMetricFamily(
         "nayax_ev_api_request_duration_seconds",
         "Duration of HTTP requests to the Lynx API (each attempt).",
-        buckets=buckets,
+        buckets=[(bound, float(n)) for bound, n in zip(bounds, cumulative, strict=True)],
         sum_value=stats.latency_sum,
     )
 
+
+def reload_families(stats: StatsView) -> Iterator[Metric]:
+    """Pure: whether the last config reload worked, and when one last did."""
     yield GaugeMetricFamily(
         "nayax_ev_config_last_reload_successful",
         "1 if the last configuration reload succeeded, else 0.",
