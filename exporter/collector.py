@@ -2,27 +2,21 @@
 
 ``SnapshotCollector`` turns the current snapshot into the data families (it is
 the reference the fast pre-rendered exposition is tested against);
-``SelfCollector`` publishes the exporter's own counters and build info.
+``SelfCollector`` publishes what the replica is (build, shard, targets) and
+``PollCollector`` the poll interval and round; the exporter's counters are
+client_python metric objects (exporter/stats.py).
 """
 
 from __future__ import annotations
 
-import itertools
 import platform
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 from exporter.samples import DATA_FAMILIES, family_label_names, state_samples
-from exporter.stats import DEFERRAL_REASONS, LATENCY_BUCKETS, POLL_ERROR_REASONS, StatsView
 from exporter.store import Snapshot
 
 Clock = Callable[[], float]
@@ -49,21 +43,9 @@ class SnapshotCollector(Collector):
         return snapshot_families(self._current(), self._clock())
 
 
-def self_families(
-    stats: StatsView,
-    *,
-    version: str,
-    shard: str,
-    target_count: int,
-) -> Iterator[Metric]:
-    """Pure: the exporter's self-observation families, except the poll errors."""
-    yield from identity_families(version=version, shard=shard, target_count=target_count)
-    yield from request_families(stats)
-    yield from reload_families(stats)
-
-
 def identity_families(*, version: str, shard: str, target_count: int) -> Iterator[Metric]:
-    """Pure: what this replica is — build, shard, number of targets."""
+    """Pure: what this replica is — build, shard, number of targets. (The
+    counters and reload gauges are client_python metric objects: exporter/stats.py.)"""
     build = GaugeMetricFamily(
         "nayax_ev_build_info",
         "Version of the exporter and of Python it runs on; always 1.",
@@ -86,105 +68,26 @@ def identity_families(*, version: str, shard: str, target_count: int) -> Iterato
     )
 
 
-def request_families(stats: StatsView) -> Iterator[Metric]:
-    """Pure: the requests sent to the Lynx API, by code, and their durations."""
-    requests = CounterMetricFamily(
-        "nayax_ev_api_requests",
-        "HTTP requests sent to the Lynx API, by status code (or timeout/connection).",
-        labels=["code"],
-    )
-    for code in sorted(stats.requests):
-        requests.add_metric([code], float(stats.requests[code]))
-    yield requests
-    cumulative = list(itertools.accumulate(stats.latency_counts))
-    bounds = [*(floatToGoString(b) for b in LATENCY_BUCKETS), "+Inf"]  # type: ignore[no-untyped-call]
-    yield HistogramMetricFamily(
-        "nayax_ev_api_request_duration_seconds",
-        "Duration of HTTP requests to the Lynx API (each attempt).",
-        buckets=[(bound, float(n)) for bound, n in zip(bounds, cumulative, strict=True)],
-        sum_value=stats.latency_sum,
-    )
-
-
-def reload_families(stats: StatsView) -> Iterator[Metric]:
-    """Pure: whether the last config reload worked, and when one last did."""
-    yield GaugeMetricFamily(
-        "nayax_ev_config_last_reload_successful",
-        "1 if the last configuration reload succeeded, else 0.",
-        value=1.0 if stats.reload_successful else 0.0,
-    )
-    yield GaugeMetricFamily(
-        "nayax_ev_config_last_reload_success_timestamp_seconds",
-        "Unix time of the last successful configuration (re)load.",
-        value=stats.reload_success_timestamp,
-    )
-
-
-def poll_error_families(stats: StatsView, actor_ids: Iterable[int]) -> Iterator[Metric]:
-    """Pure: the poll-error counters, one per configured actor and reason.
-
-    Kept apart from :func:`self_families`: with many actors these are most of the
-    self series, and they change only when a poll fails, so a scrape can reuse
-    their rendering (see ``ExpositionCache``) while the request counters move."""
-    errors = CounterMetricFamily(
-        "nayax_ev_poll_errors",
-        "Polls that failed or returned unusable fields, by actor and reason.",
-        labels=["actor_id", "reason"],
-    )
-    counts = {(str(a), reason): 0 for a in actor_ids for reason in POLL_ERROR_REASONS}
-    counts.update(stats.poll_errors)
-    for (actor_id, reason), errors_seen in sorted(counts.items()):
-        errors.add_metric([actor_id, reason], float(errors_seen))
-    yield errors
-
-
 class SelfCollector(Collector):
     def __init__(
         self,
-        stats: Callable[[], StatsView],
         *,
         version: str,
         shard: Callable[[], str],
         target_count: Callable[[], int],
     ) -> None:
-        self._stats = stats
         self._version = version
         self._shard = shard
         self._target_count = target_count
 
     def collect(self) -> Iterable[Metric]:
-        return self_families(
-            self._stats(),
-            version=self._version,
-            shard=self._shard(),
-            target_count=self._target_count(),
+        return identity_families(
+            version=self._version, shard=self._shard(), target_count=self._target_count()
         )
 
 
-class PollErrorsCollector(Collector):
-    def __init__(
-        self, stats: Callable[[], StatsView], actor_ids: Callable[[], Iterable[int]]
-    ) -> None:
-        self._stats = stats
-        self._actor_ids = actor_ids
-
-    def collect(self) -> Iterable[Metric]:
-        return poll_error_families(self._stats(), self._actor_ids())
-
-
-def poll_families(stats: StatsView, interval: float) -> Iterator[Metric]:
-    """Pure: the poll pipeline's families — deferrals, the interval, the last round."""
-    deferred = CounterMetricFamily(
-        "nayax_ev_polls_deferred",
-        "Polls that waited instead of going out (e.g. their token was held after a 429); "
-        "not failures.",
-        labels=["reason"],
-    )
-    counts = dict.fromkeys(DEFERRAL_REASONS, 0)
-    counts.update(stats.deferrals)
-    for reason, count in sorted(counts.items()):
-        deferred.add_metric([reason], float(count))
-    yield deferred
+def poll_families(round_duration: float | None, interval: float) -> Iterator[Metric]:
+    """Pure: the poll pipeline's gauges — the configured interval, the last round."""
     yield GaugeMetricFamily(
         "nayax_ev_poll_interval_seconds",
         "The configured poll.interval: each target is meant to be polled once per interval.",
@@ -194,15 +97,17 @@ def poll_families(stats: StatsView, interval: float) -> Iterator[Metric]:
         "nayax_ev_poll_round_duration_seconds",
         "How long the last full round took (until every target had finished a poll).",
     )
-    if stats.round_duration is not None:
-        round_family.add_metric([], stats.round_duration)
+    if round_duration is not None:  # absent, not 0, until a round has ended
+        round_family.add_metric([], round_duration)
     yield round_family
 
 
 class PollCollector(Collector):
-    def __init__(self, stats: Callable[[], StatsView], interval: Callable[[], float]) -> None:
-        self._stats = stats
+    def __init__(
+        self, round_duration: Callable[[], float | None], interval: Callable[[], float]
+    ) -> None:
+        self._round_duration = round_duration
         self._interval = interval
 
     def collect(self) -> Iterable[Metric]:
-        return poll_families(self._stats(), self._interval())
+        return poll_families(self._round_duration(), self._interval())

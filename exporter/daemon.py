@@ -21,7 +21,7 @@ from structlog.typing import FilteringBoundLogger
 from exporter import __version__
 from exporter.budget import notes, once_deadline, request_budget, warnings
 from exporter.client import LynxClient, RequestObserver
-from exporter.collector import PollCollector, PollErrorsCollector, SelfCollector
+from exporter.collector import PollCollector, SelfCollector
 from exporter.config import Config, ConfigError, LynxConfig
 from exporter.exposition import ExpositionCache
 from exporter.landing import PageInfo, render_landing
@@ -117,27 +117,25 @@ class Exporter:
         self.exposition = self._exposition()
 
     def _exposition(self) -> ExpositionCache:
-        self.self_registry = CollectorRegistry(auto_describe=False)
+        self.self_registry = self.stats.registry  # the counters; then the gauges below
         self.self_registry.register(
             SelfCollector(
-                self.stats.view,
                 version=__version__,
                 shard=lambda: str(self._options.shard),
                 target_count=lambda: len(self.store.current().states),
             )
         )
         self.self_registry.register(
-            PollCollector(self.stats.view, lambda: self.config.poll.interval)
+            PollCollector(lambda: self.stats.round_duration, lambda: self.config.poll.interval)
         )
-        errors_registry = CollectorRegistry(auto_describe=False)
-        errors_registry.register(PollErrorsCollector(self.stats.view, lambda: self._actor_ids))
+        self.stats.track_actors(self._actor_ids)
         process_registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=process_registry)
         return ExpositionCache(
             self.store,
             self.self_registry,
-            errors_registry=errors_registry,
-            errors_version=lambda: (self.stats.poll_errors_version, self._actor_ids),
+            errors_registry=self.stats.errors_registry,
+            errors_version=lambda: self.stats.poll_errors_version,
             process_registry=process_registry,
             min_gap=self._render_gap,
         )
@@ -273,6 +271,7 @@ class Exporter:
         self._plan = self._plan_for(config, targets, self._plan)
         self.poller.configure(self._plan)
         self._actor_ids = actor_ids_of(targets)
+        self.stats.track_actors(self._actor_ids)
         self.config = config
         self.stats.record_reload(True, time.time())
         self._log.info("config reloaded", targets=len(targets))

@@ -1,16 +1,21 @@
 """The exporter's own counters: API requests, request latency, poll errors,
 deferred polls, the last round's length, reloads.
 
-Kept as plain thread-safe counters (not client_python metric objects) so the
-collector can render them deterministically, without ``_created`` series.
+client_python's own metric objects, with ``disable_created_metrics()``: a
+``*_created`` series per counter would double the self series and change at every
+restart for nothing a dashboard or alert reads.
 """
 
 from __future__ import annotations
 
-import bisect
+import contextlib
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import disable_created_metrics
+
+disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide: ours are the only ones
 
 # Every reason a poll can fail for; counters start at 0 for each configured
 # actor so increase()/rate() see the very first error.
@@ -36,50 +41,94 @@ DEFERRAL_REASONS: tuple[str, ...] = ("rate_limited",)
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-@dataclass(frozen=True)
-class StatsView:
-    requests: Mapping[str, int]
-    latency_counts: tuple[int, ...]  # per bucket (not cumulative), last = +Inf
-    latency_sum: float
-    poll_errors: Mapping[tuple[str, str], int]  # (actor_id, reason) -> count
-    reload_successful: bool
-    reload_success_timestamp: float
-    deferrals: Mapping[str, int] = field(default_factory=dict)  # reason -> polls
-    round_duration: float | None = None  # seconds of the last full round
-
-
 class Stats:
+    """The self-observation metrics, as client_python's ``Counter``, ``Histogram``
+    and ``Gauge``, in two registries the exposition renders on different
+    schedules: ``registry`` at every scrape (a few series), ``errors_registry``
+    only when :attr:`poll_errors_version` moves (one counter per actor and reason).
+    The methods are what the client, poller and daemon call."""
+
     def __init__(self, started_at: float) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.errors_registry = CollectorRegistry(auto_describe=False)
         self._lock = threading.Lock()
-        self._requests: dict[str, int] = {}
-        self._latency = [0] * (len(LATENCY_BUCKETS) + 1)
-        self._latency_sum = 0.0
-        self._poll_errors: dict[tuple[str, str], int] = {}
+        self._requests = Counter(
+            "nayax_ev_api_requests",
+            "HTTP requests sent to the Lynx API, by status code (or timeout/connection).",
+            ["code"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "nayax_ev_api_request_duration_seconds",
+            "Duration of HTTP requests to the Lynx API (each attempt).",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._reload_ok = Gauge(
+            "nayax_ev_config_last_reload_successful",
+            "1 if the last configuration reload succeeded, else 0.",
+            registry=self.registry,
+        )
+        self._reload_ts = Gauge(
+            "nayax_ev_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration (re)load.",
+            registry=self.registry,
+        )
+        self._deferred = Counter(
+            "nayax_ev_polls_deferred",
+            "Polls that waited instead of going out (e.g. their token was held after a 429); "
+            "not failures.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self._poll_errors = Counter(
+            "nayax_ev_poll_errors",
+            "Polls that failed or returned unusable fields, by actor and reason.",
+            ["actor_id", "reason"],
+            registry=self.errors_registry,
+        )
+        self._reload_ok.set(1)
+        self._reload_ts.set(started_at)
+        for reason in DEFERRAL_REASONS:
+            self._deferred.labels(reason)
+        self._actors: frozenset[str] = frozenset()
         self._poll_errors_version = 0
-        self._reload_ok = True
-        self._reload_ts = started_at
-        self._deferrals = dict.fromkeys(DEFERRAL_REASONS, 0)
         self._round: float | None = None
 
     def observe_request(self, code: str, seconds: float) -> None:
-        index = bisect.bisect_left(LATENCY_BUCKETS, seconds)
-        with self._lock:
-            self._requests[code] = self._requests.get(code, 0) + 1
-            self._latency[index] += 1
-            self._latency_sum += seconds
+        self._requests.labels(code).inc()
+        self._latency.observe(seconds)
 
     def count_poll_error(self, actor_id: int, reason: str) -> None:
-        key = (str(actor_id), reason)
         with self._lock:
-            self._poll_errors[key] = self._poll_errors.get(key, 0) + 1
+            self._poll_errors.labels(str(actor_id), reason).inc()
+            self._poll_errors_version += 1
+
+    def track_actors(self, actor_ids: Iterable[int]) -> None:
+        """The configured actors: each has every poll-error counter, from 0, so
+        increase()/rate() see its very first error; a removed actor's go away."""
+        actors = frozenset(str(a) for a in actor_ids)
+        with self._lock:
+            for actor in sorted(actors - self._actors):
+                for reason in POLL_ERROR_REASONS:
+                    self._poll_errors.labels(actor, reason)
+            for actor in self._actors - actors:
+                for reason in POLL_ERROR_REASONS:
+                    with contextlib.suppress(KeyError):
+                        self._poll_errors.remove(actor, reason)
+            self._actors = actors
             self._poll_errors_version += 1
 
     def count_deferral(self, reason: str) -> None:
-        with self._lock:
-            self._deferrals[reason] = self._deferrals.get(reason, 0) + 1
+        self._deferred.labels(reason).inc()
 
     def record_round(self, seconds: float) -> None:
         self._round = seconds  # one reference write: no lock needed
+
+    @property
+    def round_duration(self) -> float | None:
+        """Seconds the last full round took; None before the first one ends."""
+        return self._round
 
     @property
     def poll_errors_version(self) -> int:
@@ -87,20 +136,6 @@ class Stats:
         return self._poll_errors_version  # one int read: no lock needed
 
     def record_reload(self, successful: bool, at: float) -> None:
-        with self._lock:
-            self._reload_ok = successful
-            if successful:
-                self._reload_ts = at
-
-    def view(self) -> StatsView:
-        with self._lock:
-            return StatsView(
-                requests=dict(self._requests),
-                latency_counts=tuple(self._latency),
-                latency_sum=self._latency_sum,
-                poll_errors=dict(self._poll_errors),
-                reload_successful=self._reload_ok,
-                reload_success_timestamp=self._reload_ts,
-                deferrals=dict(self._deferrals),
-                round_duration=self._round,
-            )
+        self._reload_ok.set(1 if successful else 0)
+        if successful:
+            self._reload_ts.set(at)

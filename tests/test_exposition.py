@@ -19,7 +19,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as om_generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collector import PollErrorsCollector, SelfCollector, SnapshotCollector
+from exporter.collector import SelfCollector, SnapshotCollector
 from exporter.config import parse_config
 from exporter.exposition import (
     OPENMETRICS_CONTENT_TYPE,
@@ -186,16 +186,13 @@ def make_cache(store: SnapshotStore, stats: Stats | None = None) -> ExpositionCa
         stats = Stats(started_at=NOW)
         stats.observe_request("200", 0.2)
         stats.count_poll_error(2001492653, "server_error")
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(
-        SelfCollector(stats.view, version="1.2.3", shard=lambda: "0/1", target_count=lambda: 8)
-    )
-    errors = CollectorRegistry(auto_describe=False)
-    errors.register(PollErrorsCollector(stats.view, lambda: (2001492652, 2001492653)))
+    stats.track_actors((2001492652, 2001492653))
+    registry = stats.registry
+    registry.register(SelfCollector(version="1.2.3", shard=lambda: "0/1", target_count=lambda: 8))
     cache = ExpositionCache(
         store,
         registry,
-        errors_registry=errors,
+        errors_registry=stats.errors_registry,
         errors_version=lambda: stats.poll_errors_version,
         clock=lambda: NOW,
     )
@@ -266,13 +263,13 @@ def test_poll_error_counters_are_reused_until_one_moves(
     stats = Stats(started_at=NOW)
     cache = make_cache(populated_store(), stats)
     renders: list[bool] = []
-    real_render = PollErrorsCollector.collect
+    real_collect = stats.errors_registry.collect
 
-    def counting_collect(self: PollErrorsCollector) -> Iterable[Metric]:
+    def counting_collect() -> Iterable[Metric]:
         renders.append(True)
-        return real_render(self)
+        return real_collect()
 
-    monkeypatch.setattr(PollErrorsCollector, "collect", counting_collect)
+    monkeypatch.setattr(stats.errors_registry, "collect", counting_collect)
 
     def errors_of(body: bytes) -> dict[SeriesKey, float]:
         return select(parse_exposition(body.decode()), "nayax_ev_poll_errors_total")
@@ -307,10 +304,8 @@ def test_process_metrics_are_cached_but_counters_are_fresh() -> None:
     from prometheus_client.process_collector import ProcessCollector
 
     stats = Stats(started_at=NOW)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(
-        SelfCollector(stats.view, version="1", shard=lambda: "0/1", target_count=lambda: 8)
-    )
+    registry = stats.registry
+    registry.register(SelfCollector(version="1", shard=lambda: "0/1", target_count=lambda: 8))
     process_registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(registry=process_registry)
     cache = ExpositionCache(populated_store(), registry, process_registry=process_registry)
@@ -391,3 +386,31 @@ def test_block_cache_rerenders_only_what_changed_and_what_went_stale(
     # blocks rendered at the later time are rendered again.
     assert renderer.render(store.current(), NOW) == render_reference(store.current(), NOW)
     assert rendered == with_readings
+
+
+def test_self_counters_have_no_created_series_and_follow_the_configured_actors() -> None:
+    stats = Stats(started_at=NOW)
+    cache = make_cache(populated_store(), stats)  # actors 2001492652 and 2001492653
+    stats.observe_request("200", 0.3)
+    stats.count_deferral("rate_limited")
+    stats.count_poll_error(2001492653, "timeout")
+    om = cache.serve("application/openmetrics-text", None)[0].decode()
+    assert "_created" not in om
+    series = parse_exposition(cache.serve(None, None)[0].decode())
+    assert select(series, "nayax_ev_polls_deferred_total", reason="rate_limited") == {
+        ("nayax_ev_polls_deferred_total", frozenset({("reason", "rate_limited")})): 1.0
+    }
+    assert select(series, "nayax_ev_api_request_duration_seconds_count").popitem()[1] == 1
+
+    def poll_errors() -> dict[SeriesKey, float]:
+        body = cache.serve(None, None)[0].decode()
+        return select(parse_exposition(body), "nayax_ev_poll_errors_total")
+
+    # A reload that adds actor 7 and drops 2001492652: 7's counters start at 0,
+    # the dropped actor's disappear, the kept actor's keep counting.
+    stats.track_actors((7, 2001492653))
+    errors = poll_errors()
+    assert {dict(k[1])["actor_id"] for k in errors} == {"7", "2001492653"}
+    assert len(errors) == 2 * len(POLL_ERROR_REASONS)
+    assert sum(errors.values()) == 1
+    assert select(errors, "nayax_ev_poll_errors_total", actor_id="2001492653", reason="timeout")
