@@ -781,9 +781,10 @@ def run_unreachable(tmp_path: Path, base_url: str) -> None:
 
 
 def test_a_held_token_does_not_park_the_workers(tmp_path: Path) -> None:
-    """A long Retry-After holds the affected actor's token; its polls must fail
-    fast instead of each occupying a worker until the hold ends, or (here with a
-    single worker) the control actor would not be polled for the whole hold."""
+    """A long Retry-After holds the affected actor's token; its other polls are
+    deferred — they leave the worker at once instead of occupying it until the
+    hold ends, or (here with a single worker) the control actor would not be
+    polled for the whole hold — and are counted as deferred, not as failed."""
     fleet = fleet_for_tests()
     affected, control = fleet.actor_ids()
     config = matrix_config(
@@ -810,7 +811,9 @@ def test_a_held_token_does_not_park_the_workers(tmp_path: Path) -> None:
                 what="two holds",
             )
             records = simulator.requests()
+            series = exporter.series()
             assert exporter.process is not None and exporter.process.poll() is None
+    assert (one(series, "nayax_ev_polls_deferred_total", reason="rate_limited") or 0) > 0
     control_arrivals = sorted(r.monotonic for r in records if r.actor_id == control)
     first_429 = min(r.monotonic for r in records if r.status == 429)
     gaps = [
