@@ -53,6 +53,7 @@ class RenderResult:
     render_warm: Timing  # same snapshot again: every target's lines cached
     render_changed: Timing  # CHANGED_SHARE of the targets changed since the last render
     gzip_compress: Timing  # gzip of the data body at GZIP_LEVEL
+    landing: Timing  # Exporter.landing(): summary, silent machines, first targets
     ratio_plain: float  # reference / serve_plain (how many times faster we serve)
     ratio_gzip: float
 
@@ -171,6 +172,7 @@ def compare(config: Config, shape: FleetShape, *, quick: bool) -> RenderResult:
     gzip_compress = time_runs(
         lambda: gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0), runs=3, budget=1.0
     )
+    landing = time_runs(exporter.landing, runs=3, budget=budget / 2)
     return RenderResult(
         targets=len(targets),
         series=_sample_lines(body),
@@ -186,6 +188,7 @@ def compare(config: Config, shape: FleetShape, *, quick: bool) -> RenderResult:
         render_warm=render_warm,
         render_changed=render_changed,
         gzip_compress=gzip_compress,
+        landing=landing,
         ratio_plain=reference.median / serve_plain.median,
         ratio_gzip=reference.median / serve_gzip.median,
     )

@@ -24,7 +24,7 @@ from exporter.client import LynxClient, RequestObserver
 from exporter.collector import PollCollector, SelfCollector
 from exporter.config import Config, ConfigError, LynxConfig
 from exporter.exposition import ExpositionCache
-from exporter.landing import PageInfo, render_landing
+from exporter.landing import PageInfo, render_landing, render_target_page
 from exporter.logs import SecretScrubber
 from exporter.machine_watch import MachineWatch, discovered_machines
 from exporter.poller import Plan, Poller
@@ -285,8 +285,8 @@ class Exporter:
         chunks, headers = self.exposition.serve_chunks(accept, accept_encoding)
         return Response(200, chunks, headers)
 
-    def landing(self) -> Response:
-        info = PageInfo(
+    def _page_info(self) -> PageInfo:
+        return PageInfo(
             version=__version__,
             telemetry_path=self.telemetry_path,
             shard=str(self._options.shard),
@@ -294,7 +294,13 @@ class Exporter:
             interval=self.config.poll.interval,
             base_url=self.config.lynx.base_url,
         )
-        body = render_landing(info, self.store.current(), time.time())
+
+    def landing(self) -> Response:
+        body = render_landing(self._page_info(), self.store.current(), time.time())
+        return Response(200, body, {"Content-Type": "text/html; charset=utf-8"})
+
+    def targets(self, page: int) -> Response:
+        body = render_target_page(self._page_info(), self.store.current(), time.time(), page)
         return Response(200, body, {"Content-Type": "text/html; charset=utf-8"})
 
     def ready(self) -> bool:

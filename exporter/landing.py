@@ -1,13 +1,27 @@
-"""The landing page: version, links and a table of targets. Every piece of
-config-derived text is HTML-escaped; no secret is ever part of the page."""
+"""The landing page and the paged target list. Every piece of config-derived text
+is HTML-escaped; no secret is ever part of a page.
+
+The landing page leads with what the on-call person needs: per actor the machines,
+the silent ones and the targets down; then the silent machines (longest silence
+first) and the failing targets; then the first targets of the full list, which is
+reachable page by page under ``targets/<n>``, so the page stays small and fast at
+10,000 targets.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
+from typing import Final
 
+from exporter.fleet_summary import FleetSummary, summarize
 from exporter.store import Snapshot, TargetState
+
+TARGETS_ON_LANDING: Final = 100  # of the full list, failing ones first
+FAILING_ON_LANDING: Final = 100
+TARGETS_PER_PAGE: Final = 500
 
 
 @dataclass(frozen=True)
@@ -26,6 +40,14 @@ def _when(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _ago(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    hours = minutes // 60
+    return f"{hours} h {minutes % 60} min" if hours < 48 else f"{hours // 24} d {hours % 24} h"
+
+
 def _state(state: TargetState, now: float, stale_after: float) -> str:
     if not state.polled:
         return "pending"
@@ -34,9 +56,13 @@ def _state(state: TargetState, now: float, stale_after: float) -> str:
     return "down (stale)" if not state.fresh(now, stale_after) else "down"
 
 
-def render_landing(info: PageInfo, snapshot: Snapshot, now: float) -> bytes:
+def _cells(*values: str) -> str:
+    return "<tr>" + "".join(f"<td>{escape(v)}</td>" for v in values) + "</tr>"
+
+
+def _target_rows(states: Iterable[TargetState], now: float, stale_after: float) -> str:
     rows = []
-    for state in snapshot.states.values():
+    for state in states:
         target = state.target
         rows.append(
             "<tr>"
@@ -44,15 +70,25 @@ def render_landing(info: PageInfo, snapshot: Snapshot, now: float) -> bytes:
             f"<td>{escape(target.actor)}</td>"
             f"<td>{escape(target.machine or '(actor-wide)')}</td>"
             f"<td>{escape(target.window.name)}</td>"
-            f'<td class="state">{escape(_state(state, now, snapshot.stale_after))}</td>'
+            f'<td class="state">{escape(_state(state, now, stale_after))}</td>'
             f"<td>{escape(_when(state.last_success))}</td>"
             f"<td>{escape(state.last_error or '')}</td>"
             "</tr>"
         )
+    return "".join(rows)
+
+
+_TARGET_HEAD: Final = (
+    "<thead><tr><th>Actor ID</th><th>Actor</th><th>Machine</th><th>Window</th><th>State</th>"
+    "<th>Last success</th><th>Last error</th></tr></thead>"
+)
+
+
+def _page(title: str, info: PageInfo, body: str, root: str = "") -> bytes:
     telemetry = escape(info.telemetry_path, quote=True)
     page = f"""<!DOCTYPE html>
 <html lang="en">
-<head><meta charset="utf-8"><title>Nayax EV Exporter</title>
+<head><meta charset="utf-8"><title>{escape(title)}</title>
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:.2em .5em;text-align:left}}</style></head>
@@ -63,15 +99,90 @@ config {escape(info.config_file)} &middot; poll interval {info.interval:g}s &mid
 API {escape(info.base_url)}</p>
 <ul>
 <li><a href="{telemetry}">Metrics</a></li>
-<li><a href="-/healthy">Health</a> &middot; <a href="-/ready">Readiness</a></li>
+<li><a href="{root}-/healthy">Health</a> &middot; <a href="{root}-/ready">Readiness</a></li>
 </ul>
-<h2>Targets ({len(rows)})</h2>
-<table id="targets">
-<thead><tr><th>Actor ID</th><th>Actor</th><th>Machine</th><th>Window</th><th>State</th>
-<th>Last success</th><th>Last error</th></tr></thead>
-<tbody>
-{"".join(rows)}
-</tbody></table>
+{body}
 </body></html>
 """
     return page.encode("utf-8")
+
+
+def _summary_sections(summary: FleetSummary, now: float) -> str:
+    actors = "".join(
+        _cells(str(a.actor_id), a.actor, str(a.machines), str(a.silent), f"{a.targets_down}")
+        for a in summary.actors
+    )
+    silent = "".join(
+        _cells(
+            m.machine,
+            m.actor,
+            m.city,
+            _ago(now - m.last_keepalive),
+            _when(m.last_keepalive),
+            {None: "", True: "connected", False: "disconnected"}[m.mqtt_connected],
+        )
+        for m in summary.silent
+    )
+    return f"""<h2>Actors ({len(summary.actors)})</h2>
+<table id="actors"><thead><tr><th>Actor ID</th><th>Actor</th><th>Machines</th>
+<th>Silent</th><th>Targets down</th></tr></thead><tbody>{actors}</tbody></table>
+<h2>Silent machines ({len(summary.silent)})</h2>
+<p>Last keep-alive more than an hour ago, longest silence first.</p>
+<table id="silent"><thead><tr><th>Machine</th><th>Actor</th><th>City</th>
+<th>Silent for</th><th>Last keep-alive</th><th>MQTT</th></tr></thead>
+<tbody>{silent}</tbody></table>"""
+
+
+def render_landing(info: PageInfo, snapshot: Snapshot, now: float) -> bytes:
+    states = list(snapshot.states.values())
+    summary = summarize(states, now)
+    stale_after = snapshot.stale_after
+    failing = summary.failing[:FAILING_ON_LANDING]
+    more_failing = len(summary.failing) - len(failing)
+    failing_ids = {id(s) for s in summary.failing}
+    ordered = [*summary.failing, *(s for s in states if id(s) not in failing_ids)]
+    shown = ordered[:TARGETS_ON_LANDING]
+    rest = (
+        f'<p>{len(states) - len(shown)} more: <a href="targets/1">all {len(states)} '
+        "targets, page by page</a></p>"
+        if len(shown) < len(states)
+        else ""
+    )
+    body = f"""{_summary_sections(summary, now)}
+<h2>Failing targets ({len(summary.failing)})</h2>
+<table id="failing">{_TARGET_HEAD}<tbody>
+{_target_rows(failing, now, stale_after)}
+</tbody></table>
+{f"<p>and {more_failing} more</p>" if more_failing else ""}
+<h2>Targets ({len(states)})</h2>
+<p>Failing first.</p>
+<table id="targets">{_TARGET_HEAD}<tbody>
+{_target_rows(shown, now, stale_after)}
+</tbody></table>
+{rest}"""
+    return _page("Nayax EV Exporter", info, body)
+
+
+def page_count(targets: int) -> int:
+    """Pure."""
+    return max(1, -(-targets // TARGETS_PER_PAGE))
+
+
+def render_target_page(info: PageInfo, snapshot: Snapshot, now: float, page: int) -> bytes:
+    """Page ``page`` (from 1, clamped to the pages there are) of every target, in
+    config order."""
+    states: Sequence[TargetState] = list(snapshot.states.values())
+    pages = page_count(len(states))
+    page = min(max(page, 1), pages)
+    chunk = states[(page - 1) * TARGETS_PER_PAGE : page * TARGETS_PER_PAGE]
+    links = ['<a href="../">summary</a>']
+    if page > 1:
+        links.append(f'<a href="{page - 1}">previous</a>')
+    if page < pages:
+        links.append(f'<a href="{page + 1}">next</a>')
+    body = f"""<h2>Targets ({len(states)}), page {page} of {pages}</h2>
+<p>{" &middot; ".join(links)}</p>
+<table id="targets">{_TARGET_HEAD}<tbody>
+{_target_rows(chunk, now, snapshot.stale_after)}
+</tbody></table>"""
+    return _page(f"Nayax EV Exporter: targets, page {page}", info, body, root="../")

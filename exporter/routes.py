@@ -12,6 +12,7 @@ content type), so a page the operator visits cannot reload the exporter.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -49,12 +50,20 @@ class Request:
     headers: Mapping[str, str]  # names lower-cased
 
 
+# The full target list, page by page (the landing page shows the first targets).
+TARGET_PAGE = re.compile(r"/targets/([1-9][0-9]{0,5})")
+
+
 class Site(Protocol):
     """What the routes need from the running exporter."""
 
     def metrics(self, accept: str | None, accept_encoding: str | None) -> Response: ...
 
     def landing(self) -> Response: ...
+
+    def targets(self, page: int) -> Response:
+        """Page ``page`` (from 1) of the full target list."""
+        ...
 
     def ready(self) -> bool: ...
 
@@ -117,6 +126,9 @@ class Routes:
             return self._site.metrics(headers.get("accept"), headers.get("accept-encoding"))
         if path == "/":
             return self._site.landing()
+        page = TARGET_PAGE.fullmatch(path)
+        if page is not None:
+            return self._site.targets(int(page.group(1)))
         if path == "/-/healthy":
             if self._site.healthy():
                 return text(HTTPStatus.OK, "Healthy\n")

@@ -54,6 +54,7 @@ RENDER_TIMINGS = {
     "render_warm",
     "render_changed",
     "gzip_compress",
+    "landing",
 }
 RENDER_KEYS = RENDER_TIMINGS | {
     "targets",

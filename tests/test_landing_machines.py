@@ -1,0 +1,85 @@
+"""The landing page leads with actors, silent machines and failing targets, and stays
+small at 10,000 targets (the full list is paged under targets/<n>)."""
+
+from __future__ import annotations
+
+import time
+
+from exporter.config import parse_config
+from exporter.discovery import MachineInfo
+from exporter.landing import (
+    TARGETS_ON_LANDING,
+    TARGETS_PER_PAGE,
+    PageInfo,
+    render_landing,
+    render_target_page,
+)
+from exporter.machine_status import MachineStatus
+from exporter.reading import MachineFigures, OperatorStatus, Reading
+from exporter.routes import TARGET_PAGE
+from exporter.store import PollOutcome, SnapshotStore
+from exporter.targets import MACHINE_STATUS, build_targets
+
+NOW = 1_800_000_000.0
+INFO = PageInfo("1.0", "/metrics", "0/1", "c.yaml", 60.0, "http://api")
+READING = Reading(OperatorStatus(), MachineFigures(), None, None)
+
+
+def store_for(machines: int, silent: int, failing: int) -> SnapshotStore:
+    config = parse_config(
+        "lynx: {token: t}\nactors: [{id: 1, name: Acme, discover: true}]", environ={}
+    )
+    listed = tuple(
+        MachineInfo(machine_id=1000 + i, name=f"Bay {i}", city="Porto") for i in range(machines)
+    )
+    targets = build_targets(config, discovered={1: listed})
+    store = SnapshotStore(targets, 180.0)
+    outcomes = []
+    for index, target in enumerate(targets):
+        if index < failing:
+            outcomes.append(PollOutcome(target.key, NOW, None, "timeout", "timed out"))
+        elif target.kind == MACHINE_STATUS:
+            number = (target.machine_id or 0) - 1000
+            age = 7200.0 + number if number < silent else 30.0
+            reading = MachineStatus(last_keepalive=NOW - age, mqtt_connected=0.0)
+            outcomes.append(PollOutcome(target.key, NOW, reading))
+        else:
+            outcomes.append(PollOutcome(target.key, NOW, READING))
+    store.swap(outcomes)
+    return store
+
+
+def test_summary_silent_machines_and_failing_targets_come_first() -> None:
+    page = render_landing(INFO, store_for(5, 2, 1).current(), NOW).decode()
+    actors = page.index('id="actors"')
+    silent = page.index('id="silent"')
+    assert actors < silent < page.index('id="failing"') < page.index('id="targets"')
+    assert "<td>Acme</td><td>5</td><td>2</td><td>1</td>" in page  # machines, silent, down
+    # Longest silence first: Bay 1 (7201 s) before Bay 0 (7200 s).
+    assert page.index("<td>Bay 1</td>", silent) < page.index("<td>Bay 0</td>", silent)
+    assert "Porto" in page and "disconnected" in page and "2 h" in page
+    assert "Silent machines (2)" in page and "Failing targets (1)" in page
+
+
+def test_ten_thousand_targets_stay_usable() -> None:
+    snapshot = store_for(5000, 30, 50).current()
+    total = len(snapshot.states)
+    assert total > 10_000
+    started = time.perf_counter()
+    page = render_landing(INFO, snapshot, NOW)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 2.0  # generous under a loaded CI machine; ~0.05 s idle
+    assert page.count(b'<td class="state">') <= TARGETS_ON_LANDING * 2  # failing + first targets
+    assert len(page) < 200_000
+    assert f"Targets ({total})".encode() in page and b'href="targets/1"' in page
+    last = -(-total // TARGETS_PER_PAGE)
+    tail = render_target_page(INFO, snapshot, NOW, 10**6).decode()  # clamped to the last
+    assert f"page {last} of {last}" in tail and 'href="../"' in tail and "next" not in tail
+    first = render_target_page(INFO, snapshot, NOW, 1).decode()
+    assert first.count('<td class="state">') == TARGETS_PER_PAGE and 'href="2"' in first
+
+
+def test_target_page_route_is_strict() -> None:
+    assert TARGET_PAGE.fullmatch("/targets/12")
+    for path in ("/targets/0", "/targets/x", "/targets/1/2", "/targets/", "/targets/1234567"):
+        assert not TARGET_PAGE.fullmatch(path)
