@@ -383,9 +383,10 @@ def poll_target(
     except Stopped:
         return None
     except RateLimitedError as error:
-        if error.status is None and error.attempts == 0:
-            # Another poll's 429 held the token after we looked: no request was
-            # sent, so this poll waits for the hold like any other.
+        if error.status is None:
+            # Another poll's 429 held the token after we looked (or before a
+            # retry): this attempt was not sent, so the poll waits for the hold
+            # like any other and goes out again, instead of failing on its behalf.
             held = plan.gate.held_until(target.token.reveal())
             return Deferred(target.key, held if held is not None else time.monotonic())
         return _failed(target, error, wall)
