@@ -6,11 +6,11 @@ from exporter.config import (
     ActorConfig,
     Config,
     LynxConfig,
-    MachineConfig,
     PollConfig,
     Secret,
     WindowConfig,
 )
+from exporter.machine_config import DiscoveryConfig, MachineStatusConfig
 from exporter.simulator import Fleet, FleetSpec, SimulatorServer
 
 DEMO_TOKEN = "demo-token-not-a-secret"  # noqa: S105 - the simulator's own token
@@ -30,25 +30,29 @@ def demo_fleet() -> Fleet:
     )
 
 
+# (actor index, chargers forced silent): the landing page and /metrics name them.
+DEMO_SILENT = ((0, 1), (2, 2))
+
+
 def start_simulator(host: str, port: int) -> SimulatorServer:
-    simulator = SimulatorServer(demo_fleet(), host=host, port=port, tokens=DEMO_TOKEN)
+    fleet = demo_fleet()
+    for index, count in DEMO_SILENT:
+        fleet.silence(fleet.actor_ids()[index], count)  # last keep-alive 2 h ago
+    simulator = SimulatorServer(fleet, host=host, port=port, tokens=DEMO_TOKEN)
     simulator.start()
     return simulator
 
 
 def demo_config(simulator: SimulatorServer, interval: float = 10.0) -> Config:
-    """Every actor and machine of the simulated fleet, two windows, a short interval."""
+    """Every actor of the simulated fleet, its machines found by discovery (none
+    typed by hand), two windows, a short interval, machine status as often."""
     fleet = simulator.fleet
-    actors = []
-    for (name, currency), actor_id in zip(DEMO_ACTORS, fleet.actor_ids(), strict=True):
-        machines = tuple(
-            # Half by id with a display name, half by number: both paths get exercised.
-            MachineConfig(id=m.id, name=m.name) if i % 2 == 0 else MachineConfig(number=m.number)
-            for i, m in enumerate(fleet.machines(actor_id))
-        )
-        actors.append(ActorConfig(id=actor_id, name=name, currency=currency, machines=machines))
+    actors = tuple(
+        ActorConfig(id=actor_id, name=name, currency=currency, discover=True)
+        for (name, currency), actor_id in zip(DEMO_ACTORS, fleet.actor_ids(), strict=True)
+    )
     return Config(
-        actors=tuple(actors),
+        actors=actors,
         lynx=LynxConfig(
             base_url=simulator.url,
             token=Secret(DEMO_TOKEN),
@@ -61,4 +65,6 @@ def demo_config(simulator: SimulatorServer, interval: float = 10.0) -> Config:
             WindowConfig(name="24h", rolling=86400.0),
             WindowConfig(name="today", calendar="day", timezone="Europe/Berlin"),
         ),
+        discovery=DiscoveryConfig(interval=6 * interval),
+        machine_status=MachineStatusConfig(enabled=True, interval=interval),
     )

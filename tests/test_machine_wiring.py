@@ -17,6 +17,7 @@ from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, SimulatorServ
 from exporter.targets import DISCOVERY, MACHINE_STATUS, Shard, build_targets
 from tests.harness import (
     REPO,
+    ExporterProcess,
     parse_exposition,
     running_exporter,
     select,
@@ -174,3 +175,38 @@ def test_wrong_convention_counts_clock_skew_and_warns_once_per_machine(tmp_path:
     assert len(select(series, "nayax_ev_machine_last_keepalive_timestamp_seconds")) == 2
     warnings = [line for line in result.stderr.splitlines() if "in the future" in line]
     assert len(warnings) == 2 and "machine_status.timestamps" in warnings[0]
+
+
+def test_demo_discovers_and_names_the_silent_chargers() -> None:
+    from exporter.demo import DEMO_ACTORS, DEMO_SILENT, demo_fleet
+
+    fleet = demo_fleet()
+    silent = {
+        (DEMO_ACTORS[index][0], m.name)
+        for index, count in DEMO_SILENT
+        for m in fleet.machines(fleet.actor_ids()[index])[:count]
+    }
+    demo = ExporterProcess(args=["--demo", "--log.format=json"]).start()
+    try:
+
+        def named() -> bool:
+            keepalive = select(demo.series(), "nayax_ev_machine_last_keepalive_timestamp_seconds")
+            return len(keepalive) == len(DEMO_ACTORS) * 6  # every charger, none typed by hand
+
+        wait_for(named, timeout=30, what="every demo charger's status")
+        series = demo.series()
+        now = time.time()
+        old = {
+            (dict(labels)["actor"], dict(labels)["machine"])
+            for (_, labels), value in select(
+                series, "nayax_ev_machine_last_keepalive_timestamp_seconds"
+            ).items()
+            if now - value > 3600
+        }
+        assert silent <= old  # the forced-silent chargers (random ones may join them)
+        landing = requests.get(demo.url, timeout=5).text
+        silent_table = landing[landing.index('id="silent"') : landing.index('id="failing"')]
+        for actor, machine in silent:
+            assert f"<td>{machine}</td><td>{actor}</td>" in silent_table
+    finally:
+        demo.stop()
