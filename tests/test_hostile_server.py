@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import resource
 import signal
 import socket
@@ -117,8 +118,9 @@ def read_until_closed(sock: socket.socket, limit: float) -> bytes:
 
 
 def statuses(data: bytes) -> list[int]:
-    """The status codes of every response in a byte stream."""
-    return [int(line.split()[1]) for line in data.split(b"\r\n") if line.startswith(b"HTTP/1.")]
+    """The status codes of every response in a byte stream (a status line may
+    follow a body that ends in a bare newline)."""
+    return [int(code) for code in re.findall(rb"(?:^|\n)HTTP/1\.[01] (\d{3}) ", data)]
 
 
 def send_quietly(sock: socket.socket, data: bytes) -> None:
@@ -211,6 +213,13 @@ def test_a_request_hidden_in_a_body_is_never_served(tmp_path: Path, sim: Simulat
             assert len(statuses(answer)) == 1, (carrier[:60], answer[:400])
             assert statuses(answer)[0] in (400, 413), answer[:300]
         assert not any(e.get("event") == "config reloaded" for e in exporter.logs())
+        # Requests without bodies, pipelined on one connection, are each answered.
+        with connect(exporter) as sock:
+            sock.sendall(
+                b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            assert statuses(read_until_closed(sock, limit=3)) == [200, 404]
 
 
 def test_a_request_head_is_bounded(tmp_path: Path, sim: SimulatorServer) -> None:
