@@ -181,7 +181,7 @@ class Exporter:
             shard=str(self._options.shard),
             interval=self.config.poll.interval,
         )
-        self._log_budget(self.config, self._plan.targets.values())
+        log_budget(self._log, self.config, self._plan.targets.values())
 
     def stop(self) -> None:
         self._reloads.shutdown(wait=False, cancel_futures=True)
@@ -205,22 +205,6 @@ class Exporter:
         body, _ = self.exposition.serve(None, None)
         states = self.store.current().states.values()
         return OnceResult(body, bool(states) and all(s.up for s in states))
-
-    def _log_budget(self, config: Config, targets: Iterable[Target]) -> None:
-        budget = request_budget(config, targets)
-        self._log.info(
-            "request budget",
-            targets=dict(budget.targets),
-            requests_per_interval=budget.requests,
-            interval=budget.interval,
-            rate_needed=round(budget.rate_needed, 3),
-            rate_limit=budget.rate_limit,
-            effective_round=budget.round,
-        )
-        for text in notes(budget):
-            self._log.info("request budget note", note=text)
-        for text in warnings(budget):
-            self._log.warning("polling over budget", round=budget.round, problem=text)
 
     # --- discovery: the machine lists change what is polled ------------------------
 
@@ -276,7 +260,7 @@ class Exporter:
         self.stats.record_reload(True, time.time())
         self._log.info("config reloaded", targets=len(targets))
         if request_budget(config, targets) != old_budget:
-            self._log_budget(config, targets)
+            log_budget(self._log, config, targets)
         return ()
 
     # --- routes -----------------------------------------------------------------
@@ -316,3 +300,21 @@ class Exporter:
 def actor_ids_of(targets: Sequence[Target]) -> tuple[int, ...]:
     """The actors this replica polls (its poll-error counters start at 0 for each)."""
     return tuple(sorted({target.actor_id for target in targets}))
+
+
+def log_budget(log: FilteringBoundLogger, config: Config, targets: Iterable[Target]) -> None:
+    """The request budget as log fields; a warning when a round cannot fit."""
+    budget = request_budget(config, targets)
+    log.info(
+        "request budget",
+        targets=dict(budget.targets),
+        requests_per_interval=budget.requests,
+        interval=budget.interval,
+        rate_needed=round(budget.rate_needed, 3),
+        rate_limit=budget.rate_limit,
+        effective_round=budget.round,
+    )
+    for text in notes(budget):
+        log.info("request budget note", note=text)
+    for text in warnings(budget):
+        log.warning("polling over budget", round=budget.round, problem=text)
