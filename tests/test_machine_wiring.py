@@ -3,6 +3,7 @@ against the simulator for each timestamp convention, and the discovery rules liv
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -210,3 +211,46 @@ def test_demo_discovers_and_names_the_silent_chargers() -> None:
             assert f"<td>{machine}</td><td>{actor}</td>" in silent_table
     finally:
         demo.stop()
+
+
+def test_reload_keeps_discovered_machines(tmp_path: Path) -> None:
+    fleet = Fleet(FleetSpec(seed=8, actors=1, machines_per_actor=3, silent_probability=0.0))
+    actor = fleet.actor_ids()[0]
+    with SimulatorServer(fleet) as sim:
+        document = simulator_config(
+            sim.url, [{"id": actor, "discover": True}], machine_status={"interval": "1s"}
+        )
+        document["discovery"] = {"interval": "1h"}  # listed once, at the start
+        config = write_config(tmp_path / "c.yaml", document)
+        with running_exporter(config) as exporter:
+
+            def statuses() -> int:
+                return len(select(exporter.series(), "nayax_ev_target_up", window="status"))
+
+            wait_for(lambda: statuses() == 3, timeout=20, what="3 discovered chargers")
+            document["windows"] = [{"name": "7d", "rolling": "7d"}]
+            write_config(tmp_path / "c.yaml", document)
+            exporter.signal(signal.SIGHUP)
+            wait_for(
+                lambda: bool(select(exporter.series(), "nayax_ev_target_up", window="7d")),
+                timeout=20,
+                what="the reloaded window",
+            )
+            series = exporter.series()
+            assert len(select(series, "nayax_ev_target_up", window="status")) == 3
+            assert len(select(series, "nayax_ev_target_up", window="7d")) == 4  # actor + 3
+            listings = [r for r in sim.requests() if r.path == "/v1/machines"]
+            assert len(listings) == 2  # one listing (a page and the empty one), not re-read
+
+
+def test_request_budget_counts_each_kind_at_its_own_interval() -> None:
+    from exporter.budget import request_budget, summary
+
+    config = parse_config(CONFIG, environ={})
+    targets = build_targets(config, discovered={10: LISTED})
+    budget = request_budget(config, targets)
+    ev = sum(t.kind == "ev_dashboard" for t in targets)
+    status = sum(t.kind == MACHINE_STATUS for t in targets)
+    assert budget.targets == {"discovery": 1, "ev_dashboard": ev, "machine_status": status}
+    assert budget.rate_needed == pytest.approx(ev / 60 + status / 300 + 1 / 3600)
+    assert "machine_status" in summary(budget)
