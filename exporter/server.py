@@ -28,6 +28,7 @@ import errno
 import http.client
 import io
 import re
+import resource
 import socket
 import ssl
 import threading
@@ -48,6 +49,7 @@ RESPONSE_DEADLINE = 60.0  # seconds to write one response (a client reading slow
 BUSY_EVICTABLE_AFTER = 5.0  # a response still being written after this may make room
 SOCKET_TIMEOUT = 30.0  # per read/write; the deadlines above are the real bounds
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers together
+FD_RESERVE = 64  # descriptors kept for upstream sockets, files and logs
 WATCHDOG_PERIOD = 0.25  # seconds between deadline checks while connections are open
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -59,6 +61,19 @@ def parse_listen_address(address: str) -> tuple[str, int]:
         raise ValueError(f"--web.listen-address must be HOST:PORT or :PORT, got {address!r}")
     host = host.strip("[]")
     return host, int(port_text)
+
+
+def check_open_files(max_connections: int) -> None:
+    """Refuse a connection cap the open-files limit cannot carry: past it, accept()
+    fails and every scrape with it (the limit's reserve is for upstream sockets,
+    the config and token files, logs)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and max_connections > soft - FD_RESERVE:
+        raise ValueError(
+            f"--web.max-connections={max_connections} does not fit the open-files limit "
+            f"({soft}, of which {FD_RESERVE} are kept for the rest): lower it or raise "
+            "the limit (ulimit -n)"
+        )
 
 
 @dataclass
@@ -322,6 +337,7 @@ class ExporterHTTPServer(ThreadingHTTPServer):
     ) -> None:
         self.routes = routes
         self.web_config = web_config
+        check_open_files(max_connections)
         self.guard = ConnectionGuard(max_connections)
         self._ssl: ssl.SSLContext | None = web_config.ssl_context() if web_config else None
         host = address[0]

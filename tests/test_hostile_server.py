@@ -352,6 +352,21 @@ def test_the_connection_cap_closes_the_longest_idle_first(
         assert statuses(read_until_closed(idle[2], limit=3)) == [200]
 
 
+def test_a_connection_cap_past_the_open_files_limit_is_refused(
+    tmp_path: Path, sim: SimulatorServer
+) -> None:
+    config = write_config(
+        tmp_path / "c.yaml", simulator_config(sim.url, [{"id": sim.fleet.actor_ids()[0]}])
+    )
+    process = ExporterProcess(args=[f"--config.file={config}", "--web.max-connections=1000"])
+    with open_files_limit(1024):
+        process.start(wait_healthy=False)
+    assert process.process is not None
+    assert process.process.wait(timeout=20) == 1
+    process.stop()
+    assert any("ulimit -n" in line and "1024" in line for line in process.log_lines)
+
+
 def test_max_connections_must_be_positive(tmp_path: Path, sim: SimulatorServer) -> None:
     config = write_config(
         tmp_path / "c.yaml", simulator_config(sim.url, [{"id": sim.fleet.actor_ids()[0]}])
