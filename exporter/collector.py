@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -86,28 +86,37 @@ class SelfCollector(Collector):
         )
 
 
-def poll_families(round_duration: float | None, interval: float) -> Iterator[Metric]:
-    """Pure: the poll pipeline's gauges — the configured interval, the last round."""
-    yield GaugeMetricFamily(
+def poll_families(rounds: Mapping[str, float], intervals: Mapping[str, float]) -> Iterator[Metric]:
+    """Pure: the poll pipeline's gauges per request kind — its configured
+    interval, and how long its last full round took."""
+    interval_family = GaugeMetricFamily(
         "nayax_ev_poll_interval_seconds",
-        "The configured poll.interval: each target is meant to be polled once per interval.",
-        value=interval,
+        "The configured interval of each request kind: each of its targets is meant "
+        "to be polled once per interval (poll.interval for evDashboard).",
+        labels=["kind"],
     )
+    for kind, seconds in sorted(intervals.items()):
+        interval_family.add_metric([kind], seconds)
+    yield interval_family
     round_family = GaugeMetricFamily(
         "nayax_ev_poll_round_duration_seconds",
-        "How long the last full round took (until every target had finished a poll).",
+        "How long the last full round of each request kind took (until every one of "
+        "its targets had finished a poll).",
+        labels=["kind"],
     )
-    if round_duration is not None:  # absent, not 0, until a round has ended
-        round_family.add_metric([], round_duration)
+    for kind, seconds in sorted(rounds.items()):  # absent, not 0, until a round has ended
+        round_family.add_metric([kind], seconds)
     yield round_family
 
 
 class PollCollector(Collector):
     def __init__(
-        self, round_duration: Callable[[], float | None], interval: Callable[[], float]
+        self,
+        rounds: Callable[[], Mapping[str, float]],
+        intervals: Callable[[], Mapping[str, float]],
     ) -> None:
-        self._round_duration = round_duration
-        self._interval = interval
+        self._rounds = rounds
+        self._intervals = intervals
 
     def collect(self) -> Iterable[Metric]:
-        return poll_families(self._round_duration(), self._interval())
+        return poll_families(self._rounds(), self._intervals())

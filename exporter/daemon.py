@@ -126,7 +126,7 @@ class Exporter:
             )
         )
         self.self_registry.register(
-            PollCollector(lambda: self.stats.round_duration, lambda: self.config.poll.interval)
+            PollCollector(lambda: self.stats.round_durations, lambda: self.poller.intervals)
         )
         self.stats.track_actors(self._actor_ids)
         process_registry = CollectorRegistry(auto_describe=False)

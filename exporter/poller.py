@@ -112,7 +112,8 @@ class Poller:
         self._finished: collections.deque[PollResult] = collections.deque()
         self._batch: list[PollOutcome] = []
         self._last_commit = 0.0
-        self._round = _Round()
+        self._rounds: dict[str, _Round] = {}  # per request kind
+        self._intervals: Mapping[str, float] = {}
         self._thread: threading.Thread | None = None
 
     # --- control (any thread) -------------------------------------------------------
@@ -121,12 +122,18 @@ class Poller:
         """Apply a (new) plan: the store keeps surviving targets' state and drops
         removed ones at once; the scheduler picks the plan up on the same grid."""
         self._store.set_targets(plan.targets.values(), plan.config.poll.stale_after)
+        self._intervals = kind_intervals(plan)
         self._posted = plan
         self._wake.set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="poll-scheduler", daemon=True)
         self._thread.start()
+
+    @property
+    def intervals(self) -> Mapping[str, float]:
+        """Each request kind's poll interval under the latest plan."""
+        return self._intervals
 
     @property
     def alive(self) -> bool:
@@ -205,9 +212,19 @@ class Poller:
                 del self._parked[key]
                 self._busy.discard(key)
                 self._counted.discard(key)
-        self._round.keep(plan.targets.keys(), now)
+        self._keep_rounds(plan, now)
         if old is not None and old.client is not plan.client:
             old.client.close()  # in-flight requests on it finish or fail on their own
+
+    def _keep_rounds(self, plan: Plan, now: float) -> None:
+        """Rounds are measured per request kind, each against its own interval."""
+        by_kind: dict[str, list[TargetKey]] = {}
+        for key in plan.targets:
+            by_kind.setdefault(key.kind, []).append(key)
+        self._rounds = {kind: self._rounds.get(kind) or _Round() for kind in by_kind}
+        for kind, keys in by_kind.items():
+            self._rounds[kind].keep(keys, now)
+        self._stats.forget_rounds(by_kind)
 
     def _resize(self, workers: int) -> None:
         if workers == self._workers and self._executor is not None:
@@ -276,9 +293,11 @@ class Poller:
             self._busy.discard(result.key)
             self._counted.discard(result.key)
             self._batch.append(result)
-            seconds = self._round.polled(result.key, time.monotonic())
+            kind = result.key.kind
+            rounds = self._rounds.get(kind)
+            seconds = None if rounds is None else rounds.polled(result.key, time.monotonic())
             if seconds is not None:
-                self._stats.record_round(seconds)
+                self._stats.record_round(kind, seconds)
 
     def commit(self, batch: Sequence[PollOutcome]) -> None:
         """One snapshot swap for ``batch``; count and log what it changed."""
@@ -361,6 +380,14 @@ def first_dues(
                 due = now
             dues.append((key, due))
     return dues
+
+
+def kind_intervals(plan: Plan) -> dict[str, float]:
+    """Pure: each request kind's interval (poll.interval unless its targets have their own)."""
+    intervals: dict[str, float] = {}
+    for target in plan.targets.values():
+        intervals.setdefault(target.kind, _interval(plan, target))
+    return intervals
 
 
 def _interval(plan: Plan, target: Target) -> float:

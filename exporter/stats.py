@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import disable_created_metrics
@@ -93,7 +93,7 @@ class Stats:
             self._deferred.labels(reason)
         self._actors: frozenset[str] = frozenset()
         self._poll_errors_version = 0
-        self._round: float | None = None
+        self._rounds: dict[str, float] = {}  # request kind -> seconds of its last round
 
     def observe_request(self, code: str, seconds: float) -> None:
         self._requests.labels(code).inc()
@@ -122,13 +122,19 @@ class Stats:
     def count_deferral(self, reason: str) -> None:
         self._deferred.labels(reason).inc()
 
-    def record_round(self, seconds: float) -> None:
-        self._round = seconds  # one reference write: no lock needed
+    def record_round(self, kind: str, seconds: float) -> None:
+        with self._lock:
+            self._rounds = {**self._rounds, kind: seconds}  # swapped whole for readers
+
+    def forget_rounds(self, keep: Iterable[str]) -> None:
+        """Drop the rounds of request kinds no longer polled."""
+        with self._lock:
+            self._rounds = {k: v for k, v in self._rounds.items() if k in set(keep)}
 
     @property
-    def round_duration(self) -> float | None:
-        """Seconds the last full round took; None before the first one ends."""
-        return self._round
+    def round_durations(self) -> Mapping[str, float]:
+        """Seconds the last full round of each request kind took (absent before one ended)."""
+        return self._rounds
 
     @property
     def poll_errors_version(self) -> int:

@@ -896,22 +896,22 @@ def exporter_health(ids: Ids, y: int) -> list[JSON]:
             ids,
             "timeseries",
             "Poll round vs interval",
-            "How long the last full poll round took (every target polled once), per "
-            "exporter instance, against the configured poll.interval. Above 1.5 times the "
-            "interval for 15 minutes: NayaxEVPollingBehind (see --config.check for the "
-            "request budget).",
+            "How long the last full poll round of each request kind took (every target "
+            "of that kind polled once), per exporter instance, against the kind's "
+            "configured interval. Above 1.5 times the interval for 15 minutes: "
+            "NayaxEVPollingBehind (see --config.check for the request budget).",
             "s",
             grid=(0, y + 25, 24, 8),
             targets=[
                 target(
                     "A",
-                    f"max by (instance) (nayax_ev_poll_round_duration_seconds{EXPORTER})",
-                    "round {{instance}}",
+                    f"max by (instance, kind) (nayax_ev_poll_round_duration_seconds{EXPORTER})",
+                    "{{kind}} round · {{instance}}",
                 ),
                 target(
                     "B",
-                    f"max by (instance) (nayax_ev_poll_interval_seconds{EXPORTER})",
-                    "interval {{instance}}",
+                    f"max by (instance, kind) (nayax_ev_poll_interval_seconds{EXPORTER})",
+                    "{{kind}} interval · {{instance}}",
                 ),
             ],
             defaults={**timeseries_custom(), "min": 0},

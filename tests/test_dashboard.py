@@ -543,8 +543,8 @@ CONTRACT_SERIES = [
     (f'nayax_ev_build_info{{{SCRAPE}, version="0.1.0", python_version="3.11.7"}}', "1x30"),
     (f"nayax_ev_config_last_reload_successful{{{SCRAPE}}}", "1x30"),
     (f"nayax_ev_config_last_reload_success_timestamp_seconds{{{SCRAPE}}}", "60x30"),
-    (f"nayax_ev_poll_interval_seconds{{{SCRAPE}}}", "60x30"),
-    (f"nayax_ev_poll_round_duration_seconds{{{SCRAPE}}}", "61x30"),
+    (f'nayax_ev_poll_interval_seconds{{{SCRAPE}, kind="ev_dashboard"}}', "60x30"),
+    (f'nayax_ev_poll_round_duration_seconds{{{SCRAPE}, kind="ev_dashboard"}}', "61x30"),
     (f"up{{{SCRAPE}}}", "1x30"),
 ]
 

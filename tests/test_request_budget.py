@@ -286,10 +286,45 @@ def test_over_budget_is_told_and_measured_and_every_target_polled_fairly(
 
     assert all(0.8 * effective <= r <= 1.5 * effective for r in rounds), rounds
     assert select(series, "nayax_ev_poll_interval_seconds") == {
-        ("nayax_ev_poll_interval_seconds", frozenset()): 1.0
+        ("nayax_ev_poll_interval_seconds", frozenset({("kind", "ev_dashboard")})): 1.0
     }
     warned = [e for e in logs if e.get("event") == "polling over budget"]
     assert len(warned) == 1 and warned[0]["round"] == effective, warned
     per_target = Counter(r.machine for r in records)
     assert len(per_target) == targets, per_target
     assert max(per_target.values()) - min(per_target.values()) <= 1, per_target
+
+
+def test_rounds_are_measured_per_kind_against_their_own_interval(
+    budget_simulator: SimulatorServer, budget_fleet: Fleet, tmp_path: Path
+) -> None:
+    """Machine status is polled less often than evDashboard: each kind's round is
+    its own, so a healthy fleet's evDashboard round stays near poll.interval."""
+    actor_id = budget_fleet.actor_ids()[0]
+    document = simulator_config(
+        budget_simulator.url,
+        [_actor(budget_fleet, actor_id)],
+        interval="1s",
+        stale_after="30s",
+        machine_status={"enabled": True, "interval": "3s"},
+    )
+    config = write_config(tmp_path / "config.yaml", document)
+    with running_exporter(config) as exporter:
+        wait_for(exporter.ready, timeout=20, what="every target polled once")
+
+        def rounds() -> dict[str, float]:
+            found = select(exporter.series(), "nayax_ev_poll_round_duration_seconds")
+            return {dict(labels)["kind"]: value for (_, labels), value in found.items()}
+
+        wait_for(lambda: len(rounds()) == 2, timeout=15, interval=0.2, what="both kinds' rounds")
+        time.sleep(3.5)  # a full round of each after the first
+        measured = rounds()
+        intervals = {
+            dict(labels)["kind"]: value
+            for (_, labels), value in select(
+                exporter.series(), "nayax_ev_poll_interval_seconds"
+            ).items()
+        }
+    assert intervals == {"ev_dashboard": 1.0, "machine_status": 3.0}
+    assert 0.7 <= measured["ev_dashboard"] <= 1.5, measured
+    assert 2.1 <= measured["machine_status"] <= 4.5, measured
