@@ -20,7 +20,8 @@ the exporter to re-plan.
 
 To add a kind (e.g. ``machine_status``, ``discovery``):
 
-1. write the kind (``name``, ``request``, ``parse``) and add it to :data:`KINDS`;
+1. write the kind (``name``, ``request``, ``parse``) and add it to :data:`KINDS`
+   (or, like the machine kinds, to :func:`all_kinds`);
 2. build its targets (``Target`` with ``TargetKey(kind=...)``) next to
    ``targets.build_targets`` so they go through the same shard filter;
 3. render its results in ``samples.state_samples`` (by ``state.target.kind``).

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 GetJson = Callable[[str, Mapping[str, str], Secret], Answer]
+# More machines than any operator has: a listing that keeps going is refused.
+MAX_RECORDS = 20_000
 
 
 @dataclass(frozen=True)
@@ -96,22 +98,27 @@ def fetch_pages(
 
     The answer's payload is the list of page payloads; attempts add up, duration
     is the whole listing's. A failed page raises (the caller keeps the last list).
+    A server that ignores the offset (the same page again) or never ends (more
+    than MAX_RECORDS records) stops the listing early: it is then incomplete, and
+    :meth:`DiscoveryKind.parse` refuses it.
     """
     started = time.monotonic()
     pages: list[object] = []
-    attempts, offset = 0, 0
+    attempts, offset, records = 0, 0, 0
     status = 200
     while True:
         page_params = {**params, "ResultsLimit": str(PAGE_SIZE), "ResultsOffset": str(offset)}
         answer = get_json(path, page_params, credential)
         attempts += answer.attempts
         status = answer.status
-        pages.append(answer.payload)
-        records: Sequence[object] = answer.payload if isinstance(answer.payload, list) else []
-        if not isinstance(answer.payload, list):
-            break  # parse reports it
-        following = next_offset(offset, records, len(pages))
-        if following is None:
+        page = answer.payload
+        if not isinstance(page, list) or (pages and page and page == pages[-1]):
+            pages.append(page)
+            break  # not a listing, or the same page again: parse reports it
+        pages.append(page)
+        records += len(page)
+        following = next_offset(offset, page, len(pages))
+        if following is None or records > MAX_RECORDS:
             break
         offset = following
     return Answer(pages, status, attempts, time.monotonic() - started)

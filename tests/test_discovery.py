@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
-from exporter.config import MachineConfig
+from exporter.client import Answer
+from exporter.config import MachineConfig, Secret, parse_config
 from exporter.discovery import (
     MachineInfo,
     PageResult,
@@ -19,8 +22,10 @@ from exporter.machine_config import (
     parse_discovery,
     parse_machine_status,
 )
+from exporter.machine_kinds import MAX_RECORDS, DiscoveryKind, fetch_pages
 from exporter.machine_samples import discovered_sample, info_sample
 from exporter.reading import BadPayload
+from exporter.targets import build_targets
 
 PAGE = [
     {
@@ -208,3 +213,42 @@ actors:
         "actors[0].discover",
         "discovery.interval",
     }
+
+
+class FakeListing:
+    """An API that answers page ``n`` of ``pages`` (the last one for ever after)."""
+
+    def __init__(self, pages: list[list[dict[str, object]]]) -> None:
+        self.pages = pages
+        self.asked: list[dict[str, str]] = []
+
+    def get_json(self, path: str, params: Mapping[str, str], credential: Secret) -> Answer:
+        self.asked.append(dict(params))
+        return Answer(self.pages[min(len(self.asked), len(self.pages)) - 1], 200, 1, 0.01)
+
+
+def test_fetch_pages_stops_at_an_empty_page_a_repeated_page_or_too_many() -> None:
+    config = parse_config("lynx: {token: t}\nactors: [{id: 9, discover: true}]")
+    target = build_targets(config)[-1]
+    record: dict[str, object] = {"MachineID": 1, "MachineTypeID": 555007}
+    api = FakeListing([[record, {**record, "MachineID": 2}], [{**record, "MachineID": 3}], []])
+    answer = fetch_pages(api.get_json, "/v1/machines", {"ActorID": "9"}, Secret("t"))
+    assert [a["ResultsOffset"] for a in api.asked] == ["0", "2", "3"]  # short is not the end
+    assert {a["ResultsLimit"] for a in api.asked} == {"1000"} and answer.attempts == 3
+    found = DiscoveryKind().parse(answer.payload, target, config).machines
+    assert [m.machine_id for m in found] == [1, 2, 3]
+
+    stuck = FakeListing([[record]])  # ignores ResultsOffset: the same page for ever
+    answer = fetch_pages(stuck.get_json, "/v1/machines", {}, Secret("t"))
+    assert len(stuck.asked) == 2
+    with pytest.raises(BadPayload):
+        DiscoveryKind().parse(answer.payload, target, config)
+
+    def page(n: int) -> list[dict[str, object]]:
+        return [{**record, "MachineID": n * 1000 + i + 1} for i in range(1000)]
+
+    endless = FakeListing([page(n) for n in range(MAX_RECORDS // 1000 + 5)])
+    answer = fetch_pages(endless.get_json, "/v1/machines", {}, Secret("t"))
+    assert len(endless.asked) == MAX_RECORDS // 1000 + 1
+    with pytest.raises(BadPayload):
+        DiscoveryKind().parse(answer.payload, target, config)
