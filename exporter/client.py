@@ -22,23 +22,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-import requests
-import urllib3
-from requests.structures import CaseInsensitiveDict
-
-from exporter.config import LynxConfig, Secret
-from exporter.ratelimit import RateLimiter, TokenGate
-from exporter.transport import (
-    ACCEPT_ENCODING,
-    MAX_BODY_BYTES,
-    BadEncoding,
-    BodyTooLarge,
-    DeadlineAdapter,
-    DeadlinePassed,
-    cause_name,
-    deadline_scope,
-    read_body,
+from exporter.config import LynxConfig, RefreshToken, Secret
+from exporter.errors import (
+    AuthError,
+    BadPayloadError,
+    ClientRequestError,
+    ConnectionFailed,
+    ExchangeFailed,
+    LynxError,
+    NotFoundError,
+    RateLimitedError,
+    RedirectError,
+    ServerError,
+    Stopped,
+    TimeoutError_,
 )
+from exporter.ratelimit import RateLimiter, TokenGate
+from exporter.tokens import TokenBroker
+from exporter.transport import ACCEPT_ENCODING, MAX_BODY_BYTES, Reply, RequestObserver, Transport
 
 USER_AGENT_PREFIX = "nayax-ev-exporter"
 # Sent with every request as "<poll id> <attempt>/<attempts allowed>": the retries of
@@ -47,75 +48,30 @@ USER_AGENT_PREFIX = "nayax-ev-exporter"
 ATTEMPT_HEADER = "X-Request-Attempt"
 EV_DASHBOARD_PATH = "/v1/actors/{actor_id}/evDashboard"
 REDACTED = "<redacted>"
-__all__ = ["MAX_BODY_BYTES", "Answer", "Credential", "LynxClient", "LynxError"]
+__all__ = [  # the errors live in exporter.errors; callers import them from here
+    "MAX_BODY_BYTES",
+    "Answer",
+    "AuthError",
+    "BadPayloadError",
+    "ClientRequestError",
+    "ConnectionFailed",
+    "Credential",
+    "ExchangeFailed",
+    "LynxClient",
+    "LynxError",
+    "NotFoundError",
+    "RateLimitedError",
+    "RedirectError",
+    "RequestObserver",
+    "ServerError",
+    "Stopped",
+    "TimeoutError_",
+]
 
-# What a request authenticates with: a token sent as Bearer as it is.
+# What a request authenticates with: a token sent as Bearer as it is, or a
+# RefreshToken (a Secret too), exchanged for the access tokens sent as Bearer.
 Credential = Secret
-
-# A request observation: (code label, seconds). The code is the HTTP status,
-# or "timeout" / "connection" when no status arrived.
-RequestObserver = Callable[[str, float], None]
-
-
-class LynxError(Exception):
-    """A request that produced no usable answer. ``reason`` is a metric label."""
-
-    reason = "error"
-
-    def __init__(self, message: str, *, status: int | None = None, attempts: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
-        self.attempts = attempts
-
-
-class AuthError(LynxError):
-    reason = "auth"
-
-
-class NotFoundError(LynxError):
-    reason = "not_found"
-
-
-class ClientRequestError(LynxError):
-    reason = "client_error"
-
-
-class RedirectError(LynxError):
-    """A 3xx: never followed (the token must not go where ``Location`` points)."""
-
-    reason = "redirect"
-
-
-class RateLimitedError(LynxError):
-    reason = "rate_limited"
-
-    def __init__(
-        self, message: str, *, retry_after: float, status: int | None = 429, attempts: int = 1
-    ) -> None:
-        super().__init__(message, status=status, attempts=attempts)
-        self.retry_after = retry_after  # seconds the vendor asked us (or we chose) to wait
-
-
-class ServerError(LynxError):
-    reason = "server_error"
-
-
-class TimeoutError_(LynxError):
-    reason = "timeout"
-
-
-class ConnectionFailed(LynxError):
-    reason = "connection"
-
-
-class BadPayloadError(LynxError):
-    reason = "bad_payload"
-
-
-class Stopped(LynxError):
-    """The exporter is shutting down; not an upstream fault."""
-
-    reason = "stopped"
+EXCHANGE_PATH = "/v1/issue-access-token"
 
 
 @dataclass(frozen=True)
@@ -124,16 +80,6 @@ class Answer:
     status: int
     attempts: int
     duration: float  # seconds of the last attempt
-
-
-@dataclass(frozen=True)
-class _Reply:
-    """One exchange's outcome: a status, with the (capped) body unless it was a 3xx."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes | None
-    duration: float
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -171,6 +117,7 @@ class LynxClient:
         version: str = "dev",
         rng: random.Random | None = None,
         sleep_clock: Callable[[], float] = time.monotonic,
+        on_secret: Callable[[str], None] = lambda _text: None,
     ) -> None:
         self._config = config
         self._observe = observer
@@ -179,21 +126,23 @@ class LynxClient:
         self._stop = stop
         self._rng = rng or random.Random()
         self._clock = sleep_clock
-        self._adapter = DeadlineAdapter(
-            pool_connections=1, pool_maxsize=max(1, config.max_concurrency), max_retries=0
-        )
-        self._headers = {
+        headers = {
             "User-Agent": f"{USER_AGENT_PREFIX}/{version}",
             "Accept": "application/json",
             "Accept-Encoding": ACCEPT_ENCODING,
         }
-        # Proxy settings from the environment (HTTPS_PROXY, NO_PROXY, ...) are read
-        # once here, not on every request; ~/.netrc is never consulted (it would
-        # replace our Authorization header).
-        self._proxies = requests.utils.get_environ_proxies(config.base_url)
+        self._transport = Transport(
+            timeout=config.timeout,
+            pool_size=max(1, config.max_concurrency),
+            headers=headers,
+            observer=observer,
+        )
+        # Access tokens for refresh tokens; each new one is announced (on_secret) so
+        # the log scrubber knows it.
+        self._tokens = TokenBroker(self.exchange_refresh_token, on_token=on_secret)
 
     def close(self) -> None:
-        self._adapter.close()
+        self._transport.close()
 
     def __repr__(self) -> str:
         return f"LynxClient(base_url={self._config.base_url!r})"
@@ -217,14 +166,10 @@ class LynxClient:
         poll_id = f"{self._rng.getrandbits(64):016x}"
         last_error: LynxError | None = None
         for attempt in range(attempts_allowed):
-            secret = credential.reveal()
-            self._pace(attempt, last_error, secret)
-            headers = {
-                "Authorization": _bearer(secret),
-                ATTEMPT_HEADER: f"{poll_id} {attempt + 1}/{attempts_allowed}",
-            }
+            self._pace(attempt, last_error, credential.reveal())
+            header = f"{poll_id} {attempt + 1}/{attempts_allowed}"
             try:
-                return self._attempt(url, headers, secret, attempt + 1)
+                return self._authorized(url, header, credential, attempt + 1)
             except LynxError as error:
                 error.attempts = attempt + 1
                 last_error = error
@@ -266,11 +211,37 @@ class LynxClient:
         if not self._gate.wait(secret, self._stop) or not self._limiter.acquire(self._stop):
             raise Stopped("shutting down", attempts=attempt)
 
-    def _attempt(self, url: str, headers: Mapping[str, str], secret: str, attempt: int) -> Answer:
-        reply = self._exchange("GET", url, headers)
+    def _authorized(self, url: str, attempt_header: str, credential: Credential, n: int) -> Answer:
+        """One attempt with the credential's bearer token. A refresh token's access
+        token that gets a 401 is renewed and the request sent once more, before the
+        401 counts: the vendor may revoke an access token before its ``exp``."""
+        if not isinstance(credential, RefreshToken):
+            return self._attempt(url, attempt_header, credential.reveal(), (), n)
+        access = self._tokens.access(credential)
+        try:
+            answer = self._attempt(url, attempt_header, credential.reveal(), (access,), n)
+        except AuthError as error:
+            if error.status != 401:
+                raise
+            self._tokens.rejected(credential, access, error)
+            access = self._tokens.access(credential)
+            if not self._limiter.acquire(self._stop):
+                raise Stopped("shutting down", attempts=n) from None
+            answer = self._attempt(url, attempt_header, credential.reveal(), (access,), n)
+        self._tokens.accepted(credential)
+        return answer
+
+    def _attempt(
+        self, url: str, attempt_header: str, key: str, access: tuple[Secret, ...], attempt: int
+    ) -> Answer:
+        """One request. ``key`` is the configured token (the 429 holds' key); it is
+        sent as Bearer unless an ``access`` token, exchanged for it, is given."""
+        secret = access[0].reveal() if access else key
+        headers = {"Authorization": _scheme("Bearer", secret), ATTEMPT_HEADER: attempt_header}
+        reply = self._transport.exchange("GET", url, headers)
         status = reply.status
         if not 200 <= status < 300:
-            raise self._status_error(reply, secret)
+            raise self._status_error(reply, key, (key, secret))
         assert reply.body is not None
         try:
             payload = json.loads(reply.body, parse_constant=_reject_constant)
@@ -279,109 +250,144 @@ class LynxClient:
             content_type = reply.headers.get("Content-Type", "?").split(";")[0]
             raise BadPayloadError(
                 "HTTP 200 with a body that is not JSON (Content-Type "
-                f"{_redact(content_type, secret)[:60]})",
+                f"{_redact(_redact(content_type, secret), key)[:60]})",
                 status=status,
             ) from None
         # An upstream that reflects request headers into its answer must not get
         # our token into a parse-problem message, the landing page or a log line.
         # Walking the payload is skipped when the body plainly cannot hold the
         # token: no occurrence and no JSON escape that could spell it.
-        if b"\\" in reply.body or secret.encode() in reply.body:
-            payload = _scrub(payload, secret)
+        for hidden in {key, secret}:
+            if b"\\" in reply.body or hidden.encode() in reply.body:
+                payload = _scrub(payload, hidden)
+        failure = vendor_failure(payload, (key, secret))
+        if failure is not None:
+            raise BadPayloadError(
+                f"HTTP {status} with a failure in its body: {failure}", status=status
+            )
         return Answer(payload=payload, status=status, attempts=attempt, duration=reply.duration)
 
-    def _exchange(self, method: str, url: str, headers: Mapping[str, str]) -> _Reply:
-        """One request and its answer within ``lynx.timeout``, connect to last byte.
-        Observes the request; raises a LynxError for anything but a status."""
-        timeout = self._config.timeout
-        started = time.monotonic()
-        deadline = started + timeout
-        status: int | None = None
-        try:
-            with deadline_scope(deadline):
-                response = self._adapter.send(
-                    self._prepare(method, url, headers),
-                    stream=True,
-                    timeout=(timeout, timeout),
-                    proxies=self._proxies,
-                )
-                status = response.status_code
-                try:
-                    body = None if 300 <= status < 400 else read_body(response, deadline)
-                finally:
-                    response.close()
-        except Exception as exc:  # the HTTP stack's texts may quote the token
-            raise self._transport_error(exc, status, time.monotonic() - started) from None
-        duration = time.monotonic() - started
-        self._observe(str(status), duration)
-        return _Reply(status=status, headers=response.headers, body=body, duration=duration)
-
-    def _transport_error(self, exc: Exception, status: int | None, elapsed: float) -> LynxError:
-        """Our own, secret-free error for an exchange that raised ``exc``."""
-        timeout = self._config.timeout
-        if isinstance(
-            exc, requests.Timeout | urllib3.exceptions.TimeoutError | DeadlinePassed | TimeoutError
-        ):
-            self._observe("timeout", elapsed)
-            return TimeoutError_(f"no complete answer within {timeout:g}s", status=status)
-        if isinstance(exc, BodyTooLarge) and status is not None:
-            self._observe(str(status), elapsed)
-            return BadPayloadError(
-                f"HTTP {status} with a body over {MAX_BODY_BYTES} bytes (as sent or decompressed)",
-                status=status,
-            )
-        if isinstance(exc, BadEncoding) and status is not None:
-            self._observe(str(status), elapsed)
-            return BadPayloadError(
-                f"HTTP {status} with a body in an encoding not asked for, or corrupt",
-                status=status,
-            )
-        # urllib3's own errors surface here because the body is read from the raw
-        # stream (a reset mid-body is a ProtocolError); anything else the stack
-        # raises (a header it cannot send, a malformed status line) lands here too.
-        self._observe("connection", elapsed)
-        return ConnectionFailed(f"connection failed ({cause_name(exc)})", status=status)
-
-    def _prepare(
-        self, method: str, url: str, headers: Mapping[str, str]
-    ) -> requests.PreparedRequest:
-        """The request, prepared here rather than by ``Session.request``: no cookies,
-        no ~/.netrc, no hooks, and the generic merging of those was about a sixth of
-        the CPU of each poll. The query is our own (dates and ids)."""
-        prepared = requests.PreparedRequest()  # body None, default hooks, no cookies
-        prepared.method = method
-        prepared.url = url
-        merged = CaseInsensitiveDict(self._headers)
-        merged.update(headers)
-        if method == "POST":
-            merged["Content-Length"] = "0"
-        prepared.headers = merged
-        return prepared
-
-    def _status_error(self, reply: _Reply, secret: str) -> LynxError:
+    def _status_error(self, reply: Reply, key: str | None, secrets: tuple[str, ...]) -> LynxError:
+        """The typed error for a non-2xx answer, quoting the vendor's own message and
+        correlation id (scrubbed) when its body carries them. A 429 holds ``key``."""
         status = reply.status
         if 300 <= status < 400:
             return RedirectError(f"HTTP {status}: redirect not followed", status=status)
+        said = vendor_detail(reply.body, secrets)
         if status in (401, 403):
-            return AuthError(f"HTTP {status}: token rejected", status=status)
+            return AuthError(f"HTTP {status}: token rejected{said}", status=status)
         if status == 404:
-            return NotFoundError("HTTP 404: unknown actor or machine", status=status)
+            return NotFoundError(f"HTTP 404: unknown actor or machine{said}", status=status)
         if status == 429:
             retry_after = parse_retry_after(reply.headers.get("Retry-After"))
             hold = retry_after if retry_after is not None else self.backoff(0)
-            self._gate.hold(secret, hold)
-            return RateLimitedError("HTTP 429: rate limited", retry_after=hold)
+            if key is not None:
+                self._gate.hold(key, hold)
+            return RateLimitedError(f"HTTP 429: rate limited{said}", retry_after=hold)
         if status >= 500:
-            return ServerError(f"HTTP {status}: server error", status=status)
-        return ClientRequestError(f"HTTP {status}: request rejected", status=status)
+            return ServerError(f"HTTP {status}: server error{said}", status=status)
+        return ClientRequestError(f"HTTP {status}: request rejected{said}", status=status)
+
+    def exchange_refresh_token(self, refresh: RefreshToken) -> str:
+        """``POST {auth_url}/v1/issue-access-token`` with ``Authorization: jwt
+        <refresh>``: the access token's text. An answer other than a 200 carrying a
+        usable token is an AuthError; no answer is the transport's error."""
+        url = f"{refresh.auth_url}{EXCHANGE_PATH}"
+        secret = refresh.reveal()
+        reply = self._transport.exchange("POST", url, {"Authorization": _scheme("jwt", secret)})
+        if reply.status != 200:
+            error = self._status_error(reply, None, (secret,))
+            raise ExchangeFailed(
+                f"access token exchange failed: {error}",
+                status=reply.status,
+                retry_after=getattr(error, "retry_after", None),
+            )
+        assert reply.body is not None
+        try:
+            payload = json.loads(reply.body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            payload = None
+        token = payload.get("Token") if isinstance(payload, dict) else None
+        if not isinstance(token, str) or not _sendable(token):
+            said = vendor_detail(reply.body, (secret,))
+            raise AuthError(
+                f"access token exchange answered HTTP 200 without a usable token{said}",
+                status=200,
+            )
+        return token
+
+    def token_expiry(self, credential: Credential) -> float | None:
+        """Unix seconds the credential's access token expires (refresh tokens only):
+        0 when exchanges failed and none is held, None for a static token."""
+        if not isinstance(credential, RefreshToken):
+            return None
+        return self._tokens.expiry(credential)
 
 
-def _bearer(secret: str) -> str:
+def _sendable(secret: str) -> bool:
+    """Pure: whether a header can carry ``secret`` (printable ASCII, one line)."""
+    return bool(secret) and all(" " <= c <= "~" for c in secret)
+
+
+def _scheme(scheme: str, secret: str) -> str:
     """The Authorization value, or AuthError for a token no header can carry: the
     HTTP stack's own complaint would quote the whole header, token included."""
-    if not secret or not all(" " <= c <= "~" for c in secret):
+    if not _sendable(secret):
         raise AuthError("the token holds a character an HTTP header cannot carry")
-    return f"Bearer {secret}"
+    return f"{scheme} {secret}"
+
+
+# Fields of the vendor's error bodies: {"message", "errorKey", "errorCode",
+# "errorMessage", "correlationId", "isUserError", ...}. A dashboard, a machine list
+# or a machine status never has these.
+_FAILURE_FIELDS = frozenset({"errorKey", "errorCode", "errorMessage", "isUserError"})
+MAX_VENDOR_TEXT = 200  # characters of the vendor's message quoted in an error
+MAX_CORRELATION_ID = 64
+
+
+def vendor_detail(body: bytes | None, secrets: tuple[str, ...]) -> str:
+    """Pure: ``': "<message>" (correlationId <id>)'`` from a vendor error body, the
+    token(s) scrubbed, control characters dropped and both cut to a sane length;
+    empty when the body is no JSON object carrying them."""
+    if not body:
+        return ""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return ""
+    return _detail_of(payload, secrets) if isinstance(payload, dict) else ""
+
+
+def vendor_failure(payload: object, secrets: tuple[str, ...]) -> str | None:
+    """Pure: the vendor's message when a 2xx body is a failure object instead of
+    data (some Lynx endpoints answer 200 with one); None when it is not."""
+    if not isinstance(payload, dict) or not _FAILURE_FIELDS & payload.keys():
+        return None
+    return _detail_of(payload, secrets).removeprefix(": ") or "no message"
+
+
+def _detail_of(payload: dict[str, object], secrets: tuple[str, ...]) -> str:
+    message = _clean(payload.get("message"), secrets, MAX_VENDOR_TEXT)
+    if not message:
+        message = _clean(payload.get("errorMessage"), secrets, MAX_VENDOR_TEXT)
+    correlation = _clean(payload.get("correlationId"), secrets, MAX_CORRELATION_ID)
+    parts = [f'"{message}"'] if message else []
+    if correlation:
+        parts.append(f"(correlationId {correlation})")
+    return ": " + " ".join(parts) if parts else ""
+
+
+def _clean(value: object, secrets: tuple[str, ...], limit: int) -> str:
+    """Pure: a vendor-supplied string or number as safe, short, one-line text."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return ""
+    text = str(value)
+    for secret in secrets:  # before any cut, which could leave part of a token
+        text = _redact(text, secret)
+    text = text[: limit * 4]
+    text = "".join(c if c.isprintable() else " " for c in text).replace('"', "'")
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _redact(text: str, secret: str) -> str:

@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "https://lynx.nayax.com/operational"
+DEFAULT_AUTH_URL = "https://lynx-api.nayax.com"  # where refresh tokens are exchanged
 DEFAULT_LISTEN_ADDRESS = ":9877"
 
 DurationUnit = Literal["seconds", "minutes", "hours"]
@@ -70,6 +71,34 @@ DURATION_BOUNDS: Mapping[str, tuple[float, float]] = {
 }
 
 
+class RefreshToken(Secret):
+    """A scoped refresh token: never sent to the data endpoints, but exchanged at
+    ``{auth_url}/v1/issue-access-token`` for the access tokens they accept
+    (``exporter/tokens.py``). Where a token is expected it stands in for the access
+    tokens it yields: its value keys the 429 holds of the requests made with them."""
+
+    __slots__ = ("auth_url",)
+
+    def __init__(self, value: str, auth_url: str = DEFAULT_AUTH_URL) -> None:
+        super().__init__(value)
+        self.auth_url = auth_url
+
+    def __repr__(self) -> str:
+        return "RefreshToken('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, RefreshToken)
+            and other.reveal() == self.reveal()
+            and other.auth_url == self.auth_url
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.reveal(), self.auth_url))
+
+
 @dataclass(frozen=True)
 class LynxConfig:
     base_url: str = DEFAULT_BASE_URL
@@ -82,6 +111,9 @@ class LynxConfig:
     rate_limit_per_second: float = 5.0  # 0 = unlimited
     max_concurrency: int = 4
     retry_after_max: float = 300.0  # the longest a 429's Retry-After holds a token
+    refresh_token: RefreshToken | None = None  # from `refresh_token` or `refresh_token_file`
+    refresh_token_file: Path | None = None
+    auth_url: str = DEFAULT_AUTH_URL
 
 
 @dataclass(frozen=True)
@@ -135,6 +167,7 @@ class ActorConfig:
     token: Secret | None = None
     machines: tuple[MachineConfig, ...] = ()
     discover: bool = False  # list this actor's machines from GET /v1/machines
+    refresh_token: RefreshToken | None = None
 
     @property
     def label(self) -> str:
@@ -163,8 +196,9 @@ class Config:
         return any(actor.machines or actor.discover for actor in self.actors)
 
     def token_for(self, actor: ActorConfig) -> Secret:
-        """The token an actor's requests carry: its own, else the global one."""
-        token = actor.token or self.lynx.token
+        """The token an actor's requests carry: its own, else the global one; a
+        refresh token stands for the access tokens it is exchanged for."""
+        token = actor.token or actor.refresh_token or self.lynx.token or self.lynx.refresh_token
         if token is None:  # validation guarantees one of them exists
             raise ConfigError([f"actor {actor.id}: no token"])
         return token
@@ -214,6 +248,9 @@ LYNX_KEYS = (
     "rate_limit_per_second",
     "max_concurrency",
     "retry_after_max",
+    "refresh_token",
+    "refresh_token_file",
+    "auth_url",
 )
 
 
@@ -232,6 +269,8 @@ def _lynx(v: Validator, node: object, base_dir: Path) -> LynxConfig:
     if parts.username or parts.password:
         v.error("lynx.base_url", "must not contain credentials; use lynx.token")
     token, token_file = _global_token(v, raw, base_dir)
+    auth_url = _auth_url(v, raw)
+    refresh, refresh_file = _global_refresh_token(v, raw, base_dir, auth_url)
     max_retries = v.integer(raw.get("max_retries"), "lynx.max_retries", maximum=20)
     concurrency = v.integer(
         raw.get("max_concurrency"), "lynx.max_concurrency", minimum=1, maximum=512
@@ -251,7 +290,46 @@ def _lynx(v: Validator, node: object, base_dir: Path) -> LynxConfig:
         max_concurrency=concurrency or defaults.max_concurrency,
         retry_after_max=_duration(v, raw.get("retry_after_max"), "lynx.retry_after_max")
         or defaults.retry_after_max,
+        refresh_token=refresh,
+        refresh_token_file=refresh_file,
+        auth_url=auth_url,
     )
+
+
+def _auth_url(v: Validator, raw: Mapping[str, object]) -> str:
+    """``lynx.auth_url``: a plain http(s) URL without a trailing slash."""
+    text = v.string(raw.get("auth_url"), "lynx.auth_url")
+    if text is None:
+        return DEFAULT_AUTH_URL
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        v.error("lynx.auth_url", "must be an http:// or https:// URL")
+    elif parts.username or parts.password or parts.query or parts.fragment:
+        v.error("lynx.auth_url", "must be a plain URL: no credentials, query or fragment")
+    return text.rstrip("/")
+
+
+def _global_refresh_token(
+    v: Validator, raw: Mapping[str, object], base_dir: Path, auth_url: str
+) -> tuple[RefreshToken | None, Path | None]:
+    """``lynx.refresh_token`` or ``lynx.refresh_token_file``, instead of a token."""
+    given = [k for k in ("refresh_token", "refresh_token_file") if raw.get(k) is not None]
+    if given and any(raw.get(k) is not None for k in ("token", "token_file")):
+        v.error("lynx", "set either a token (token, token_file) or a refresh token, not both")
+    if len(given) == 2:
+        v.error("lynx", "set either refresh_token or refresh_token_file, not both")
+        return None, None
+    if given == ["refresh_token"]:
+        return _refresh(v.secret(raw.get("refresh_token"), "lynx.refresh_token"), auth_url), None
+    file_name = v.string(raw.get("refresh_token_file"), "lynx.refresh_token_file")
+    if file_name is None:
+        return None, None
+    path = base_dir / file_name
+    return _refresh(read_token_file(v, path, "lynx.refresh_token_file"), auth_url), path
+
+
+def _refresh(secret: Secret | None, auth_url: str) -> RefreshToken | None:
+    return None if secret is None else RefreshToken(secret.reveal(), auth_url)
 
 
 def _global_token(
@@ -371,22 +449,38 @@ class _Seen:
         return False
 
 
-def _actors(v: Validator, node: object, have_global_token: bool) -> tuple[ActorConfig, ...]:
+NO_CREDENTIAL = (
+    "no token: set lynx.token, lynx.token_file, lynx.refresh_token,"
+    " lynx.refresh_token_file or this actor's token or refresh_token"
+)
+
+
+def _actors(
+    v: Validator, node: object, have_global_token: bool, auth_url: str = DEFAULT_AUTH_URL
+) -> tuple[ActorConfig, ...]:
     items = v.sequence(node, "actors")
     if not items and not v.errors_for("actors"):
         v.error("actors", "must list at least one actor")
     seen = _Seen()
     actors = (
-        _actor(v, item, f"actors[{index}]", seen, have_global_token)
+        _actor(v, item, f"actors[{index}]", seen, have_global_token, auth_url=auth_url)
         for index, item in enumerate(items)
     )
     return tuple(a for a in actors if a is not None)
 
 
 def _actor(
-    v: Validator, item: object, path: str, seen: _Seen, have_global_token: bool
+    v: Validator,
+    item: object,
+    path: str,
+    seen: _Seen,
+    have_global_token: bool,
+    *,
+    auth_url: str = DEFAULT_AUTH_URL,
 ) -> ActorConfig | None:
-    raw = v.mapping(item, path, ("id", "name", "currency", "token", "machines", "discover"))
+    raw = v.mapping(
+        item, path, ("id", "name", "currency", "token", "machines", "discover", "refresh_token")
+    )
     actor_id = v.integer(raw.get("id"), f"{path}.id", minimum=1)
     if "id" not in raw:
         v.error(f"{path}.id", "is required")
@@ -398,8 +492,11 @@ def _actor(
     label = name or (str(actor_id) if actor_id is not None else None)
     if seen.taken(seen.names, label):
         v.error(f"{path}.name", f"duplicate actor name {label!r}")
-    if raw.get("token") is None and not have_global_token and "token" not in raw:
-        v.error(path, "no token: set lynx.token, lynx.token_file or this actor's token")
+    refresh = _refresh(v.secret(raw.get("refresh_token"), f"{path}.refresh_token"), auth_url)
+    if raw.get("token") is not None and raw.get("refresh_token") is not None:
+        v.error(path, "set either token or refresh_token, not both")
+    if not have_global_token and not {"token", "refresh_token"} & raw.keys():
+        v.error(path, NO_CREDENTIAL)
     machines = _machines(v, raw.get("machines"), f"{path}.machines")
     if actor_id is None:
         return None
@@ -410,6 +507,7 @@ def _actor(
         token=token,
         machines=machines,
         discover=parse_discover_flag(raw.get("discover"), f"{path}.discover", v.errors),
+        refresh_token=refresh,
     )
 
 
@@ -456,9 +554,12 @@ def parse_config(
     units = _units(v, raw.get("units"))
     raw_lynx = raw.get("lynx")
     has_global_token = lynx.token is not None or (
-        isinstance(raw_lynx, dict) and ("token" in raw_lynx or "token_file" in raw_lynx)
+        isinstance(raw_lynx, dict)
+        and any(
+            k in raw_lynx for k in ("token", "token_file", "refresh_token", "refresh_token_file")
+        )
     )
-    actors = _actors(v, raw.get("actors"), has_global_token)
+    actors = _actors(v, raw.get("actors"), has_global_token, lynx.auth_url)
     discovery = parse_discovery(raw.get("discovery"), v.errors)
     machine_status = parse_machine_status(raw.get("machine_status"), v.errors)
     if v.errors:

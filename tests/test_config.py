@@ -224,7 +224,8 @@ def test_expanded_values_cannot_inject_yaml_structure() -> None:
 
 def test_actor_without_any_token_is_an_error() -> None:
     assert (
-        "actors[0]: no token: set lynx.token, lynx.token_file or this actor's token"
+        "actors[0]: no token: set lynx.token, lynx.token_file, lynx.refresh_token,"
+        " lynx.refresh_token_file or this actor's token or refresh_token"
         in errors_of("actors: [{id: 1}]")
     )
     # A per-actor token is enough.

@@ -200,7 +200,8 @@ def make_client(base_url: str, token: Secret) -> LynxClient:
 def outcome_texts(client: LynxClient, actor_id: int, token: Secret) -> list[str]:
     """What fetching (and interpreting) one answer can say about itself."""
     try:
-        answer = client.fetch(actor_id, {"MachineNumber": "EV-000-0000"}, token)
+        window = {"StartDate": "2024-03-01T00:00:00Z", "EndDate": "2024-03-02T00:00:00Z"}
+        answer = client.fetch(actor_id, {"MachineNumber": "EV-000-0000", **window}, token)
     except LynxError as error:
         return list(exception_texts(error))
     texts = [repr(answer), str(answer.payload)]

@@ -28,6 +28,7 @@ __all__ = [
     "parse_datetime",
     "parse_int",
     "same",
+    "unauthorized",
 ]
 
 JSON_CONTENT_TYPE: Final = "application/json; charset=utf-8"
@@ -86,13 +87,19 @@ def same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8", "replace"), b.encode("utf-8", "replace"))
 
 
+def unauthorized() -> Reply:
+    """The vendor's 401 body: no detail, no correlation id."""
+    doc = {"message": "Unauthorized", "isUserError": False, "errorKey": None}
+    return Reply(401, json_bytes(doc), headers=(("WWW-Authenticate", "Bearer"),))
+
+
 def authorize(
     sim: SimulatorServer, authorization: str | None, actor_id: int | None
 ) -> Reply | None:
     """None if allowed, else the 401/403 answer (before any 400/404)."""
     denied = sim._authorize(authorization, actor_id)
     if denied == 401:
-        return error(401, "missing or invalid bearer token", ("WWW-Authenticate", "Bearer"))
+        return unauthorized()
     if denied == 403:
         return error(403, "token is not valid for this actor")
     return None

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote
 
-from exporter.simulator import machines
+from exporter.simulator import machines, vendor
 from exporter.simulator.faults import Fault
 from exporter.simulator.fleet import Machine, resolve_window
 from exporter.simulator.replies import (
@@ -76,6 +76,8 @@ def find(path: str, query: Mapping[str, str]) -> Matched | None:
             return dashboard(sim, request, actor_id=actor_id)
 
         return Matched(answer, actor_id, machine)
+    if vendor.ISSUE_PATH.match(path):
+        return Matched(vendor.issue_access_token, None, None)
     if machines.LIST_PATH.match(path):
         return Matched(machines.machine_list, _opt_int(query.get("actorid", ""), INT64), None)
     match = machines.STATUS_PATH.match(path)
@@ -125,6 +127,9 @@ def dashboard(sim: SimulatorServer, request: ApiRequest, *, actor_id: int | None
         return denied
     if actor_id is None:
         return error(400, "ActorID must be an int64")
+    rejected = vendor.dashboard_rule(request.query) if sim.strict else None
+    if rejected is not None:
+        return rejected
     now = datetime.fromtimestamp(request.wall, UTC)
     try:
         start, end, machine_id, number, period = _window(request.query, now)

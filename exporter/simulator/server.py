@@ -32,6 +32,7 @@ from exporter.simulator.faults import (
 )
 from exporter.simulator.fleet import Fleet
 from exporter.simulator.replies import JSON_CONTENT_TYPE, Reply, bearer, error, json_bytes, same
+from exporter.simulator.vendor import TokenIssuer
 
 __all__ = ["RecordedRequest", "SimulatorServer"]
 
@@ -346,6 +347,7 @@ class SimulatorServer:
         latency: float = 0.0,
         timestamps: str = "utc",
         page_cap: int = 50,
+        strict: bool = True,
     ) -> None:
         self.fleet = fleet
         self.latency = latency
@@ -357,6 +359,10 @@ class SimulatorServer:
         self._requested_port = port
         self._tokens: str | dict[int, str] = tokens if isinstance(tokens, str) else dict(tokens)
         self._faults = FaultSet(seed=fleet.spec.seed)
+        # The vendor's ways (exporter.simulator.vendor): scoped tokens, and its
+        # evDashboard rule (TimePeriod or both dates), on unless strict is False.
+        self.issuer = TokenIssuer()
+        self.strict = strict
         self._log_lock = threading.Lock()
         self._log: list[RecordedRequest] = []
         self._log_generation = 0  # bumped by clear_requests so late updates are dropped
@@ -498,6 +504,9 @@ class SimulatorServer:
         token = bearer(authorization)
         if token is None:
             return 401
+        issued = self.issuer.check(token, actor_id)  # an exchanged access token
+        if issued is not None:
+            return issued
         tokens = self._tokens  # one read: set_tokens may swap it meanwhile
         if isinstance(tokens, str):
             return 0 if same(token, tokens) else 401

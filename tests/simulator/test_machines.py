@@ -89,7 +89,7 @@ def test_status_errors(sim: SimulatorServer, client: requests.Session) -> None:
 
 def test_status_agrees_with_the_operator_counts(client: requests.Session) -> None:
     fleet = Fleet(FleetSpec(actors=1, machines_per_actor=20, silent_probability=0.3))
-    with SimulatorServer(fleet) as sim:
+    with SimulatorServer(fleet, strict=False) as sim:
         now = time.time()
         dash = client.get(f"{sim.url}/v1/actors/{ACTOR}/evDashboard", headers=AUTH).json()
         silent = 0

@@ -1,0 +1,167 @@
+"""The vendor's own ways, simulated: its error bodies, its request rules, its tokens.
+
+- **Error bodies** as Lynx sends them: a 400 is ``{"message", "errorKey",
+  "errorCode", "errorMessage", "correlationId", "isUserError"}``; a 401 is
+  ``{"message": "Unauthorized", "isUserError": false, "errorKey": null}``.
+- **evDashboard's rule** (strict mode, the default): ``TimePeriod`` *or* both
+  ``StartDate`` and ``EndDate``, never both, never neither.
+- **Scoped tokens**: ``POST /v1/issue-access-token`` with ``Authorization: jwt
+  <refresh token>`` answers ``{"Token": <access token>}``, a JWT whose ``exp`` is
+  ``lifetime`` seconds away (short lifetimes let tests watch a renewal); an access
+  token past its ``exp`` (or revoked) answers 401 like any unknown token.
+
+Pure helpers plus :class:`TokenIssuer`, whose state is behind a lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from exporter.simulator.replies import Reply, json_bytes, same, unauthorized
+
+if TYPE_CHECKING:
+    from exporter.simulator.routes import ApiRequest
+    from exporter.simulator.server import SimulatorServer
+
+__all__ = ["ISSUE_PATH", "PERIOD_OR_DATES", "TokenIssuer", "dashboard_rule", "unauthorized"]
+
+# The exchange lives on its own host in production (https://lynx-api.nayax.com).
+ISSUE_PATH: Final = re.compile(r"^(?:/operational)?/v1/issue-access-token/?$", re.I)
+PERIOD_OR_DATES: Final = (
+    "Please provide one of the parameters: TimePeriod or EndDate,StartDate. But not both"
+)
+
+
+def vendor_error(status: int, message: str, *, key: str, code: int) -> Reply:
+    """A 4xx/5xx body in the vendor's shape, with a fresh correlation id."""
+    doc = {
+        "message": message,
+        "errorKey": key,
+        "errorCode": code,
+        "errorMessage": message,
+        "correlationId": str(uuid.uuid4()),
+        "isUserError": status < 500,
+    }
+    return Reply(status, json_bytes(doc))
+
+
+def dashboard_rule(query: Mapping[str, str]) -> Reply | None:
+    """evDashboard's rule: TimePeriod, or StartDate and EndDate; never both, never
+    neither (keys lower-cased). None when the request keeps it. Pure."""
+    period = bool(query.get("timeperiod"))
+    dates = [bool(query.get("startdate")), bool(query.get("enddate"))]
+    if (period and not any(dates)) or (not period and all(dates)):
+        return None
+    return vendor_error(400, PERIOD_OR_DATES, key="InvalidParameters", code=400)
+
+
+def _segment(doc: object) -> str:
+    raw = json.dumps(doc, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True)
+class _Issued:
+    refresh: str
+    expires_at: float  # Unix seconds
+
+
+class TokenIssuer:
+    """Refresh tokens the simulator accepts, and the access tokens it issued.
+
+    ``refresh_tokens`` maps a refresh token to the actors its access tokens may read
+    (None: all). ``lifetime`` is the access tokens' validity in seconds (the vendor's
+    is 24 h); ``with_exp`` False issues tokens without an ``exp`` claim. Setting
+    ``fail_status`` makes every exchange fail with that status (``retry_after`` as
+    the 429's header), for tests of a vendor that refuses."""
+
+    def __init__(
+        self,
+        refresh_tokens: Mapping[str, Iterable[int] | None] | None = None,
+        *,
+        lifetime: float = 86400.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._refresh: dict[str, frozenset[int] | None] = {}
+        self._issued: dict[str, _Issued] = {}
+        self._serial = 0
+        self.lifetime = lifetime
+        self.with_exp = True
+        self.fail_status: int | None = None
+        self.retry_after: str | None = None
+        self._clock = clock
+        for token, actors in (refresh_tokens or {}).items():
+            self.allow(token, actors)
+
+    def allow(self, refresh: str, actors: Iterable[int] | None = None) -> None:
+        with self._lock:
+            self._refresh[refresh] = None if actors is None else frozenset(actors)
+
+    def revoke(self, refresh: str | None = None) -> None:
+        """Forget a refresh token (None: every one) and the access tokens it yielded."""
+        with self._lock:
+            for token in [t for t in self._refresh if refresh is None or t == refresh]:
+                del self._refresh[token]
+            self._issued = {k: v for k, v in self._issued.items() if v.refresh in self._refresh}
+
+    def revoke_access(self) -> None:
+        """Invalidate every access token issued so far (refresh tokens stay valid)."""
+        with self._lock:
+            self._issued.clear()
+
+    def issued_count(self) -> int:
+        with self._lock:
+            return self._serial
+
+    def issue(self, authorization: str | None) -> Reply:
+        """The exchange: 200 ``{"Token": ...}``, or the vendor's 401."""
+        scheme, _, refresh = (authorization or "").strip().partition(" ")
+        refresh = refresh.strip()
+        if self.fail_status is not None:
+            headers = () if self.retry_after is None else (("Retry-After", self.retry_after),)
+            reply = vendor_error(self.fail_status, "Token exchange refused", key="Fail", code=1)
+            return Reply(reply.status, reply.body, headers=headers)
+        with self._lock:
+            known = next((t for t in self._refresh if same(refresh, t)), None)
+            if scheme.lower() != "jwt" or known is None:
+                return unauthorized()
+            self._serial += 1
+            now = self._clock()
+            claims: dict[str, object] = {"sub": f"sim-{self._serial}", "iat": int(now)}
+            if self.with_exp:
+                claims["exp"] = now + self.lifetime
+            token = f"{_segment({'alg': 'none', 'typ': 'JWT'})}.{_segment(claims)}.sim"
+            self._issued[token] = _Issued(known, now + self.lifetime)
+        return Reply(200, json_bytes({"Token": token}))
+
+    def check(self, token: str, actor_id: int | None) -> int | None:
+        """For an access token this issuer knows: 0 (allowed), 401 (expired) or 403
+        (another actor's); None when it never issued ``token``."""
+        with self._lock:
+            issued = self._issued.get(token)
+            if issued is None:
+                return None
+            if self._clock() >= issued.expires_at:
+                return 401
+            actors = self._refresh.get(issued.refresh)
+        if actor_id is None or actors is None or actor_id in actors:
+            return 0
+        return 403
+
+
+def issue_access_token(sim: SimulatorServer, request: ApiRequest) -> Reply:
+    """The route of ``POST /v1/issue-access-token``."""
+    if request.method != "POST":
+        return Reply(
+            405, json_bytes({"message": "Method Not Allowed"}), headers=(("Allow", "POST"),)
+        )
+    return sim.issuer.issue(request.authorization)

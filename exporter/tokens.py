@@ -1,0 +1,199 @@
+"""Scoped tokens: refresh tokens exchanged for the access tokens requests carry.
+
+A refresh token (``lynx.refresh_token``, ``actors[].refresh_token``) is exchanged
+with ``POST {auth_url}/v1/issue-access-token`` (``Authorization: jwt <refresh>``)
+for an access token, a JWT valid 24 hours, sent as ``Bearer``. The
+:class:`TokenBroker` keeps one access token per refresh token and:
+
+- renews it ahead of expiry, when a quarter of its lifetime is left (``exp`` read
+  from the JWT without verifying it; 24 h assumed when absent), so no poll ever
+  carries an expired one;
+- exchanges once for all concurrent polls (single flight: the others wait for the
+  one exchange, bounded by ``lynx.timeout``);
+- drops a token a data endpoint answered 401 to, so the next request exchanges
+  again (the client asks once more before calling the target down);
+- after a failed exchange, backs off exponentially (1 s doubling to 5 min, or the
+  429's ``Retry-After``): polls meanwhile fail at once with the exchange's error,
+  without a request, and keep using a still-valid older token if there is one.
+
+The exchange itself (the HTTP request) is the client's; this module decides when.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from exporter.config import RefreshToken, Secret
+
+DEFAULT_LIFETIME = 86400.0  # seconds: an access token without `exp` (the vendor's 24 h)
+MIN_LIFETIME = 1.0  # seconds: never renew more often than this, whatever `exp` says
+RENEW_AT = 0.75  # of the lifetime: renew when a quarter is left
+BACKOFF_BASE = 1.0  # seconds after the first failed exchange; doubles per failure
+BACKOFF_MAX = 300.0
+
+# The exchange: a refresh token in, an access token's text out. Raises a LynxError
+# (with ``retry_after`` for a 429) when the exchange fails.
+Exchange = Callable[[RefreshToken], str]
+
+
+def jwt_expiry(token: str) -> float | None:
+    """Pure: the ``exp`` claim (Unix seconds) of a JWT, read without verifying it;
+    None when the token is no JWT or has no usable ``exp``."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    segment = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(segment.encode("ascii")))
+    except (ValueError, UnicodeError, RecursionError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+        return None
+    return float(exp)
+
+
+def exchange_backoff(failures: int, retry_after: float | None) -> float:
+    """Pure: seconds to wait after the ``failures``-th failed exchange in a row."""
+    step = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** min(failures - 1, 30))
+    return float(max(step, min(retry_after or 0.0, BACKOFF_MAX)))
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    secret: Secret
+    expires_at: float  # Unix seconds
+    renew_at: float  # monotonic seconds
+
+
+def access_token(text: str, wall: float, mono: float) -> AccessToken:
+    """Pure: an exchanged token with its expiry and the instant to renew it."""
+    exp = jwt_expiry(text)
+    lifetime = DEFAULT_LIFETIME if exp is None else exp - wall
+    lifetime = max(MIN_LIFETIME, min(lifetime, 100 * 365 * DEFAULT_LIFETIME))
+    expires_at = wall + DEFAULT_LIFETIME if exp is None else exp
+    return AccessToken(Secret(text), expires_at=expires_at, renew_at=mono + RENEW_AT * lifetime)
+
+
+@dataclass(frozen=True)
+class _State:
+    token: AccessToken | None = None
+    failures: int = 0  # failed exchanges in a row
+    rejections: int = 0  # access tokens answered 401 in a row
+    not_before: float = -math.inf  # monotonic: no exchange before this
+    exchanged_at: float = -math.inf  # monotonic: the last exchange tried
+    error: Exception | None = None  # why there is no usable token, if there is none
+
+
+class _Slot:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # held during an exchange: single flight
+        self.state = _State()
+
+
+class TokenBroker:
+    """Thread-safe: one access token per refresh token, shared by every poll."""
+
+    def __init__(
+        self,
+        exchange: Exchange,
+        *,
+        on_token: Callable[[str], None] = lambda _text: None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._exchange = exchange
+        self._on_token = on_token  # e.g. register the new token with the log scrubber
+        self._clock = clock
+        self._wall = wall
+        self._lock = threading.Lock()
+        self._slots: dict[RefreshToken, _Slot] = {}
+
+    def __repr__(self) -> str:
+        return f"TokenBroker({len(self._slots)} refresh tokens)"
+
+    def _slot(self, refresh: RefreshToken) -> _Slot:
+        with self._lock:
+            return self._slots.setdefault(refresh, _Slot())
+
+    def access(self, refresh: RefreshToken) -> Secret:
+        """The access token to send now, exchanging first if it is due. Raises the
+        exchange's error (or, while backing off after one, that error again)."""
+        slot = self._slot(refresh)
+        with slot.lock:
+            state = slot.state
+            now = self._clock()
+            if state.token is not None and now < state.token.renew_at:
+                return state.token.secret
+            if now < state.not_before:
+                return self._fallback(state)
+            try:
+                text = self._exchange(refresh)
+            except Exception as error:  # the client's LynxError: a failed exchange
+                failures = state.failures + 1
+                wait = exchange_backoff(failures, getattr(error, "retry_after", None))
+                slot.state = replace(
+                    state, failures=failures, not_before=now + wait, exchanged_at=now, error=error
+                )
+                return self._fallback(slot.state)
+            self._on_token(text)
+            token = access_token(text, self._wall(), self._clock())
+            # Even after a successful exchange, the next waits at least MIN_LIFETIME.
+            slot.state = _State(
+                token=token,
+                rejections=state.rejections,
+                not_before=now + MIN_LIFETIME,
+                exchanged_at=now,
+            )
+            return token.secret
+
+    def _fallback(self, state: _State) -> Secret:
+        """While no exchange may be tried: the token held if it is still valid (or
+        nothing went wrong), else why there is none."""
+        token = state.token
+        if token is not None and (state.error is None or self._wall() < token.expires_at):
+            return token.secret
+        assert state.error is not None
+        raise state.error
+
+    def rejected(self, refresh: RefreshToken, access: Secret, error: Exception) -> None:
+        """A data endpoint answered 401 to ``access``: drop it, so the next call
+        exchanges: at once the first time, then backing off while every new token
+        is rejected too (a refresh token whose scope misses the endpoint)."""
+        slot = self._slot(refresh)
+        with slot.lock:
+            state = slot.state
+            if state.token is None or state.token.secret != access:
+                return  # another poll already dropped it
+            rejections = state.rejections + 1
+            wait = 0.0 if rejections == 1 else exchange_backoff(rejections - 1, None)
+            slot.state = replace(
+                state,
+                token=None,
+                rejections=rejections,
+                not_before=max(state.not_before, state.exchanged_at + wait),
+                error=error,
+            )
+
+    def accepted(self, refresh: RefreshToken) -> None:
+        """A data endpoint answered 2xx: whatever was rejected before is forgiven."""
+        slot = self._slot(refresh)
+        if slot.state.rejections:
+            with slot.lock:
+                slot.state = replace(slot.state, rejections=0)
+
+    def expiry(self, refresh: RefreshToken) -> float | None:
+        """Unix seconds when the current access token expires; 0 once an exchange
+        was tried and none is held; None before the first."""
+        with self._lock:
+            slot = self._slots.get(refresh)
+        if slot is None:
+            return None
+        token = slot.state.token
+        return token.expires_at if token is not None else 0.0
