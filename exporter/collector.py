@@ -16,8 +16,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from exporter.config import Secret
 from exporter.samples import DATA_FAMILIES, family_label_names, state_samples
 from exporter.store import Snapshot
+from exporter.targets import Target
 
 Clock = Callable[[], float]
 
@@ -120,3 +122,37 @@ class PollCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         return poll_families(self._rounds(), self._intervals())
+
+
+def access_token_families(expiries: Mapping[int, float]) -> Iterator[Metric]:
+    """Pure: when each actor's access token expires (actors on refresh tokens only;
+    nothing at all without one, so a static-token exposition stays as it was)."""
+    if not expiries:
+        return
+    family = GaugeMetricFamily(
+        "nayax_ev_access_token_expiry_timestamp_seconds",
+        "Unix time the access token exchanged for the actor's refresh token expires; "
+        "0 while none could be obtained.",
+        labels=["actor_id"],
+    )
+    for actor_id in sorted(expiries):
+        family.add_metric([str(actor_id)], expiries[actor_id])
+    yield family
+
+
+def token_expiries(
+    targets: Iterable[Target], expiry: Callable[[Secret], float | None]
+) -> dict[int, float]:
+    """Each polled actor's access-token expiry: ``expiry`` of its targets' credential
+    (a RefreshToken; a static token, for which it says None, is left out)."""
+    credentials = {t.actor_id: t.token for t in targets}
+    found = {a: expiry(c) for a, c in credentials.items()}
+    return {a: e for a, e in found.items() if e is not None}
+
+
+class AccessTokenCollector(Collector):
+    def __init__(self, expiries: Callable[[], Mapping[int, float]]) -> None:
+        self._expiries = expiries
+
+    def collect(self) -> Iterable[Metric]:
+        return access_token_families(self._expiries())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -21,7 +21,12 @@ from structlog.typing import FilteringBoundLogger
 from exporter import __version__
 from exporter.budget import notes, once_deadline, request_budget, warnings
 from exporter.client import LynxClient, RequestObserver
-from exporter.collector import PollCollector, SelfCollector
+from exporter.collector import (
+    AccessTokenCollector,
+    PollCollector,
+    SelfCollector,
+    token_expiries,
+)
 from exporter.config import Config, ConfigError, LynxConfig
 from exporter.exposition import ExpositionCache
 from exporter.landing import PageInfo, render_landing, render_target_page
@@ -56,7 +61,8 @@ class OnceResult:
 
 
 def secrets_of(config: Config) -> list[str]:
-    tokens = [config.lynx.token] + [a.token for a in config.actors]
+    tokens = [config.lynx.token, config.lynx.refresh_token]
+    tokens += [t for a in config.actors for t in (a.token, a.refresh_token)]
     return [t.reveal() for t in tokens if t is not None]
 
 
@@ -67,6 +73,7 @@ def make_client(
     rate_limiter: RateLimiter,
     token_gate: TokenGate,
     observer: RequestObserver,
+    on_secret: Callable[[str], None] = lambda _text: None,
 ) -> LynxClient:
     """A client for one ``lynx`` section; everything it shares comes in as arguments."""
     return LynxClient(
@@ -76,6 +83,7 @@ def make_client(
         token_gate=token_gate,
         stop=stop,
         version=__version__,
+        on_secret=on_secret,
     )
 
 
@@ -129,6 +137,7 @@ class Exporter:
             PollCollector(lambda: self.stats.round_durations, lambda: self.poller.intervals)
         )
         self.stats.track_actors(self._actor_ids)
+        self.self_registry.register(AccessTokenCollector(self._token_expiries))
         process_registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=process_registry)
         return ExpositionCache(
@@ -139,6 +148,10 @@ class Exporter:
             process_registry=process_registry,
             min_gap=self._render_gap,
         )
+
+    def _token_expiries(self) -> Mapping[int, float]:
+        plan = self._plan  # one read: a reload may swap it meanwhile
+        return token_expiries(plan.targets.values(), plan.client.token_expiry)
 
     def _render_gap(self) -> float:
         # Polls land spread over the whole interval; re-rendering more often than
@@ -166,6 +179,7 @@ class Exporter:
             rate_limiter=self._limiter,
             token_gate=gate,
             observer=self.stats.observe_request,
+            on_secret=self._scrubber.add,  # access tokens, as they are exchanged
         )
         return Plan(config, by_key, client, gate)
 

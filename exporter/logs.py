@@ -6,6 +6,7 @@ belt to the braces of never logging tokens in the first place.
 
 from __future__ import annotations
 
+import collections
 import logging
 import sys
 import threading
@@ -18,6 +19,7 @@ from structlog.typing import FilteringBoundLogger
 LEVELS = ("debug", "info", "warn", "error")
 FORMATS = ("logfmt", "json")
 REDACTED = "<redacted>"
+MAX_LEARNT = 64
 
 
 class SecretScrubber:
@@ -26,11 +28,26 @@ class SecretScrubber:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._secrets: tuple[str, ...] = ()
+        self._configured: tuple[str, ...] = ()
+        # Secrets learnt while running (access tokens exchanged for refresh tokens):
+        # the latest few, which are the ones requests may still carry.
+        self._learnt: collections.deque[str] = collections.deque(maxlen=MAX_LEARNT)
 
     def set(self, secrets: Iterable[str]) -> None:
         with self._lock:
-            # Longest first, so a secret that contains another is fully replaced.
-            self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+            self._configured = tuple(secrets)
+            self._rebuild()
+
+    def add(self, secret: str) -> None:
+        """Scrub ``secret`` too, until MAX_LEARNT newer ones were added."""
+        with self._lock:
+            self._learnt.append(secret)
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        # Longest first, so a secret that contains another is fully replaced.
+        secrets = {s for s in (*self._configured, *self._learnt) if s}
+        self._secrets = tuple(sorted(secrets, key=len, reverse=True))
 
     def __call__(self, _logger: Any, _method: str, line: Any) -> Any:
         if not isinstance(line, str):

@@ -35,6 +35,7 @@ REQUIRED_ALERTS = {
     "NayaxEVConfigReloadFailed": ("warning", "5m"),
     "NayaxEVMachineSilent": ("critical", "5m"),
     "NayaxEVMachineDisconnected": ("warning", "30m"),
+    "NayaxEVAccessTokenRenewalFailing": ("critical", "5m"),
 }
 # One alert per machine: the summary itself names the machine, its operator and city.
 PER_MACHINE_ALERTS = {"NayaxEVMachineSilent", "NayaxEVMachineDisconnected"}

@@ -69,6 +69,20 @@ def _parser(defaults: FleetSpec) -> argparse.ArgumentParser:
     )
     parser.add_argument("--page-cap", type=int, default=50, help="/v1/machines page cap")
     parser.add_argument(
+        "--refresh-token",
+        action="append",
+        default=[],
+        help="a refresh token POST /v1/issue-access-token accepts (repeatable)",
+    )
+    parser.add_argument(
+        "--access-token-lifetime", type=float, default=86400.0, help="seconds (vendor: 24 h)"
+    )
+    parser.add_argument(
+        "--lenient",
+        action="store_true",
+        help="accept evDashboard without TimePeriod or both dates (the vendor refuses it)",
+    )
+    parser.add_argument(
         "--other-machines-per-actor", type=int, default=defaults.other_machines_per_actor
     )
     return parser
@@ -109,7 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency=args.latency,
         timestamps=args.timestamps,
         page_cap=args.page_cap,
+        strict=not args.lenient,
     ) as server:
+        server.issuer.lifetime = args.access_token_lifetime
+        for refresh in args.refresh_token:
+            server.issuer.allow(refresh)
         print(server.url, flush=True)
         print(
             f"actors: {', '.join(map(str, server.fleet.actor_ids()))}",

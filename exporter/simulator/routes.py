@@ -127,7 +127,7 @@ def dashboard(sim: SimulatorServer, request: ApiRequest, *, actor_id: int | None
         return denied
     if actor_id is None:
         return error(400, "ActorID must be an int64")
-    rejected = vendor.dashboard_rule(request.query) if sim.strict else None
+    rejected = vendor.dashboard_rule(request.query, sim.time_periods) if sim.strict else None
     if rejected is not None:
         return rejected
     now = datetime.fromtimestamp(request.wall, UTC)

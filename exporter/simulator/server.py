@@ -363,6 +363,7 @@ class SimulatorServer:
         # evDashboard rule (TimePeriod or both dates), on unless strict is False.
         self.issuer = TokenIssuer()
         self.strict = strict
+        self.time_periods: frozenset[int] | None = None  # None: every code accepted
         self._log_lock = threading.Lock()
         self._log: list[RecordedRequest] = []
         self._log_generation = 0  # bumped by clear_requests so late updates are dropped

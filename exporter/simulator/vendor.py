@@ -53,14 +53,21 @@ def vendor_error(status: int, message: str, *, key: str, code: int) -> Reply:
     return Reply(status, json_bytes(doc))
 
 
-def dashboard_rule(query: Mapping[str, str]) -> Reply | None:
+def dashboard_rule(query: Mapping[str, str], time_periods: frozenset[int] | None) -> Reply | None:
     """evDashboard's rule: TimePeriod, or StartDate and EndDate; never both, never
-    neither (keys lower-cased). None when the request keeps it. Pure."""
-    period = bool(query.get("timeperiod"))
+    neither (keys lower-cased); and, when ``time_periods`` is given, only those
+    TimePeriod codes (the vendor's QA system refused every code tried). None when
+    the request keeps the rules. Pure."""
+    period = query.get("timeperiod") or ""
     dates = [bool(query.get("startdate")), bool(query.get("enddate"))]
-    if (period and not any(dates)) or (not period and all(dates)):
-        return None
-    return vendor_error(400, PERIOD_OR_DATES, key="InvalidParameters", code=400)
+    if not ((period and not any(dates)) or (not period and all(dates))):
+        return vendor_error(400, PERIOD_OR_DATES, key="InvalidParameters", code=400)
+    if period and time_periods is not None:
+        code = int(period) if re.fullmatch(r"[+-]?[0-9]{1,10}", period) else None
+        if code not in time_periods:
+            message = f"TimePeriod:{period[:32]} is not valid"
+            return vendor_error(400, message, key="InvalidTimePeriod", code=400)
+    return None
 
 
 def _segment(doc: object) -> str:
