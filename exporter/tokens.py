@@ -42,6 +42,15 @@ BACKOFF_MAX = 300.0
 Exchange = Callable[[RefreshToken], str]
 
 
+def _fresh(error: Exception) -> Exception:
+    """A copy of ``error`` to raise: the one stored is shared by every poll that
+    fails with it meanwhile (and a raise rewrites its traceback and attempts)."""
+    clone = type(error).__new__(type(error))
+    clone.args = error.args
+    clone.__dict__.update(error.__dict__)
+    return clone
+
+
 def jwt_expiry(token: str) -> float | None:
     """Pure: the ``exp`` claim (Unix seconds) of a JWT, read without verifying it;
     None when the token is no JWT or has no usable ``exp``."""
@@ -160,7 +169,7 @@ class TokenBroker:
         if token is not None and (state.error is None or self._wall() < token.expires_at):
             return token.secret
         assert state.error is not None
-        raise state.error
+        raise _fresh(state.error)
 
     def rejected(self, refresh: RefreshToken, access: Secret, error: Exception) -> None:
         """A data endpoint answered 401 to ``access``: drop it, so the next call

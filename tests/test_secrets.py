@@ -337,3 +337,67 @@ def test_every_fault_matrix_row_is_replayed() -> None:
     kinds: Sequence[FaultKind] = [f.kind for f in leaky_faults()]
     assert set(kinds) == set(FaultKind)
     assert all(f.echo_authorization for f in leaky_faults())
+
+
+def test_refresh_and_access_tokens_never_show(tmp_path: Path) -> None:
+    """A refresh token and the access tokens exchanged for it (each carrying the
+    marker, in its JWT signature): renewed every second or so, reflected by leaky
+    upstream answers, forced to renew by revocation, then refused. Neither kind
+    shows in logs, /metrics, the landing page or stdout."""
+    faults = leaky_faults()[:9]
+    fleet = Fleet(FleetSpec(seed=4, actors=len(faults), machines_per_actor=1))
+    ids = fleet.actor_ids()
+    with SimulatorServer(fleet, tokens="static-token-unused") as simulator:
+        simulator.issuer.allow(token_of(50))
+        simulator.issuer.lifetime = 1.5
+        simulator.issuer.signature = token_of(51)
+        document: dict[str, Any] = {
+            "lynx": {
+                "base_url": simulator.url,
+                "auth_url": simulator.url,
+                "refresh_token": token_of(50),
+                "timeout": "500ms",
+                "max_retries": 1,
+                "retry_backoff": "20ms",
+                "retry_backoff_max": "1s",
+                "rate_limit_per_second": 0,
+                "max_concurrency": 8,
+            },
+            "poll": {"interval": "250ms", "stale_after": "60s"},
+            "actors": [
+                {"id": actor_id, "machines": [{"id": fleet.machines(actor_id)[0].id}]}
+                for actor_id in ids
+            ],
+        }
+        config = write_config(tmp_path / "config.yaml", document)
+        with running_exporter(config, "--log.level=debug") as exporter:
+            wait_for(exporter.ready, timeout=15, what="every target polled")
+            start = len(simulator.requests())
+            for actor_id, fault in zip(ids, faults, strict=True):
+                simulator.add_fault(replace(fault, actor_id=actor_id))
+            wait_for(
+                partial(answered_twice, simulator, start, set(ids)),
+                timeout=20,
+                what="every fault answered",
+            )
+            time.sleep(1.0)
+            scan_http(exporter, "during leaky faults on access tokens")
+            simulator.clear_faults()
+            simulator.issuer.revoke_access()  # every access token now answers 401
+            time.sleep(1.5)
+            simulator.issuer.fail_status = 401  # and no new one is issued
+            wait_for(
+                lambda: (
+                    not any(v for k, v in exporter.series().items() if k[0] == "nayax_ev_target_up")
+                ),
+                timeout=15,
+                what="targets down once the exchange is refused",
+            )
+            scan_http(exporter, "with the exchange refused")
+    exchanged = [r for r in simulator.requests() if r.path == "/v1/issue-access-token"]
+    assert sum(r.status == 200 for r in exchanged) >= 3  # renewals did happen
+    bearers = {r.authorization for r in simulator.requests() if r.path != exchanged[0].path}
+    assert all(SECRET in (b or "") for b in bearers if b and b.startswith("Bearer"))
+    for line in exporter.log_lines:
+        assert_no_secret(line, "a log line")
+    assert_no_secret(exporter.stdout, "stdout")

@@ -105,6 +105,7 @@ class TokenIssuer:
         self.with_exp = True
         self.fail_status: int | None = None
         self.retry_after: str | None = None
+        self.signature = "sim"  # the JWT's third part (tests put a marker in it)
         self._clock = clock
         for token, actors in (refresh_tokens or {}).items():
             self.allow(token, actors)
@@ -146,7 +147,8 @@ class TokenIssuer:
             claims: dict[str, object] = {"sub": f"sim-{self._serial}", "iat": int(now)}
             if self.with_exp:
                 claims["exp"] = now + self.lifetime
-            token = f"{_segment({'alg': 'none', 'typ': 'JWT'})}.{_segment(claims)}.sim"
+            header = _segment({"alg": "none", "typ": "JWT"})
+            token = f"{header}.{_segment(claims)}.{self.signature}"
             self._issued[token] = _Issued(known, now + self.lifetime)
         return Reply(200, json_bytes({"Token": token}))
 
