@@ -344,7 +344,7 @@ def test_config_takes_refresh_tokens_globally_and_per_actor(tmp_path: Path) -> N
             "lynx: set either refresh_token or refresh_token_file, not both",
         ),
         ("lynx: {refresh_token_file: missing}", "lynx.refresh_token_file: cannot read"),
-        ("lynx: {refresh_token: 'two words'}", "lynx.refresh_token: must be one line"),
+        ("lynx: {refresh_token: 'two words'}", "lynx.refresh_token: the token holds whitespace"),
         ("lynx: {refresh_token: a, auth_url: 'ftp://x'}", "lynx.auth_url: must be an http"),
         ("lynx: {refresh_token: a, auth_url: 'https://u:p@x'}", "lynx.auth_url: must be a plain"),
     ],
