@@ -228,7 +228,6 @@ class LynxClient:
             if not self._limiter.acquire(self._stop):
                 raise Stopped("shutting down", attempts=n) from None
             answer = self._attempt(url, attempt_header, credential.reveal(), (access,), n)
-        self._tokens.accepted(credential)
         return answer
 
     def _attempt(

@@ -94,7 +94,8 @@ def access_token(text: str, wall: float, mono: float) -> AccessToken:
 class _State:
     token: AccessToken | None = None
     failures: int = 0  # failed exchanges in a row
-    rejections: int = 0  # access tokens answered 401 in a row
+    forced: int = 0  # renewals forced by a 401, in a row (each within BACKOFF_MAX)
+    forced_at: float = -math.inf  # monotonic: the last one
     not_before: float = -math.inf  # monotonic: no exchange before this
     exchanged_at: float = -math.inf  # monotonic: the last exchange tried
     error: Exception | None = None  # why there is no usable token, if there is none
@@ -156,7 +157,8 @@ class TokenBroker:
             # Even after a successful exchange, the next waits at least MIN_LIFETIME.
             slot.state = _State(
                 token=token,
-                rejections=state.rejections,
+                forced=state.forced,
+                forced_at=state.forced_at,
                 not_before=now + MIN_LIFETIME,
                 exchanged_at=now,
             )
@@ -172,30 +174,30 @@ class TokenBroker:
         raise _fresh(state.error)
 
     def rejected(self, refresh: RefreshToken, access: Secret, error: Exception) -> None:
-        """A data endpoint answered 401 to ``access``: drop it, so the next call
-        exchanges: at once the first time, then backing off while every new token
-        is rejected too (a refresh token whose scope misses the endpoint)."""
+        """A data endpoint answered 401 to ``access``: renew it, at once the first
+        time, then backing off (1 s, 2 s, ... 5 min) while 401s keep coming, even
+        between good answers: a refresh token whose access tokens some endpoint
+        always refuses must not cost an exchange a poll. Until renewed, the token
+        stays in use (other endpoints may still take it)."""
         slot = self._slot(refresh)
         with slot.lock:
             state = slot.state
-            if state.token is None or state.token.secret != access:
-                return  # another poll already dropped it
-            rejections = state.rejections + 1
-            wait = 0.0 if rejections == 1 else exchange_backoff(rejections - 1, None)
+            token = state.token
+            if token is None or token.secret != access or token.renew_at == -math.inf:
+                return  # not ours any more, or already marked by a concurrent poll
+            now = self._clock()
+            streak = state.forced + 1 if now - state.forced_at < BACKOFF_MAX else 1
+            not_before = state.not_before if state.failures else -math.inf
+            if streak > 1:
+                not_before = max(not_before, state.forced_at + exchange_backoff(streak - 1, None))
             slot.state = replace(
                 state,
-                token=None,
-                rejections=rejections,
-                not_before=max(state.not_before, state.exchanged_at + wait),
+                token=replace(token, renew_at=-math.inf),
+                forced=streak,
+                forced_at=now,
+                not_before=not_before,
                 error=error,
             )
-
-    def accepted(self, refresh: RefreshToken) -> None:
-        """A data endpoint answered 2xx: whatever was rejected before is forgiven."""
-        slot = self._slot(refresh)
-        if slot.state.rejections:
-            with slot.lock:
-                slot.state = replace(slot.state, rejections=0)
 
     def expiry(self, refresh: RefreshToken) -> float | None:
         """Unix seconds when the current access token expires; 0 once an exchange
