@@ -328,3 +328,41 @@ def test_rounds_are_measured_per_kind_against_their_own_interval(
     assert intervals == {"ev_dashboard": 1.0, "machine_status": 3.0}
     assert 0.7 <= measured["ev_dashboard"] <= 1.5, measured
     assert 2.1 <= measured["machine_status"] <= 4.5, measured
+
+
+def test_a_target_deferred_past_stale_after_goes_stale_but_not_down(
+    token_fleet: Fleet, tmp_path: Path
+) -> None:
+    """Deferred longer than poll.stale_after (Retry-After 4 s, stale after 2 s),
+    the healthy actor's figures vanish as any kept reading's do, and come back
+    once its deferred poll went out; it is never reported down meanwhile."""
+    limited, healthy, _ = token_fleet.actor_ids()
+    with SimulatorServer(token_fleet, tokens=SHARED_TOKEN) as simulator:
+        document = simulator_config(
+            simulator.url,
+            [_actor(token_fleet, limited), _actor(token_fleet, healthy)],
+            token=SHARED_TOKEN,
+            interval="500ms",
+            stale_after="2s",
+            retry_backoff_max="1s",
+        )
+        config = write_config(tmp_path / "config.yaml", document)
+        with running_exporter(config) as exporter:
+            wait_for(exporter.ready, timeout=20, what="every target polled once")
+            simulator.add_fault(
+                Fault(FaultKind.STATUS, status=429, retry_after="4", actor_id=limited)
+            )
+            seen: list[tuple[set[float], bool]] = []
+            deadline = time.monotonic() + 12.0
+            while time.monotonic() < deadline:
+                series = exporter.series()
+                up = set(select(series, "nayax_ev_target_up", actor_id=str(healthy)).values())
+                figures = bool(select(series, "nayax_ev_operator_machines", actor_id=str(healthy)))
+                seen.append((up, figures))
+                time.sleep(0.2)
+
+    assert all(up == {1.0} for up, _ in seen), [up for up, _ in seen]
+    shown = [figures for _, figures in seen]
+    assert not all(shown), "the healthy actor's figures never went stale while deferred"
+    gone = shown.index(False)
+    assert any(shown[gone:]), "the figures did not come back after the deferred poll"
