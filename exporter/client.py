@@ -72,6 +72,8 @@ __all__ = [  # the errors live in exporter.errors; callers import them from here
 # RefreshToken (a Secret too), exchanged for the access tokens sent as Bearer.
 Credential = Secret
 EXCHANGE_PATH = "/v1/issue-access-token"
+# A JWT is a few hundred characters; one this long is no token a header should carry.
+MAX_TOKEN_CHARS = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -307,7 +309,7 @@ class LynxClient:
         except (ValueError, UnicodeDecodeError, RecursionError):
             payload = None
         token = payload.get("Token") if isinstance(payload, dict) else None
-        if not isinstance(token, str) or not _sendable(token):
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or not _sendable(token):
             said = vendor_detail(reply.body, (secret,))
             raise AuthError(
                 f"access token exchange answered HTTP 200 without a usable token{said}",

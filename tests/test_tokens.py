@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import responses
 import yaml
 
 from exporter.client import AuthError, LynxClient, TimeoutError_
@@ -505,3 +506,32 @@ def test_401s_between_good_answers_do_not_cost_an_exchange_a_poll() -> None:
         now[0] += 1.0
     # 1 s, 2 s, 4 s ... 256 s, then 300 s: about ten exchanges, not 600.
     assert 8 <= exchange.calls <= 12
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{}",
+        '{"Token": null}',
+        '{"Token": "two\\nlines"}',
+        '{"Token": "' + "x" * 20_000 + '"}',
+        "<html>login</html>",
+        '{"message": "Forbidden scope", "errorKey": "Scope", "correlationId": "c-1"}',
+    ],
+    ids=["empty", "null", "newline", "huge", "html", "failure-object"],
+)
+def test_an_exchange_answer_without_a_usable_token_is_auth(body: str) -> None:
+    client = LynxClient(
+        LynxConfig(base_url="https://data.test", auth_url="https://auth.test", max_retries=0),
+        observer=lambda _code, _seconds: None,
+        rate_limiter=RateLimiter(0),
+        token_gate=TokenGate(),
+        stop=threading.Event(),
+    )
+    with responses.RequestsMock() as mock:
+        mock.post(f"https://auth.test{EXCHANGE}", status=200, body=body)
+        with pytest.raises(AuthError) as caught:
+            client.fetch(1, window(), RefreshToken(REFRESH, "https://auth.test"))
+        assert len(mock.calls) == 1  # the exchange only: no data request without a token
+    assert "access token exchange answered HTTP 200 without a usable token" in str(caught.value)
+    assert REFRESH not in str(caught.value) and "x" * 100 not in str(caught.value)
