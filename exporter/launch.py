@@ -48,7 +48,22 @@ def run() -> NoReturn:
     signals = Signals().install()
     from exporter.cli import main  # noqa: PLC0415 - the heavy imports, after the handlers
 
-    code = main(signals=signals)
+    try:
+        code = main(signals=signals)
+    except SystemExit as exit_:  # argparse's --help, --version and usage errors
+        code = _exit_code(exit_.code)
+    except KeyboardInterrupt:  # Ctrl-C in --once (the daemon catches SIGINT itself)
+        code = 130
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _exit_code(code: object) -> int:
+    """What ``SystemExit(code)`` would have exited with."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
