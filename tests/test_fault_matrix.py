@@ -40,6 +40,7 @@ from typing import Any, Literal
 import pytest
 import requests
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 from exporter.client import ATTEMPT_HEADER
 from exporter.config import parse_config
@@ -847,12 +848,18 @@ def test_two_polls_of_one_target_in_one_commit_batch_log_each_change_once() -> N
             key=target.key, finished_at=at, reading=None, error_reason="rate_limited"
         )
 
-    with structlog.testing.capture_logs() as captured:
-        stop = threading.Event()
-        poller = Poller(store, Stats(started_at=0.0), structlog.get_logger(), stop=stop)
-        poller.commit([ok(1.0)])
-        poller.commit([failed(2.0), ok(2.1)])  # down and back up within one batch
-        poller.commit([ok(3.0), failed(3.1)])  # still up, then down
+    # A logger of its own, not structlog's global configuration: a test that ran the
+    # command line in this process before may have left it filtering at another level.
+    capture = structlog.testing.LogCapture()
+    logger: FilteringBoundLogger = structlog.wrap_logger(
+        None, processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(0)
+    )
+    stop = threading.Event()
+    poller = Poller(store, Stats(started_at=0.0), logger, stop=stop)
+    poller.commit([ok(1.0)])
+    poller.commit([failed(2.0), ok(2.1)])  # down and back up within one batch
+    poller.commit([ok(3.0), failed(3.1)])  # still up, then down
+    captured = capture.entries
     changes = [(e["event"], e["log_level"]) for e in captured if e["event"].startswith("target")]
     assert changes == [
         ("target up", "debug"),  # the first poll: not a recovery
