@@ -11,6 +11,7 @@ import hashlib
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -367,6 +368,28 @@ class Fleet:
             self._status_cache[key] = (silent, busy)
         return silent, busy
 
+    def _figures(
+        self, machines: Sequence[Machine], hours: float
+    ) -> tuple[int, int, float, int, float]:
+        """Sessions, transactions, sales, duration and kWh of ``machines`` over ``hours``.
+
+        Machines not forced silent are silent a `silent_probability` share of the
+        time on average; scaling by the expectation keeps this O(machines).
+        """
+        availability = 1.0 - self.spec.silent_probability
+        sessions = transactions = duration = 0
+        sales = energy_kwh = 0.0
+        for m in machines:
+            profile = self._profiles[m.id]
+            expected = profile.sessions_per_hour * hours * availability
+            n = math.floor(expected)
+            sessions += n
+            transactions += n + math.floor(expected * profile.extra_transaction_share)
+            sales += round(n * profile.price_per_session, 2)
+            duration += n * profile.seconds_per_session
+            energy_kwh += n * profile.kwh_per_session
+        return sessions, transactions, sales, duration, energy_kwh
+
     def dashboard(
         self,
         actor_id: int,
@@ -397,25 +420,12 @@ class Fleet:
         total = len(actor_machines)
 
         eff_end = min(end, now)
-        eff_start = min(start, eff_end)
-        hours = (eff_end - eff_start).total_seconds() / 3600.0
-        # Machines not forced silent are silent a `silent_probability` share of the
-        # time on average; scaling by the expectation keeps this O(machines).
-        availability = 1.0 - self.spec.silent_probability
+        hours = (eff_end - min(start, eff_end)).total_seconds() / 3600.0
+        machines = (machine,) if machine is not None else actor_machines
+        sessions, transactions, sales, duration, energy_kwh = self._figures(
+            [m for m in machines if m.id not in forced], hours
+        )
         unit = self._units[actor_id]
-        sessions = transactions = duration = 0
-        sales = energy_kwh = 0.0
-        for m in (machine,) if machine is not None else actor_machines:
-            if m.id in forced:
-                continue
-            profile = self._profiles[m.id]
-            expected = profile.sessions_per_hour * hours * availability
-            n = math.floor(expected)
-            sessions += n
-            transactions += n + math.floor(expected * profile.extra_transaction_share)
-            sales += round(n * profile.price_per_session, 2)
-            duration += n * profile.seconds_per_session
-            energy_kwh += n * profile.kwh_per_session
 
         return {
             "OperatorDashboard": {
