@@ -122,6 +122,18 @@ def _scaled_stale(config: Config, interval: float) -> float:
     return config.poll.stale_after / config.poll.interval * interval
 
 
+def _info_on_dashboard(machine: KnownMachine, status: bool) -> bool:
+    """Whether a machine's first evDashboard target publishes ``nayax_ev_machine_info``.
+
+    The status target publishes it where there is one (the silent-machine alerts
+    join on it). Without one, only a listed machine has anything to add (type,
+    city, coordinates): a configured-only machine's info would repeat the labels
+    its figures carry, one series per machine for nothing. Pure.
+    """
+    has_status = status and machine.machine_id is not None
+    return not has_status and machine.info is not None
+
+
 def _actor_targets(
     config: Config, actor: ActorConfig, machines: Sequence[KnownMachine]
 ) -> list[Target]:
@@ -151,7 +163,7 @@ def _actor_targets(
                 window=window,
                 token=token,
                 info=m.info,
-                publishes_info=window_index == 0 and not (status and m.machine_id is not None),
+                publishes_info=window_index == 0 and _info_on_dashboard(m, status),
                 **common,  # type: ignore[arg-type]
             )
             for m in machines

@@ -56,7 +56,8 @@ def test_discovered_machines_become_ordinary_targets() -> None:
     assert status["Hundred"].info == LISTED[0]  # configured name wins, info from the API
     assert status["Bay"].interval == 300.0 and status["Bay"].stale_after == 900.0
     assert all(t.publishes_info for t in status.values())
-    assert sum(t.publishes_info for t in targets) == len(status) + 1  # + N-1 (no status)
+    # N-1 has no status (no MachineID) and was never listed: nothing to add as info.
+    assert sum(t.publishes_info for t in targets) == len(status)
     (listing,) = [t for t in targets if t.kind == DISCOVERY]
     assert listing.interval == 3600.0 and listing.window.name == "discovery"
 
