@@ -188,6 +188,29 @@ def _safe_sub(value: datetime, delta: timedelta) -> datetime:
         return datetime.min.replace(tzinfo=UTC)
 
 
+def _figures(
+    profiles: Sequence[_Profile], hours: float, silent_probability: float
+) -> tuple[int, int, float, int, float]:
+    """Sessions, transactions, sales, duration and kWh of machines with these
+    profiles over ``hours``. Pure.
+
+    Machines not forced silent are silent a `silent_probability` share of the
+    time on average; scaling by the expectation keeps this O(machines).
+    """
+    availability = 1.0 - silent_probability
+    sessions = transactions = duration = 0
+    sales = energy_kwh = 0.0
+    for profile in profiles:
+        expected = profile.sessions_per_hour * hours * availability
+        n = math.floor(expected)
+        sessions += n
+        transactions += n + math.floor(expected * profile.extra_transaction_share)
+        sales += round(n * profile.price_per_session, 2)
+        duration += n * profile.seconds_per_session
+        energy_kwh += n * profile.kwh_per_session
+    return sessions, transactions, sales, duration, energy_kwh
+
+
 class Fleet:
     """The simulated fleet. Thread-safe; all methods may be called concurrently."""
 
@@ -368,28 +391,6 @@ class Fleet:
             self._status_cache[key] = (silent, busy)
         return silent, busy
 
-    def _figures(
-        self, machines: Sequence[Machine], hours: float
-    ) -> tuple[int, int, float, int, float]:
-        """Sessions, transactions, sales, duration and kWh of ``machines`` over ``hours``.
-
-        Machines not forced silent are silent a `silent_probability` share of the
-        time on average; scaling by the expectation keeps this O(machines).
-        """
-        availability = 1.0 - self.spec.silent_probability
-        sessions = transactions = duration = 0
-        sales = energy_kwh = 0.0
-        for m in machines:
-            profile = self._profiles[m.id]
-            expected = profile.sessions_per_hour * hours * availability
-            n = math.floor(expected)
-            sessions += n
-            transactions += n + math.floor(expected * profile.extra_transaction_share)
-            sales += round(n * profile.price_per_session, 2)
-            duration += n * profile.seconds_per_session
-            energy_kwh += n * profile.kwh_per_session
-        return sessions, transactions, sales, duration, energy_kwh
-
     def dashboard(
         self,
         actor_id: int,
@@ -422,8 +423,10 @@ class Fleet:
         eff_end = min(end, now)
         hours = (eff_end - min(start, eff_end)).total_seconds() / 3600.0
         machines = (machine,) if machine is not None else actor_machines
-        sessions, transactions, sales, duration, energy_kwh = self._figures(
-            [m for m in machines if m.id not in forced], hours
+        sessions, transactions, sales, duration, energy_kwh = _figures(
+            [self._profiles[m.id] for m in machines if m.id not in forced],
+            hours,
+            self.spec.silent_probability,
         )
         unit = self._units[actor_id]
 
