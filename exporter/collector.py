@@ -19,7 +19,6 @@ from prometheus_client.registry import Collector
 from exporter.config import Secret
 from exporter.samples import DATA_FAMILIES, family_label_names, state_samples
 from exporter.store import Snapshot
-from exporter.targets import Target
 
 Clock = Callable[[], float]
 
@@ -141,11 +140,10 @@ def access_token_families(expiries: Mapping[int, float]) -> Iterator[Metric]:
 
 
 def token_expiries(
-    targets: Iterable[Target], expiry: Callable[[Secret], float | None]
+    credentials: Mapping[int, Secret], expiry: Callable[[Secret], float | None]
 ) -> dict[int, float]:
-    """Each polled actor's access-token expiry: ``expiry`` of its targets' credential
-    (a RefreshToken; a static token, for which it says None, is left out)."""
-    credentials = {t.actor_id: t.token for t in targets}
+    """Each actor's access-token expiry: ``expiry`` of its credential (a
+    RefreshToken; one for which it says None, as for a static token, is left out)."""
     found = {a: expiry(c) for a, c in credentials.items()}
     return {a: e for a, e in found.items() if e is not None}
 

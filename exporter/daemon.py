@@ -151,7 +151,7 @@ class Exporter:
 
     def _token_expiries(self) -> Mapping[int, float]:
         plan = self._plan  # one read: a reload may swap it meanwhile
-        return token_expiries(plan.targets.values(), plan.client.token_expiry)
+        return token_expiries(plan.refresh_tokens, plan.client.token_expiry)
 
     def _render_gap(self) -> float:
         # Polls land spread over the whole interval; re-rendering more often than

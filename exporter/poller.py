@@ -35,11 +35,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 
 from structlog.typing import FilteringBoundLogger
 
 from exporter.client import LynxClient, LynxError, RateLimitedError, Stopped
-from exporter.config import Config
+from exporter.config import Config, RefreshToken
 from exporter.kinds import BadPayload, RequestKind, all_kinds
 from exporter.machine_kinds import fetch_pages
 from exporter.ratelimit import TokenGate
@@ -62,6 +63,15 @@ class Plan:
     targets: Mapping[TargetKey, Target]
     client: LynxClient
     gate: TokenGate  # the client's per-token 429 holds
+
+    @cached_property
+    def refresh_tokens(self) -> Mapping[int, RefreshToken]:
+        """The actors polled on a refresh token, with it. Once per plan: every
+        scrape asks (for the token expiry gauge), and walking 10,000 targets per
+        scrape cost 0.4 ms of GIL time each."""
+        return {
+            t.actor_id: t.token for t in self.targets.values() if isinstance(t.token, RefreshToken)
+        }
 
 
 @dataclass(frozen=True)
