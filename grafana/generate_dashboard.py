@@ -201,6 +201,20 @@ def value_mapping(*entries: tuple[int, str, str]) -> list[JSON]:
     ]
 
 
+TABLE_DEFAULTS: JSON = {"custom": {"align": "auto", "filterable": True}}
+
+
+def table_options(*, sort_by: str) -> JSON:
+    """A table panel's options: header, small cells, no footer, sorted by one
+    column, largest first."""
+    return {
+        "showHeader": True,
+        "cellHeight": "sm",
+        "footer": {"show": False, "reducer": ["sum"], "fields": "", "countRows": False},
+        "sortBy": [{"displayName": sort_by, "desc": True}],
+    }
+
+
 def by_name(name: str, **props: Any) -> JSON:
     return {
         "matcher": {"id": "byName", "options": name},
@@ -450,13 +464,8 @@ def machines(ids: Ids, y: int) -> list[JSON]:
             "none",
             grid=(0, y + 1, 24, 10),
             targets=table_targets,
-            defaults={"custom": {"align": "auto", "filterable": True}},
-            options={
-                "showHeader": True,
-                "cellHeight": "sm",
-                "footer": {"show": False, "reducer": ["sum"], "fields": "", "countRows": False},
-                "sortBy": [{"displayName": "Energy", "desc": True}],
-            },
+            defaults=TABLE_DEFAULTS,
+            options=table_options(sort_by="Energy"),
             overrides=[
                 by_name("Value #A", displayName="Energy", unit="kwatth", decimals=1),
                 by_name("Value #B", displayName="Sales", unit="short", decimals=2),
@@ -552,13 +561,8 @@ def _silent_table(ids: Ids, y: int, status: str) -> JSON:
         "none",
         grid=(0, y, 14, 12),
         targets=_machine_table_targets(status),
-        defaults={"custom": {"align": "auto", "filterable": True}},
-        options={
-            "showHeader": True,
-            "cellHeight": "sm",
-            "footer": {"show": False, "reducer": ["sum"], "fields": "", "countRows": False},
-            "sortBy": [{"displayName": "Since keep-alive", "desc": True}],
-        },
+        defaults=TABLE_DEFAULTS,
+        options=table_options(sort_by="Since keep-alive"),
         overrides=[
             by_name(
                 "Value #A",
