@@ -118,7 +118,10 @@ class Poller:
         self._waiting: collections.deque[TargetKey] = collections.deque()  # due, not submitted
         self._submitted = 0  # handed to the executor and not yet drained
         self._parked: dict[TargetKey, float] = {}  # deferred polls -> hold end (monotonic)
-        self._counted: set[TargetKey] = set()  # deferred polls already counted once
+        # Deferred polls -> when first deferred: counted once, and released oldest
+        # first when their hold ends (sched breaks a tie in time by priority), so
+        # a poll that lost the race at one opening goes first at the next.
+        self._deferred_since: dict[TargetKey, float] = {}
         self._finished: collections.deque[PollResult] = collections.deque()
         self._batch: list[PollOutcome] = []
         self._last_commit = 0.0
@@ -216,12 +219,11 @@ class Poller:
         for key, until in list(self._parked.items()):
             if key in plan.targets:
                 # A new gate (lynx or a token changed) has dropped the holds.
-                self._parked[key] = until if same_holds else now
-                self._sched.enterabs(self._parked[key], 0, self._resubmit, (key,))
+                self._park(key, until if same_holds else now)
             else:
                 del self._parked[key]
                 self._busy.discard(key)
-                self._counted.discard(key)
+                self._deferred_since.pop(key, None)
         self._keep_rounds(plan, now)
         if old is not None and old.client is not plan.client:
             old.client.close()  # in-flight requests on it finish or fail on their own
@@ -257,6 +259,13 @@ class Poller:
         if key not in self._busy:
             self._busy.add(key)
             self._waiting.append(key)
+
+    def _park(self, key: TargetKey, until: float) -> None:
+        """Release a deferred poll at ``until``; of those released at one instant,
+        the longest-deferred first."""
+        self._parked[key] = until
+        since = self._deferred_since.get(key, until)
+        self._sched.enterabs(until, since, self._resubmit, (key,))
 
     def _resubmit(self, key: TargetKey) -> None:
         """A deferral's hold ended: the poll goes out now."""
@@ -294,14 +303,13 @@ class Poller:
             if result is None:
                 continue  # shutting down
             if isinstance(result, Deferred):
-                if result.key not in self._counted:
-                    self._counted.add(result.key)
+                if result.key not in self._deferred_since:
+                    self._deferred_since[result.key] = time.monotonic()
                     self._stats.count_deferral(result.reason)  # once per poll
-                self._parked[result.key] = result.until
-                self._sched.enterabs(result.until, 0, self._resubmit, (result.key,))
+                self._park(result.key, result.until)
                 continue
             self._busy.discard(result.key)
-            self._counted.discard(result.key)
+            self._deferred_since.pop(result.key, None)
             self._batch.append(result)
             kind = result.key.kind
             rounds = self._rounds.get(kind)

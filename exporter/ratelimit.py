@@ -80,20 +80,21 @@ class TokenGate:
 
     def delay(self, token: str) -> float:
         """Seconds ``token`` is still held (0 when free)."""
+        until = self.held_until(token)
+        return 0.0 if until is None else max(0.0, until - self._clock())
+
+    def held_until(self, token: str) -> float | None:
+        """The monotonic instant ``token`` is free again, or None when it is free.
+        The very instant the hold was set to: every poll deferred by one hold
+        gets the same one, so the poller releases them in the order it chose."""
         with self._lock:
             until = self._not_before.get(token)
             if until is None:
-                return 0.0
-            remaining = until - self._clock()
-            if remaining <= 0:
+                return None
+            if until <= self._clock():
                 del self._not_before[token]  # keep the map small
-                return 0.0
-            return remaining
-
-    def held_until(self, token: str) -> float | None:
-        """The monotonic instant ``token`` is free again, or None when it is free."""
-        remaining = self.delay(token)
-        return self._clock() + remaining if remaining > 0 else None
+                return None
+            return until
 
     def wait(self, token: str, stop: threading.Event) -> bool:
         """Wait until ``token`` may be used. False if ``stop`` was set."""

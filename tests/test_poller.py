@@ -9,22 +9,28 @@ from __future__ import annotations
 import io
 import itertools
 import statistics
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import cast
 
 import pytest
 
-from exporter.client import LynxClient, RateLimitedError
+from exporter.client import Answer, LynxClient, RateLimitedError
 from exporter.config import Config, parse_config
 from exporter.daemon import Exporter
-from exporter.kinds import KINDS
+from exporter.kinds import KINDS, Request
 from exporter.logs import SecretScrubber, configure
-from exporter.poller import Deferred, Plan, poll_target
+from exporter.poller import Deferred, Plan, Poller, poll_target
 from exporter.ratelimit import TokenGate
+from exporter.reading import Problem
 from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, SimulatorServer
-from exporter.targets import build_targets
+from exporter.stats import Stats
+from exporter.store import SnapshotStore
+from exporter.targets import EV_DASHBOARD, Target, build_targets
 from tests.harness import wait_for
 
 
@@ -167,3 +173,78 @@ def test_a_poll_on_a_held_token_is_deferred_not_failed() -> None:
     raced = poll_target(plan, KINDS[target.kind], target)
     assert isinstance(raced, Deferred) and client.calls == 1
     assert raced.until == pytest.approx(time.monotonic() + 30.0, abs=0.5)
+
+
+@dataclass(frozen=True)
+class _Nothing:
+    problems: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True)
+class _ByActor:
+    """A request kind asking ``/<actor id>``, whose answers all read fine."""
+
+    name: str = EV_DASHBOARD
+
+    def request(self, target: Target, now: datetime) -> Request:
+        return Request(f"/{target.actor_id}", {})
+
+    def parse(self, payload: object, target: Target, config: Config) -> _Nothing:
+        return _Nothing()
+
+
+class _OneActorAlwaysLimited:
+    """Answers 429 (holding the shared token ``hold`` seconds) to one actor's
+    every request and 200 to the rest; records the order requests went out."""
+
+    def __init__(self, gate: TokenGate, token: str, limited: int, hold: float) -> None:
+        self._gate, self._token, self._limited, self._hold = gate, token, limited, hold
+        self.sent: list[int] = []
+
+    def get_json(self, path: str, params: object, credential: object) -> Answer:
+        actor = int(path.strip("/"))
+        if self._gate.delay(self._token) > 0:  # what the real client does before sending
+            raise RateLimitedError("held", retry_after=1.0, status=None, attempts=0)
+        self.sent.append(actor)
+        if actor == self._limited:
+            self._gate.hold(self._token, self._hold)
+            raise RateLimitedError("HTTP 429", retry_after=self._hold, status=429, attempts=1)
+        return Answer(payload={}, status=200, attempts=1, duration=0.0)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_poll_deferred_longest_goes_first_when_the_hold_ends() -> None:
+    """One actor's every request gets a 429 on the token both actors share. When a
+    hold ends, the poll deferred longest goes out first, so the healthy actor's
+    poll is sent at every opening instead of losing the race to the 429 actor's
+    and waiting out hold after hold. One worker makes the order the whole story."""
+    config = parse_config(
+        "lynx: {token: tkn, max_concurrency: 1, rate_limit_per_second: 0}\n"
+        "poll: {interval: 100ms}\n"
+        "machine_status: {enabled: false}\n"
+        "actors: [{id: 1}, {id: 2}]\n",
+        environ={},
+    )
+    targets = build_targets(config)
+    gate = TokenGate()
+    client = _OneActorAlwaysLimited(gate, "tkn", limited=1, hold=0.3)
+    scrubber = SecretScrubber()
+    stop = threading.Event()
+    poller = Poller(
+        SnapshotStore(targets, config.poll.stale_after),
+        Stats(started_at=time.time()),
+        configure("error", "json", scrubber, io.StringIO()),
+        stop=stop,
+        kinds={EV_DASHBOARD: _ByActor()},
+    )
+    poller.configure(Plan(config, {t.key: t for t in targets}, cast(LynxClient, client), gate))
+    poller.start()
+    try:
+        wait_for(lambda: client.sent.count(1) >= 9, timeout=10, what="nine holds")
+    finally:
+        poller.stop()
+    openings = client.sent[client.sent.index(1) :]
+    # After the first 429, every hold ends with the healthy actor's poll.
+    assert (1, 1) not in itertools.pairwise(openings), openings
