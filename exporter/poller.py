@@ -17,9 +17,10 @@ Standard parts, and one direction (poller → store, once):
 
 Guarantees: a target whose previous poll has not finished skips its grid point
 (never queued twice); a slow target holds one worker, never the schedule; a reload
-keeps the grid and the state of surviving targets. A poll whose token is held
-after a 429 is *deferred*, not failed: it leaves its worker at once and is sent
-again when the hold ends, and its target keeps its state meanwhile.
+keeps the grid and the state of surviving targets (a poll still waiting for a
+worker keeps its place unless the reload changed its target's interval). A poll
+whose token is held after a 429 is *deferred*, not failed: it leaves its worker at
+once and is sent again when the hold ends, and its target keeps its state meanwhile.
 
 Executor threads are not daemons; the command line ends the process with
 ``os._exit`` after shutting down, so a request hanging upstream cannot hold it.
@@ -212,6 +213,7 @@ class Poller:
         if self._epoch is None:
             self._epoch = now  # the first round starts at once
         self._resize(plan.config.lynx.max_concurrency)
+        self._requeue(plan, old)
         self._sched = sched.scheduler(time.monotonic)
         for key, due in first_dues(plan, old, self._epoch, now, spread=self._spread):
             self._sched.enterabs(due, 0, self._fire, (key, due))
@@ -227,6 +229,26 @@ class Poller:
         self._keep_rounds(plan, now)
         if old is not None and old.client is not plan.client:
             old.client.close()  # in-flight requests on it finish or fail on their own
+
+    def _requeue(self, plan: Plan, old: Plan | None) -> None:
+        """Polls waiting for a worker keep their place in line unless the new plan
+        polls their target at another interval: those start on their new grid.
+        (Reloaded from an over-budget interval to a longer one, the old backlog
+        would otherwise go out in a burst of a whole round.)"""
+        if old is None or not self._waiting:
+            return
+        kept: collections.deque[TargetKey] = collections.deque()
+        for key in self._waiting:
+            target, before = plan.targets.get(key), old.targets.get(key)
+            if (
+                target is None
+                or before is None
+                or _interval(plan, target) != _interval(old, before)
+            ):
+                self._busy.discard(key)  # removed, or due on its new grid
+            else:
+                kept.append(key)
+        self._waiting = kept
 
     def _keep_rounds(self, plan: Plan, now: float) -> None:
         """Rounds are measured per request kind, each against its own interval."""

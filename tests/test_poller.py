@@ -248,3 +248,65 @@ def test_a_poll_deferred_longest_goes_first_when_the_hold_ends() -> None:
     openings = client.sent[client.sent.index(1) :]
     # After the first 429, every hold ends with the healthy actor's poll.
     assert (1, 1) not in itertools.pairwise(openings), openings
+
+
+class _Slow:
+    """Answers every request after ``seconds``; records when each was sent."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self.sent: list[float] = []
+
+    def get_json(self, path: str, params: object, credential: object) -> Answer:
+        self.sent.append(time.monotonic())
+        time.sleep(self._seconds)
+        return Answer(payload={}, status=200, attempts=1, duration=self._seconds)
+
+    def close(self) -> None:
+        pass
+
+
+def _plan_of(text: str, client: object) -> Plan:
+    config = parse_config(text, environ={})
+    targets = build_targets(config)
+    return Plan(config, {t.key: t for t in targets}, cast(LynxClient, client), TokenGate())
+
+
+def test_a_reload_to_a_longer_interval_drops_the_backlog_instead_of_bursting_it() -> None:
+    """Over budget (20 targets, one worker, 50 ms each: a 1 s round every 100 ms),
+    polls pile up waiting for the worker. Reloaded to a 20 s interval, targets go
+    out on the new grid (one per second), not as the old backlog at full speed."""
+    actors = ", ".join(f"{{id: {n}}}" for n in range(1, 21))
+
+    def text(interval: str) -> str:
+        return (
+            "lynx: {token: tkn, max_concurrency: 1, rate_limit_per_second: 0}\n"
+            f"poll: {{interval: {interval}}}\n"
+            "machine_status: {enabled: false}\n"
+            f"actors: [{actors}]\n"
+        )
+
+    client = _Slow(0.05)
+    scrubber = SecretScrubber()
+    first = _plan_of(text("100ms"), client)
+    poller = Poller(
+        SnapshotStore(first.targets.values(), first.config.poll.stale_after),
+        Stats(started_at=time.time()),
+        configure("error", "json", scrubber, io.StringIO()),
+        stop=threading.Event(),
+        kinds={EV_DASHBOARD: _ByActor()},
+    )
+    poller.configure(first)
+    poller.start()
+    try:
+        time.sleep(1.5)  # over budget from the start: a backlog of ~18 polls
+        reloaded = time.monotonic()
+        poller.configure(_plan_of(text("20s"), client))
+        time.sleep(1.5)
+    finally:
+        poller.stop()
+    before = [t for t in client.sent if reloaded - 1.0 <= t < reloaded]
+    # Up to 2 polls already handed to the worker still go; after them, the grid.
+    after = [t for t in client.sent if reloaded + 0.25 <= t < reloaded + 1.5]
+    assert len(before) >= 15, len(before)  # it was indeed polling flat out
+    assert len(after) <= 3, [round(t - reloaded, 2) for t in after]
