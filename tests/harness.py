@@ -46,6 +46,23 @@ def run_promtool(*args: str) -> str:
     return output
 
 
+def config_check(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """``python -m exporter --config.check ARGS`` in the repository root, with only
+    ``PATH`` (plus ``env``) in its environment: no variable of the machine running
+    the tests reaches the config. A hang past ``timeout`` fails the test."""
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", "--config.check", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        timeout=timeout,
+        check=False,
+    )
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from exporter.config import (
     parse_config,
     parse_duration,
 )
-from tests.harness import REPO
+from tests.harness import REPO, config_check
 
 MINIMAL = """
 lynx: {token: abc}
@@ -304,20 +302,8 @@ def test_secrets_never_appear_in_errors_or_reprs() -> None:
         __import__("pickle").dumps(config.lynx.token)
 
 
-def _check(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", "--config.check", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={"PATH": "/usr/bin:/bin", **(env or {})},
-        timeout=30,
-        check=False,
-    )
-
-
 def test_config_check_cli_exit_codes(tmp_path: Path) -> None:
-    ok = _check(["--config.file", "config.example.yaml"], {"NAYAX_API_TOKEN": "TKN-abc"})
+    ok = config_check("--config.file", "config.example.yaml", env={"NAYAX_API_TOKEN": "TKN-abc"})
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith(
         "config OK: 1 actor(s), 2 machine(s), 2 window(s), 8 target(s)"
@@ -326,13 +312,13 @@ def test_config_check_cli_exit_codes(tmp_path: Path) -> None:
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("lynx: {token: TKN-abc, retries: 3}\nactors: [{id: one}]\n")
-    failed = _check(["--config.file", str(bad)])
+    failed = config_check("--config.file", str(bad))
     assert failed.returncode == 1
     assert "error: lynx.retries: unknown key" in failed.stderr
     assert "error: actors[0].id: must be an integer" in failed.stderr
     assert "TKN-abc" not in failed.stdout + failed.stderr
 
-    missing = _check(["--config.file", str(tmp_path / "nope.yaml")])
+    missing = config_check("--config.file", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 1
     assert "cannot read" in missing.stderr
 

@@ -20,7 +20,14 @@ import yaml
 
 from exporter.config import ConfigError, parse_config
 from exporter.yamlload import ALIAS_BUDGET, load_yaml
-from tests.harness import REPO, parse_exposition, running_exporter, wait_for, write_config
+from tests.harness import (
+    REPO,
+    config_check,
+    parse_exposition,
+    running_exporter,
+    wait_for,
+    write_config,
+)
 from tests.test_web_security import bcrypt_hash
 
 TOKEN = "TKN-hostile-4f7c2a"  # never printed, whole or in part
@@ -44,16 +51,8 @@ LOADERS: list[type[yaml.SafeLoader] | type[yaml.CSafeLoader]] = [yaml.SafeLoader
 
 
 def check(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``--config.check`` as a subprocess; a hang past 20 s fails the test."""
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", "--config.check", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={"PATH": "/usr/bin:/bin", **(env or {})},
-        timeout=20,
-        check=False,
-    )
+    """``--config.check``; a hang past 20 s fails the test."""
+    return config_check(*args, env=env, timeout=20)
 
 
 def assert_no_token(text: str) -> None:

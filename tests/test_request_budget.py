@@ -7,8 +7,6 @@ request's arrival; the checks run on those stamps.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -20,7 +18,7 @@ import pytest
 from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, SimulatorServer
 from exporter.simulator.server import RecordedRequest
 from tests.harness import (
-    REPO,
+    config_check,
     running_exporter,
     select,
     simulator_config,
@@ -253,14 +251,7 @@ def test_over_budget_is_told_and_measured_and_every_target_polled_fairly(
         max_concurrency=4,
     )
     config = write_config(tmp_path / "config.yaml", document)
-    check = subprocess.run(
-        [sys.executable, "-m", "exporter", f"--config.file={config}", "--config.check"],
-        check=False,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
+    check = config_check(f"--config.file={config}", timeout=60)
     assert check.returncode == 0, check.stderr
     assert f"effective round {effective:g}s" in check.stdout, check.stdout
     assert "warning: lynx.rate_limit_per_second 5 cannot carry" in check.stdout, check.stdout

@@ -12,8 +12,6 @@ from __future__ import annotations
 import gzip
 import pickle
 import random
-import subprocess
-import sys
 import threading
 import time
 import traceback
@@ -32,7 +30,13 @@ from exporter.ratelimit import RateLimiter, TokenGate
 from exporter.reading import BadPayload, parse_payload
 from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, SimulatorServer
 from exporter.targets import build_targets
-from tests.harness import REPO, ExporterProcess, running_exporter, wait_for, write_config
+from tests.harness import (
+    ExporterProcess,
+    config_check,
+    running_exporter,
+    wait_for,
+    write_config,
+)
 from tests.test_fault_matrix import ROWS, assert_clean_logs, parsed_logs, unreachable_base_url
 
 SECRET = "TKN-5ecret-Zz9"  # every token below contains it; none may ever show
@@ -303,22 +307,11 @@ BAD_CONFIGS = {
 }
 
 
-def config_check(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", f"--config.file={path}", "--config.check"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize("text", list(BAD_CONFIGS.values()), ids=list(BAD_CONFIGS))
 def test_config_check_of_a_bad_config_never_prints_the_token(tmp_path: Path, text: Any) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(text, encoding="utf-8")
-    result = config_check(path)
+    result = config_check(f"--config.file={path}")
     assert result.returncode == 1, result
     assert "problem(s) found" in result.stderr
     assert_no_secret(result.stdout + result.stderr, "--config.check output")
@@ -327,7 +320,7 @@ def test_config_check_of_a_bad_config_never_prints_the_token(tmp_path: Path, tex
 def test_config_check_of_a_good_config_never_prints_the_token(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(GOOD_CONFIG, encoding="utf-8")
-    result = config_check(path)
+    result = config_check(f"--config.file={path}")
     assert result.returncode == 0, result
     assert "config OK" in result.stdout
     assert_no_secret(result.stdout + result.stderr, "--config.check output")

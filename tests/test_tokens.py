@@ -38,6 +38,7 @@ from exporter.tokens import (
 from tests.harness import (
     REPO,
     ExporterProcess,
+    config_check,
     run_promtool,
     running_exporter,
     select,
@@ -45,7 +46,6 @@ from tests.harness import (
     wait_for,
     write_config,
 )
-from tests.test_secrets import config_check
 
 REFRESH = "refresh-6b2e-not-a-real-one"
 EXCHANGE = "/v1/issue-access-token"
@@ -353,7 +353,7 @@ def test_config_check_names_the_key_and_never_the_refresh_token(
 ) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(text + "\nactors: [{id: 1}]\n", encoding="utf-8")
-    result = config_check(config)
+    result = config_check(f"--config.file={config}")
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr
     assert "two words" not in result.stdout + result.stderr
