@@ -15,12 +15,18 @@ from __future__ import annotations
 import signal
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import requests
 
+from exporter.client import LynxClient
+from exporter.config import parse_config
+from exporter.daemon import reusing
+from exporter.poller import Plan
+from exporter.ratelimit import TokenGate
 from exporter.simulator import Fleet, FleetSpec, SimulatorServer
+from exporter.targets import build_targets
 from tests.harness import (
     ExporterProcess,
     SeriesKey,
@@ -241,3 +247,32 @@ def test_reload(tmp_path: Path, how: str) -> None:
     entries = parsed_logs(exporter.log_lines)
     assert_clean_logs([e for e in entries if e.get("event") != "config reload failed"])
     assert sum(e.get("event") == "config reloaded" for e in entries) == 3
+
+
+def test_a_reload_holds_one_copy_of_each_unchanged_target() -> None:
+    """The store keeps an unchanged target's state, which holds the running
+    plan's target object; the new plan reuses that object (and its key) rather
+    than a fresh equal copy, so memory and garbage collections see each once."""
+    text = (
+        "lynx: {token: tkn}\n"
+        "machine_status: {enabled: false}\n"
+        "actors: [{id: 1, name: One, machines: [{id: 5}]}, {id: 2, name: %s}]\n"
+    )
+    running = parse_config(text % "Two", environ={})
+    old = Plan(
+        running,
+        {t.key: t for t in build_targets(running)},
+        cast(LynxClient, None),
+        TokenGate(),
+    )
+    renamed = build_targets(parse_config(text % "Deux", environ={}))
+    reused = reusing(renamed, old)
+    assert list(reused) == [t.key for t in renamed]
+    for key, target in reused.items():
+        before = old.targets[key]
+        if target.actor_id == 1:  # unchanged: the very objects the store holds
+            assert target is before
+            assert next(k for k in old.targets if k == key) is next(k for k in reused if k == key)
+        else:  # renamed: the new definition
+            assert target is not before and target.actor == "Deux"
+    assert reusing(renamed, None) == {t.key: t for t in renamed}
