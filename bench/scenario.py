@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import math
+import random
 import statistics
 import tempfile
 import time
@@ -222,16 +223,26 @@ class Scraper:
             self._connection.close()
 
 
-def scrape_for(port: int, seconds: float, period: float = 1.0) -> tuple[LatencyStats, LatencyStats]:
-    """A plain and a gzip scrape every ``period``, half a period apart."""
+def scrape_for(
+    port: int, seconds: float, period: float = 1.0, seed: int = 5
+) -> tuple[LatencyStats, LatencyStats]:
+    """A plain scrape in the first half of every ``period`` and a gzip one in the
+    second, each at a random moment within its half (seeded: runs repeat).
+
+    Not on a fixed grid: the exporter renders on a fixed period too (every
+    max(1 s, interval/20)), and both grids start from the same reload, so at fixed
+    moments every scrape of a run met a render or none did, and the slowest of 30
+    measured that phase, not the exporter."""
+    rng = random.Random(seed)
     plain, gzipped = Scraper(port, gzip=False), Scraper(port, gzip=True)
     started = time.monotonic()
+    half = period / 2
     tick = 0
     try:
         while (due := started + tick * period) < started + seconds:
-            _sleep_until(due)
+            _sleep_until(due + rng.uniform(0, half * 0.8))
             plain.scrape()
-            _sleep_until(due + period / 2)
+            _sleep_until(due + half + rng.uniform(0, half * 0.8))
             gzipped.scrape()
             tick += 1
     finally:
@@ -295,7 +306,9 @@ def run_size(
                 poll = {**config["poll"], "interval": f"{settings.paced_interval:g}s"}
                 paced = {**config, "poll": poll}
                 exporter.reload(paced)
-                time.sleep(2.0)  # the reload's own work is not steady state
+                # The reload's own work (its collections, the first render) is not
+                # steady state.
+                time.sleep(5.0)
                 simulator.clear_requests()
                 log(f"  {spec.name}: interval {settings.paced_interval:g}s, scraping again")
                 plain_paced, gzip_paced = scrape_for(exporter.port, settings.scrape_seconds)
