@@ -113,9 +113,8 @@ class Poller:
         self._posted: Plan | None = None  # handed over to the scheduler thread
         self._plan: Plan | None = None  # scheduler thread only, from here down
         self._sched = sched.scheduler(time.monotonic)
-        # Every event shares these: sched would otherwise keep a new bound method
-        # and kwargs dict per event, 20,000 long-lived objects at 10,000 targets
-        # for the memory and every full garbage collection to walk.
+        # Shared by every event: sched would keep a new bound method and kwargs
+        # dict per event, 20,000 more long-lived objects at 10,000 targets.
         self._fire_action, self._resubmit_action = self._fire, self._resubmit
         self._executor: ThreadPoolExecutor | None = None
         self._workers = 0
@@ -231,7 +230,8 @@ class Poller:
                 del self._parked[key]
                 self._busy.discard(key)
                 self._deferred_since.pop(key, None)
-        self._keep_rounds(plan, now)
+        self._rounds = kept_rounds(self._rounds, plan, now)
+        self._stats.forget_rounds(self._rounds)
         if old is not None and old.client is not plan.client:
             old.client.close()  # in-flight requests on it finish or fail on their own
 
@@ -240,30 +240,9 @@ class Poller:
         polls their target at another interval: those start on their new grid.
         (Reloaded from an over-budget interval to a longer one, the old backlog
         would otherwise go out in a burst of a whole round.)"""
-        if old is None or not self._waiting:
-            return
-        kept: collections.deque[TargetKey] = collections.deque()
-        for key in self._waiting:
-            target, before = plan.targets.get(key), old.targets.get(key)
-            if (
-                target is None
-                or before is None
-                or _interval(plan, target) != _interval(old, before)
-            ):
-                self._busy.discard(key)  # removed, or due on its new grid
-            else:
-                kept.append(key)
-        self._waiting = kept
-
-    def _keep_rounds(self, plan: Plan, now: float) -> None:
-        """Rounds are measured per request kind, each against its own interval."""
-        by_kind: dict[str, list[TargetKey]] = {}
-        for key in plan.targets:
-            by_kind.setdefault(key.kind, []).append(key)
-        self._rounds = {kind: self._rounds.get(kind) or _Round() for kind in by_kind}
-        for kind, keys in by_kind.items():
-            self._rounds[kind].keep(keys, now)
-        self._stats.forget_rounds(by_kind)
+        if old is not None and self._waiting:
+            self._waiting, dropped = still_waiting(self._waiting, plan, old)
+            self._busy.difference_update(dropped)
 
     def _resize(self, workers: int) -> None:
         if workers == self._workers and self._executor is not None:
@@ -314,7 +293,8 @@ class Poller:
                 self._busy.discard(key)
                 continue
             self._submitted += 1
-            future = executor.submit(self._poll_safely, plan, target)
+            kind = self._kinds[target.kind]
+            future = executor.submit(poll_safely, plan, kind, target, self._wall, self._log)
             future.add_done_callback(self._on_done)
 
     def _on_done(self, future: Future[PollResult]) -> None:
@@ -353,21 +333,6 @@ class Poller:
                 log_change(self._log, transition)
         if self._on_commit is not None and transitions:
             self._on_commit(transitions)
-
-    # --- a worker: one poll ---------------------------------------------------------
-
-    def _poll_safely(self, plan: Plan, target: Target) -> PollResult:
-        try:
-            return poll_target(plan, self._kinds[target.kind], target, self._wall)
-        except Exception as exc:  # a bug must cost one poll, never a worker
-            self._log.error("poll failed unexpectedly", target=str(target.key), error=repr(exc))
-            return PollOutcome(
-                key=target.key,
-                finished_at=self._wall(),
-                reading=None,
-                error_reason="internal",
-                error=type(exc).__name__,
-            )
 
 
 def count_errors(stats: Stats, transition: Transition) -> None:
@@ -427,6 +392,34 @@ def first_dues(
     return dues
 
 
+def still_waiting(
+    waiting: Iterable[TargetKey], plan: Plan, old: Plan
+) -> tuple[collections.deque[TargetKey], list[TargetKey]]:
+    """Pure: the waiting polls that keep their place under ``plan`` (in order),
+    and those dropped: removed targets and those whose interval changed."""
+    kept: collections.deque[TargetKey] = collections.deque()
+    dropped: list[TargetKey] = []
+    for key in waiting:
+        target, before = plan.targets.get(key), old.targets.get(key)
+        if target is None or before is None or _interval(plan, target) != _interval(old, before):
+            dropped.append(key)
+        else:
+            kept.append(key)
+    return kept, dropped
+
+
+def kept_rounds(rounds: Mapping[str, _Round], plan: Plan, now: float) -> dict[str, _Round]:
+    """Rounds are measured per request kind, each against its own interval: one
+    per kind ``plan`` polls, carried over from ``rounds`` when it had one."""
+    by_kind: dict[str, list[TargetKey]] = {}
+    for key in plan.targets:
+        by_kind.setdefault(key.kind, []).append(key)
+    kept = {kind: rounds.get(kind) or _Round() for kind in by_kind}
+    for kind, keys in by_kind.items():
+        kept[kind].keep(keys, now)
+    return kept
+
+
 def kind_intervals(plan: Plan) -> dict[str, float]:
     """Pure: each request kind's interval (poll.interval unless its targets have their own)."""
     intervals: dict[str, float] = {}
@@ -437,6 +430,27 @@ def kind_intervals(plan: Plan) -> dict[str, float]:
 
 def _interval(plan: Plan, target: Target) -> float:
     return plan.config.poll.interval if target.interval is None else target.interval
+
+
+def poll_safely(
+    plan: Plan,
+    kind: RequestKind,
+    target: Target,
+    wall: Callable[[], float],
+    log: FilteringBoundLogger,
+) -> PollResult:
+    """:func:`poll_target`, where a bug costs one poll (``internal``), never a worker."""
+    try:
+        return poll_target(plan, kind, target, wall)
+    except Exception as exc:
+        log.error("poll failed unexpectedly", target=str(target.key), error=repr(exc))
+        return PollOutcome(
+            key=target.key,
+            finished_at=wall(),
+            reading=None,
+            error_reason="internal",
+            error=type(exc).__name__,
+        )
 
 
 def poll_target(
