@@ -293,8 +293,7 @@ class Poller:
                 self._busy.discard(key)
                 continue
             self._submitted += 1
-            kind = self._kinds[target.kind]
-            future = executor.submit(poll_safely, plan, kind, target, self._wall, self._log)
+            future = executor.submit(poll_safely, plan, self._kinds, target, self._wall, self._log)
             future.add_done_callback(self._on_done)
 
     def _on_done(self, future: Future[PollResult]) -> None:
@@ -434,14 +433,14 @@ def _interval(plan: Plan, target: Target) -> float:
 
 def poll_safely(
     plan: Plan,
-    kind: RequestKind,
+    kinds: Mapping[str, RequestKind],
     target: Target,
     wall: Callable[[], float],
     log: FilteringBoundLogger,
 ) -> PollResult:
     """:func:`poll_target`, where a bug costs one poll (``internal``), never a worker."""
     try:
-        return poll_target(plan, kind, target, wall)
+        return poll_target(plan, kinds[target.kind], target, wall)
     except Exception as exc:
         log.error("poll failed unexpectedly", target=str(target.key), error=repr(exc))
         return PollOutcome(
