@@ -215,32 +215,41 @@ class _OneActorAlwaysLimited:
         pass
 
 
+def _plan_of(text: str, client: object, gate: TokenGate | None = None) -> Plan:
+    config = parse_config(text, environ={})
+    targets = build_targets(config)
+    gate = TokenGate() if gate is None else gate
+    return Plan(config, {t.key: t for t in targets}, cast(LynxClient, client), gate)
+
+
+def _started_poller(plan: Plan) -> Poller:
+    """A poller of ``plan`` with the ``_ByActor`` kind, running."""
+    poller = Poller(
+        SnapshotStore(plan.targets.values(), plan.config.poll.stale_after),
+        Stats(started_at=time.time()),
+        configure("error", "json", SecretScrubber(), io.StringIO()),
+        stop=threading.Event(),
+        kinds={EV_DASHBOARD: _ByActor()},
+    )
+    poller.configure(plan)
+    poller.start()
+    return poller
+
+
 def test_a_poll_deferred_longest_goes_first_when_the_hold_ends() -> None:
     """One actor's every request gets a 429 on the token both actors share. When a
     hold ends, the poll deferred longest goes out first, so the healthy actor's
     poll goes out at every opening instead of losing the race to the 429 actor's
     and waiting out hold after hold. One worker makes the order the whole story."""
-    config = parse_config(
+    gate = TokenGate()
+    client = _OneActorAlwaysLimited(gate, "tkn", limited=1, hold=0.6)
+    text = (
         "lynx: {token: tkn, max_concurrency: 1, rate_limit_per_second: 0}\n"
         "poll: {interval: 200ms}\n"
         "machine_status: {enabled: false}\n"
-        "actors: [{id: 1}, {id: 2}]\n",
-        environ={},
+        "actors: [{id: 1}, {id: 2}]\n"
     )
-    targets = build_targets(config)
-    gate = TokenGate()
-    client = _OneActorAlwaysLimited(gate, "tkn", limited=1, hold=0.6)
-    scrubber = SecretScrubber()
-    stop = threading.Event()
-    poller = Poller(
-        SnapshotStore(targets, config.poll.stale_after),
-        Stats(started_at=time.time()),
-        configure("error", "json", scrubber, io.StringIO()),
-        stop=stop,
-        kinds={EV_DASHBOARD: _ByActor()},
-    )
-    poller.configure(Plan(config, {t.key: t for t in targets}, cast(LynxClient, client), gate))
-    poller.start()
+    poller = _started_poller(_plan_of(text, client, gate))
     try:
         wait_for(lambda: client.sent.count(1) >= 9, timeout=20, what="nine holds")
     finally:
@@ -268,12 +277,6 @@ class _Slow:
         pass
 
 
-def _plan_of(text: str, client: object) -> Plan:
-    config = parse_config(text, environ={})
-    targets = build_targets(config)
-    return Plan(config, {t.key: t for t in targets}, cast(LynxClient, client), TokenGate())
-
-
 def test_a_reload_to_a_longer_interval_drops_the_backlog_instead_of_bursting_it() -> None:
     """Over budget (20 targets, one worker, 50 ms each: a 1 s round every 100 ms),
     polls pile up waiting for the worker. Reloaded to a 20 s interval, targets go
@@ -289,17 +292,7 @@ def test_a_reload_to_a_longer_interval_drops_the_backlog_instead_of_bursting_it(
         )
 
     client = _Slow(0.05)
-    scrubber = SecretScrubber()
-    first = _plan_of(text("100ms"), client)
-    poller = Poller(
-        SnapshotStore(first.targets.values(), first.config.poll.stale_after),
-        Stats(started_at=time.time()),
-        configure("error", "json", scrubber, io.StringIO()),
-        stop=threading.Event(),
-        kinds={EV_DASHBOARD: _ByActor()},
-    )
-    poller.configure(first)
-    poller.start()
+    poller = _started_poller(_plan_of(text("100ms"), client))
     try:
         time.sleep(1.5)  # over budget from the start: a backlog of ~18 polls
         reloaded = time.monotonic()
