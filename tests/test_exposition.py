@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -179,6 +180,49 @@ def test_renderer_cache_follows_state_changes() -> None:
     remaining = [s.target for k, s in store.current().states.items() if k != target]
     store.set_targets(remaining, 300.0)
     assert renderer.render(store.current(), NOW) == render_reference(store.current(), NOW)
+
+
+def _one_gzip_member(data: bytes) -> bytes:
+    """The payload of ``data``, asserting it is exactly one gzip member (zlib
+    checks its CRC-32 and length) with nothing after it."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    payload = inflater.decompress(data)
+    assert inflater.eof and inflater.unused_data == b""
+    return payload
+
+
+def test_gzip_body_follows_the_plain_body_through_reused_and_rerendered_blocks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gzip body is stitched from per-block segments, some compressed in an
+    earlier render: after every kind of change it is one valid gzip member of
+    exactly the plain body, which equals the reference."""
+    from exporter import exposition
+
+    monkeypatch.setattr(exposition, "BLOCK_SIZE", 3)
+    store = populated_store()
+    renderer = DataRenderer()
+    keys = list(store.current().states)
+
+    def check(now: float) -> bytes:
+        bodies = renderer.render_bodies(store.current(), now)
+        assert bodies.plain == render_reference(store.current(), now)
+        assert _one_gzip_member(bodies.gzipped) == bodies.plain
+        assert gzip.decompress(bodies.gzipped) == bodies.plain
+        return bodies.plain
+
+    first = check(NOW)
+    assert check(NOW) == first  # every block reused from the last bodies
+    store.apply([PollOutcome(key=keys[4], finished_at=NOW, reading=None, error_reason="timeout")])
+    assert check(NOW) != first  # the middle block rendered again, its neighbours reused
+    check(NOW - 10 + 300)  # readings went stale: blocks with readings rendered again
+    check(NOW)  # and back (clock stepped back)
+    store.set_targets([s.target for k, s in store.current().states.items() if k != keys[0]], 300.0)
+    check(NOW)  # a removed target shifts every block: all rendered again
+    store.set_targets([], 300.0)
+    assert check(NOW) == b"".join(
+        line.encode() + b"\n" for line in first.decode().splitlines() if line.startswith("#")
+    )  # no targets: the headers alone
 
 
 def make_cache(store: SnapshotStore, stats: Stats | None = None) -> ExpositionCache:
