@@ -38,6 +38,11 @@ class OperatorStatus:
     silent: float | None = None
 
 
+# What a per-machine reading carries: one shared object, not one per poll (at
+# 10,000 machines that is 10,000 fewer objects for the garbage collector to walk).
+NO_OPERATOR_STATUS = OperatorStatus()
+
+
 @dataclass(frozen=True)
 class MachineFigures:
     charging_sessions: float | None = None
@@ -191,7 +196,7 @@ def parse_payload(
     operator_section = _section(payload, "OperatorDashboard", want_operator, problems)
     machine_section = _section(payload, "MachineDashboard", True, problems)
 
-    operator = _operator(operator_section, problems) if want_operator else OperatorStatus()
+    operator = _operator(operator_section, problems) if want_operator else NO_OPERATOR_STATUS
 
     def figure(field: str, *, allow_negative: bool = False) -> float | None:
         return _number(
