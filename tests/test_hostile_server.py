@@ -19,12 +19,15 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
+from typing import cast
 
 import bcrypt
 import pytest
 import requests
 import yaml
 
+from exporter import server
+from exporter.routes import Request, Response, Routes
 from exporter.server import REQUEST_DEADLINE
 from exporter.simulator import Fleet, FleetSpec, SimulatorServer
 from tests.harness import ExporterProcess, simulator_config, wait_for, write_config
@@ -267,6 +270,47 @@ def test_headers_trickled_a_byte_at_a_time_are_cut_off(
                 break
         assert closed, "a trickling client kept its connection past the request deadline"
         assert REQUEST_DEADLINE - 1 < time.monotonic() - started < limit
+
+
+class _BigBody:
+    """Routes stand-in: every path answers a body far larger than any socket buffer."""
+
+    body = b"x" * (16 * MB)
+
+    def handle(self, request: Request) -> Response:
+        return Response(200, self.body, {"Content-Type": "text/plain"})
+
+
+def test_a_client_that_stops_reading_is_cut_at_the_response_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The body is written with the socket in blocking mode (one GIL hand-off for
+    megabytes); the watchdog's cut must still end a write to a client that stopped
+    reading, and other scrapes must go on meanwhile."""
+    monkeypatch.setattr(server, "RESPONSE_DEADLINE", 1.0)
+    httpd = server.ExporterHTTPServer(("127.0.0.1", 0), cast(Routes, _BigBody()))
+    httpd.serve_in_thread()
+    try:
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", httpd.port))
+        with stalled:
+            stalled.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait_for(
+                lambda: httpd.guard.expired == 1, 5.0, what="the stalled response was never cut"
+            )
+            with requests.get(f"http://127.0.0.1:{httpd.port}/metrics", timeout=10) as other:
+                assert other.status_code == 200 and len(other.content) == len(_BigBody.body)
+            # Cut means the writer stopped: what is left to read ends long before the body.
+            stalled.settimeout(5.0)
+            received = 0
+            with suppress(ConnectionResetError):
+                while chunk := stalled.recv(1 << 20):
+                    received += len(chunk)
+            assert received < len(_BigBody.body) // 2
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def accept_queue(port: int) -> int:
