@@ -450,9 +450,14 @@ def test_self_counters_have_no_created_series_and_follow_the_configured_actors()
         body = cache.serve(None, None)[0].decode()
         return select(parse_exposition(body), "nayax_ev_poll_errors_total")
 
+    # A reload that keeps the actors leaves the rendered counters valid.
+    version = stats.poll_errors_version
+    stats.track_actors((2001492653, 2001492652))
+    assert stats.poll_errors_version == version
     # A reload that adds actor 7 and drops 2001492652: 7's counters start at 0,
     # the dropped actor's disappear, the kept actor's keep counting.
     stats.track_actors((7, 2001492653))
+    assert stats.poll_errors_version != version
     errors = poll_errors()
     assert {dict(k[1])["actor_id"] for k in errors} == {"7", "2001492653"}
     assert len(errors) == 2 * len(POLL_ERROR_REASONS)
