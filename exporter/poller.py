@@ -29,6 +29,7 @@ Executor threads are not daemons; the command line ends the process with
 from __future__ import annotations
 
 import collections
+import gc
 import sched
 import threading
 import time
@@ -234,6 +235,10 @@ class Poller:
         self._stats.forget_rounds(self._rounds)
         if old is not None and old.client is not plan.client:
             old.client.close()  # in-flight requests on it finish or fail on their own
+        # A (re)load leaves a burst of long-lived garbage (the parsed config, the
+        # old schedule) that would set off a full collection (~100 ms at 10,000
+        # targets) a few seconds later; it is collected now, with the reload.
+        gc.collect()
 
     def _requeue(self, plan: Plan, old: Plan | None) -> None:
         """Polls waiting for a worker keep their place in line unless the new plan

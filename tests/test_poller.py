@@ -6,6 +6,7 @@ simulator, and reads arrival times from the simulator's request log.
 
 from __future__ import annotations
 
+import gc
 import io
 import itertools
 import statistics
@@ -305,3 +306,24 @@ def test_a_reload_to_a_longer_interval_drops_the_backlog_instead_of_bursting_it(
     after = [t for t in client.sent if reloaded + 0.25 <= t < reloaded + 1.5]
     assert len(before) >= 15, len(before)  # it was indeed polling flat out
     assert len(after) <= 3, [round(t - reloaded, 2) for t in after]
+
+
+def test_a_reload_collects_its_garbage_when_the_new_plan_is_adopted() -> None:
+    """A reload's garbage (the parsed config, the old schedule) is collected by
+    the scheduler as it adopts the new plan, not left to set off a full
+    collection a few seconds later, in the middle of whatever is running then."""
+    text = "lynx: {token: tkn}\nmachine_status: {enabled: false}\nactors: [{id: 1}]\n"
+    full_collections: list[str] = []
+
+    def observe(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full_collections.append(threading.current_thread().name)
+
+    poller = _started_poller(_plan_of(text, _Slow(0.0)))
+    gc.callbacks.append(observe)
+    try:
+        poller.configure(_plan_of(text.replace("id: 1", "id: 2"), _Slow(0.0)))
+        wait_for(lambda: "poll-scheduler" in full_collections, 5.0, what="no collection")
+    finally:
+        gc.callbacks.remove(observe)
+        poller.stop()
