@@ -313,6 +313,31 @@ def test_a_client_that_stops_reading_is_cut_at_the_response_deadline(
         httpd.server_close()
 
 
+class _Trickle:
+    """A socket whose every sendmsg takes at most ``most`` bytes (as a send cut
+    short by a signal would); records what was sent and how."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.sent = bytearray()
+        self.calls = 0
+
+    def sendmsg(self, buffers: list[memoryview]) -> int:
+        self.calls += 1
+        data = b"".join(bytes(buffer) for buffer in buffers)[: self.most]
+        self.sent += data
+        return len(data)
+
+
+@pytest.mark.parametrize("most", [1, 3, 7, 1 << 20])
+def test_send_all_sends_every_byte_in_order_however_the_kernel_cuts_it(most: int) -> None:
+    parts = (b"HTTP/1.1 200 OK\r\n\r\n", b"", b"x" * 50, b"tail")
+    trickle = _Trickle(most)
+    server.send_all(cast(socket.socket, trickle), parts)
+    assert bytes(trickle.sent) == b"".join(parts)
+    assert trickle.calls == -(-len(b"".join(parts)) // most)  # no empty or wasted call
+
+
 def accept_queue(port: int) -> int:
     """Connections the kernel holds for the listener on ``port`` that the
     exporter has not accepted yet (rx_queue of a LISTEN row in /proc/net/tcp*)."""
