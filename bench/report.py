@@ -293,7 +293,7 @@ def render_markdown(
         "",
         "| size | series | generate_latest | serve plain | serve gzip | x faster plain / gzip "
         "| x faster end to end (vs HTTP p99 at capacity, at 60 s) "
-        "| render cold | render warm | render, 5 % changed (a run) | gzip of data "
+        "| render cold | render warm | render, 5 % changed (a run) | one-shot gzip of data "
         "| landing page | identical bytes |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
