@@ -53,8 +53,6 @@ from exporter.targets import EV_DASHBOARD, Target, TargetKey
 
 BATCH_WINDOW = 0.05  # seconds: at most one snapshot swap per window under load
 QUEUED_PER_WORKER = 2  # polls handed to the executor per worker: none idles between two
-TICK = 0.005  # seconds: how late a poll may go out after its grid point
-COMMIT_DELAY = 0.25  # seconds a finished poll may wait for the scheduler's next wake-up
 IDLE_WAKE = 1.0  # seconds: the scheduler looks at its state at least this often
 CommitHook = Callable[[Sequence[Transition]], None]
 _NO_KWARGS: dict[str, object] = {}  # shared by every scheduler event; never written
@@ -133,7 +131,6 @@ class Poller:
         self._finished: collections.deque[PollResult] = collections.deque()
         self._batch: list[PollOutcome] = []
         self._last_commit = 0.0
-        self._sleep_until = 0.0  # when the scheduler wakes up on its own next
         self._rounds: dict[str, _Round] = {}  # per request kind
         self._intervals: Mapping[str, float] = {}
         self._thread: threading.Thread | None = None
@@ -203,15 +200,15 @@ class Poller:
                 self._adopt(posted)
             delay = self._sched.run(blocking=False)
             self._fill()
-            age = time.monotonic() - self._last_commit if self._batch else None
-            if age is not None and age >= BATCH_WINDOW:
-                batch, self._batch, self._last_commit = self._batch, [], time.monotonic()
-                self.commit(batch)
-                age = None
-            wait = sleep_for(delay, age)
-            self._sleep_until = time.monotonic() + wait
-            if self._finished:  # handed back since the drain, without a wake-up
-                wait = min(wait, COMMIT_DELAY)
+            wait = IDLE_WAKE if delay is None else min(delay, IDLE_WAKE)
+            if self._batch:
+                since = time.monotonic() - self._last_commit
+                if since >= BATCH_WINDOW:
+                    batch, self._batch = self._batch, []
+                    self._last_commit = time.monotonic()
+                    self.commit(batch)
+                else:
+                    wait = min(wait, BATCH_WINDOW - since)
             self._wake.wait(max(0.0, wait))
 
     def _adopt(self, plan: Plan) -> None:
@@ -238,13 +235,16 @@ class Poller:
         self._stats.forget_rounds(self._rounds)
         if old is not None and old.client is not plan.client:
             old.client.close()  # in-flight requests on it finish or fail on their own
-        # A (re)load's long-lived garbage (parsed config, old schedule) would set off a
-        # full collection (~100 ms at 10,000 targets) seconds later: collect it now.
+        # A (re)load leaves a burst of long-lived garbage (the parsed config, the
+        # old schedule) that would set off a full collection (~100 ms at 10,000
+        # targets) a few seconds later; it is collected now, with the reload.
         gc.collect()
 
     def _requeue(self, plan: Plan, old: Plan | None) -> None:
-        """Waiting polls keep their place unless their interval changed: those start
-        on the new grid (an over-budget backlog would otherwise go out in a burst)."""
+        """Polls waiting for a worker keep their place in line unless the new plan
+        polls their target at another interval: those start on their new grid.
+        (Reloaded from an over-budget interval to a longer one, the old backlog
+        would otherwise go out in a burst of a whole round.)"""
         if old is not None and self._waiting:
             self._waiting, dropped = still_waiting(self._waiting, plan, old)
             self._busy.difference_update(dropped)
@@ -272,7 +272,8 @@ class Poller:
             self._waiting.append(key)
 
     def _park(self, key: TargetKey, until: float) -> None:
-        """Release a deferred poll at ``until``, the longest-deferred first at a tie."""
+        """Release a deferred poll at ``until``; of those released at one instant,
+        the longest-deferred first."""
         self._parked[key] = until
         since = self._deferred_since.get(key, until)
         self._sched.enterabs(until, since, self._resubmit_action, (key,), _NO_KWARGS)
@@ -303,12 +304,7 @@ class Poller:
     def _on_done(self, future: Future[PollResult]) -> None:
         # In the worker thread (or here, for a cancelled future): hand back only.
         self._finished.append(None if future.cancelled() else future.result())
-        # Wake the scheduler only if it would sleep past COMMIT_DELAY or workers run low.
-        if (
-            self._sleep_until - time.monotonic() > COMMIT_DELAY
-            or self._submitted - len(self._finished) < self._workers
-        ):
-            self._wake.set()
+        self._wake.set()
 
     def _drain(self) -> None:
         """Take finished polls: free their targets, defer or batch their outcomes."""
@@ -398,14 +394,6 @@ def first_dues(
                 due = now
             dues.append((key, due))
     return dues
-
-
-def sleep_for(delay: float | None, batch_age: float | None) -> float:
-    """Pure: how long the scheduler sleeps. Until its next event, but at least a
-    TICK (a grid of thousands of targets wakes it per tick, not per target) and
-    at most IDLE_WAKE; no longer than until a pending batch is due."""
-    wait = IDLE_WAKE if delay is None else min(max(delay, TICK), IDLE_WAKE)
-    return wait if batch_age is None else min(wait, BATCH_WINDOW - batch_age)
 
 
 def still_waiting(

@@ -25,17 +25,7 @@ from exporter.config import Config, parse_config
 from exporter.daemon import Exporter
 from exporter.kinds import KINDS, Request
 from exporter.logs import SecretScrubber, configure
-from exporter.poller import (
-    BATCH_WINDOW,
-    COMMIT_DELAY,
-    IDLE_WAKE,
-    TICK,
-    Deferred,
-    Plan,
-    Poller,
-    poll_target,
-    sleep_for,
-)
+from exporter.poller import Deferred, Plan, Poller, poll_target
 from exporter.ratelimit import TokenGate
 from exporter.reading import Problem
 from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, SimulatorServer
@@ -336,35 +326,4 @@ def test_a_reload_collects_its_garbage_when_the_new_plan_is_adopted() -> None:
         wait_for(lambda: "poll-scheduler" in full_collections, 5.0, what="no collection")
     finally:
         gc.callbacks.remove(observe)
-        poller.stop()
-
-
-@pytest.mark.parametrize(
-    ("delay", "batch_age", "expected"),
-    [
-        (None, None, IDLE_WAKE),  # nothing scheduled: look again in a while
-        (1e-4, None, TICK),  # the next grid point is due at once: wait a tick
-        (0.2, None, 0.2),
-        (30.0, None, IDLE_WAKE),
-        (0.2, 0.02, BATCH_WINDOW - 0.02),  # a pending batch is due first
-        (1e-4, 0.049, BATCH_WINDOW - 0.049),  # a batch due within the tick is not held
-    ],
-)
-def test_the_scheduler_sleeps_until_its_next_event_but_at_least_a_tick(
-    delay: float | None, batch_age: float | None, expected: float
-) -> None:
-    assert sleep_for(delay, batch_age) == pytest.approx(expected)
-
-
-def test_a_poll_finished_while_the_scheduler_sleeps_long_is_committed_soon() -> None:
-    """With one target a minute, the scheduler sleeps up to IDLE_WAKE; a finished
-    poll wakes it (it would sleep past COMMIT_DELAY), so the result lands at once."""
-    text = "lynx: {token: tkn}\nmachine_status: {enabled: false}\nactors: [{id: 1}]\n"
-    client = _Slow(0.1)
-    poller = _started_poller(_plan_of(text, client))
-    try:
-        wait_for(lambda: bool(client.sent), 5.0, what="no poll sent")
-        wait_for(lambda: poller._store.current().ready, 5.0, what="never committed")
-        assert time.monotonic() - client.sent[0] < 0.1 + COMMIT_DELAY
-    finally:
         poller.stop()
