@@ -235,10 +235,10 @@ class Poller:
         self._stats.forget_rounds(self._rounds)
         if old is not None and old.client is not plan.client:
             old.client.close()  # in-flight requests on it finish or fail on their own
-        # A (re)load leaves a burst of long-lived garbage (the parsed config, the
-        # old schedule) that would set off a full collection (~100 ms at 10,000
-        # targets) a few seconds later; it is collected now, with the reload.
-        gc.collect()
+        if old is not None:  # not at start-up: the first grid points are due at once
+            # A reload's long-lived garbage (parsed config, old schedule) would set
+            # off a full collection (~100 ms at 10,000 targets) seconds later.
+            gc.collect()
 
     def _requeue(self, plan: Plan, old: Plan | None) -> None:
         """Polls waiting for a worker keep their place in line unless the new plan

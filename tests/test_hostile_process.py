@@ -155,7 +155,7 @@ raise SystemExit(main())
 @pytest.mark.parametrize(
     ("module", "owner", "name", "thread"),
     [
-        ("exporter.exposition", "DataRenderer", "render", "exposition"),
+        ("exporter.exposition", "DataRenderer", "render_bodies", "exposition"),
         ("exporter.poller", "Poller", "_drain", "poll-scheduler"),
     ],
     ids=["render_thread", "poll_scheduler"],
