@@ -2,18 +2,23 @@
 
 Standard parts, and one direction (poller → store, once):
 
-- a stdlib :mod:`sched` scheduler holds each target's next grid point (see
-  ``schedule.py``: evenly spread, non-drifting). One thread, ``poll-scheduler``,
-  runs it and owns every piece of scheduling state, so none of it needs a lock;
+- a stdlib :mod:`sched` scheduler holds each idle target's next grid point (see
+  ``schedule.py``: evenly spread, non-drifting); a busy target's next point is
+  planned when its poll ends, so grid points it would skip are never scheduled.
+  One thread, ``poll-scheduler``, runs it and owns every piece of scheduling
+  state, so none of it needs a lock. It sleeps at least a ``TICK`` between
+  runs: thousands of targets wake it per tick, not per grid point;
 - a :class:`concurrent.futures.ThreadPoolExecutor` with ``lynx.max_concurrency``
   workers runs the polls: ``kind.request`` → ``client.get_json`` → ``kind.parse``
   (request kinds: ``exporter/kinds.py``, the extension point for new endpoints).
   At most ``QUEUED_PER_WORKER`` polls per worker are handed to it; targets due
   beyond that wait in a FIFO of keys (a pending future costs ~2 KB, a key 8 bytes),
   so an over-budget fleet is polled fairly, each target once per effective round;
-- a finished poll hands its outcome back to the scheduler thread, which commits
-  outcomes in batches (at most one snapshot swap per ``BATCH_WINDOW``) through
-  ``store.swap``; the transitions it returns are what is counted and logged.
+- a finished poll hands its outcome back to the scheduler thread (waking it only
+  if it would otherwise sleep past ``COMMIT_DELAY`` or the workers run low),
+  which commits outcomes in batches (at most one snapshot swap per
+  ``BATCH_WINDOW``) through ``store.swap``; the transitions it returns are what
+  is counted and logged.
 
 Guarantees: a target whose previous poll has not finished skips its grid point
 (never queued twice); a slow target holds one worker, never the schedule; a reload
@@ -53,6 +58,8 @@ from exporter.targets import EV_DASHBOARD, Target, TargetKey
 
 BATCH_WINDOW = 0.05  # seconds: at most one snapshot swap per window under load
 QUEUED_PER_WORKER = 2  # polls handed to the executor per worker: none idles between two
+TICK = 0.005  # seconds: how late a poll may go out after its grid point
+COMMIT_DELAY = 0.25  # seconds a finished poll may wait for the scheduler's next wake-up
 IDLE_WAKE = 1.0  # seconds: the scheduler looks at its state at least this often
 CommitHook = Callable[[Sequence[Transition]], None]
 _NO_KWARGS: dict[str, object] = {}  # shared by every scheduler event; never written
@@ -114,23 +121,25 @@ class Poller:
         self._posted: Plan | None = None  # handed over to the scheduler thread
         self._plan: Plan | None = None  # scheduler thread only, from here down
         self._sched = sched.scheduler(time.monotonic)
-        # Shared by every event: sched would keep a new bound method and kwargs
-        # dict per event, 20,000 more long-lived objects at 10,000 targets.
+        # One bound method (and kwargs dict) for every event: 20,000 fewer objects at 10k.
         self._fire_action, self._resubmit_action = self._fire, self._resubmit
         self._executor: ThreadPoolExecutor | None = None
         self._workers = 0
         self._epoch: float | None = None
-        self._busy: set[TargetKey] = set()  # waiting, submitted, running or parked
+        # Targets whose poll is waiting, submitted, running or parked -> the grid point
+        # it was due at. A busy target has no event: its poll's end plans the next one,
+        # so an over-budget schedule holds no grid points that would only be skipped.
+        self._busy: dict[TargetKey, float] = {}
         self._waiting: collections.deque[TargetKey] = collections.deque()  # due, not submitted
         self._submitted = 0  # handed to the executor and not yet drained
         self._parked: dict[TargetKey, float] = {}  # deferred polls -> hold end (monotonic)
-        # Deferred polls -> when first deferred: counted once, and released oldest
-        # first when their hold ends (sched breaks a tie in time by priority), so
-        # a poll that lost the race at one opening goes first at the next.
+        # Deferred polls -> when first deferred: counted once, and released oldest first
+        # at a hold's end (sched breaks a tie by priority): a loser goes first next time.
         self._deferred_since: dict[TargetKey, float] = {}
         self._finished: collections.deque[PollResult] = collections.deque()
         self._batch: list[PollOutcome] = []
         self._last_commit = 0.0
+        self._sleep_until = 0.0  # when the scheduler wakes up on its own next
         self._rounds: dict[str, _Round] = {}  # per request kind
         self._intervals: Mapping[str, float] = {}
         self._thread: threading.Thread | None = None
@@ -200,16 +209,15 @@ class Poller:
                 self._adopt(posted)
             delay = self._sched.run(blocking=False)
             self._fill()
-            wait = IDLE_WAKE if delay is None else min(delay, IDLE_WAKE)
-            if self._batch:
-                since = time.monotonic() - self._last_commit
-                if since >= BATCH_WINDOW:
-                    batch, self._batch = self._batch, []
-                    self._last_commit = time.monotonic()
-                    self.commit(batch)
-                else:
-                    wait = min(wait, BATCH_WINDOW - since)
-            self._wake.wait(max(0.0, wait))
+            age = time.monotonic() - self._last_commit if self._batch else None
+            if age is not None and age >= BATCH_WINDOW:
+                batch, self._batch, self._last_commit = self._batch, [], time.monotonic()
+                self.commit(batch)
+                age = None
+            wait = sleep_for(delay, age)
+            self._sleep_until = time.monotonic() + wait
+            # A poll handed back since the drain may not have woken us (see _on_done).
+            self._wake.wait(min(wait, COMMIT_DELAY) if self._finished else wait)
 
     def _adopt(self, plan: Plan) -> None:
         """Make ``plan`` the running one: a new schedule on the same grid."""
@@ -218,10 +226,18 @@ class Poller:
         if self._epoch is None:
             self._epoch = now  # the first round starts at once
         self._resize(plan.config.lynx.max_concurrency)
-        self._requeue(plan, old)
+        if old is not None and self._waiting:
+            # Waiting polls keep their place unless their interval changed: those start
+            # on the new grid (an over-budget backlog would otherwise go out in a burst).
+            self._waiting, dropped = still_waiting(self._waiting, plan, old)
+            for key in dropped:
+                del self._busy[key]
         self._sched = sched.scheduler(time.monotonic)
         for key, due in first_dues(plan, old, self._epoch, now, spread=self._spread):
-            self._sched.enterabs(due, 0, self._fire_action, (key, due), _NO_KWARGS)
+            if key in self._busy:  # when its poll ends: ``due`` or, if past, a later point
+                self._busy[key] = due - _interval(plan, plan.targets[key])
+            else:
+                self._sched.enterabs(due, 0, self._fire_action, (key, due), _NO_KWARGS)
         same_holds = old is not None and old.gate is plan.gate
         for key, until in list(self._parked.items()):
             if key in plan.targets:
@@ -229,7 +245,7 @@ class Poller:
                 self._park(key, until if same_holds else now)
             else:
                 del self._parked[key]
-                self._busy.discard(key)
+                self._busy.pop(key, None)
                 self._deferred_since.pop(key, None)
         self._rounds = kept_rounds(self._rounds, plan, now)
         self._stats.forget_rounds(self._rounds)
@@ -239,15 +255,6 @@ class Poller:
             # A reload's long-lived garbage (parsed config, old schedule) would set
             # off a full collection (~100 ms at 10,000 targets) seconds later.
             gc.collect()
-
-    def _requeue(self, plan: Plan, old: Plan | None) -> None:
-        """Polls waiting for a worker keep their place in line unless the new plan
-        polls their target at another interval: those start on their new grid.
-        (Reloaded from an over-budget interval to a longer one, the old backlog
-        would otherwise go out in a burst of a whole round.)"""
-        if old is not None and self._waiting:
-            self._waiting, dropped = still_waiting(self._waiting, plan, old)
-            self._busy.difference_update(dropped)
 
     def _resize(self, workers: int) -> None:
         if workers == self._workers and self._executor is not None:
@@ -259,21 +266,22 @@ class Poller:
             previous.shutdown(wait=False)  # its queued polls still run, then it ends
 
     def _fire(self, key: TargetKey, due: float) -> None:
-        """A grid point: plan the next one; poll unless the last poll still runs."""
+        """A grid point: the target's poll waits for a worker."""
+        self._busy[key] = due
+        self._waiting.append(key)
+
+    def _plan_next(self, key: TargetKey, due: float) -> None:
+        """A poll ended: its target's next grid point, skipping any it was busy
+        through (skip, never queue)."""
         plan = self._plan
         assert plan is not None
         target = plan.targets.get(key)
-        if target is None:
-            return  # removed by a plan the scheduler has not adopted yet
-        following = next_due(due, _interval(plan, target), time.monotonic())
-        self._sched.enterabs(following, 0, self._fire_action, (key, following), _NO_KWARGS)
-        if key not in self._busy:
-            self._busy.add(key)
-            self._waiting.append(key)
+        if target is not None:  # not removed by a reload meanwhile
+            following = next_due(due, _interval(plan, target), time.monotonic())
+            self._sched.enterabs(following, 0, self._fire_action, (key, following), _NO_KWARGS)
 
     def _park(self, key: TargetKey, until: float) -> None:
-        """Release a deferred poll at ``until``; of those released at one instant,
-        the longest-deferred first."""
+        """Release a deferred poll at ``until``, the longest-deferred first at a tie."""
         self._parked[key] = until
         since = self._deferred_since.get(key, until)
         self._sched.enterabs(until, since, self._resubmit_action, (key,), _NO_KWARGS)
@@ -295,7 +303,7 @@ class Poller:
             key = self._waiting.popleft()
             target = plan.targets.get(key)
             if target is None:  # removed by a reload meanwhile
-                self._busy.discard(key)
+                self._busy.pop(key, None)
                 continue
             self._submitted += 1
             future = executor.submit(poll_safely, plan, self._kinds, target, self._wall, self._log)
@@ -304,7 +312,10 @@ class Poller:
     def _on_done(self, future: Future[PollResult]) -> None:
         # In the worker thread (or here, for a cancelled future): hand back only.
         self._finished.append(None if future.cancelled() else future.result())
-        self._wake.set()
+        # Wake the scheduler only if it would sleep past COMMIT_DELAY or workers run low.
+        sleeps_long = self._sleep_until - time.monotonic() > COMMIT_DELAY
+        if sleeps_long or self._submitted - len(self._finished) < self._workers:
+            self._wake.set()
 
     def _drain(self) -> None:
         """Take finished polls: free their targets, defer or batch their outcomes."""
@@ -319,14 +330,12 @@ class Poller:
                     self._stats.count_deferral(result.reason)  # once per poll
                 self._park(result.key, result.until)
                 continue
-            self._busy.discard(result.key)
+            due = self._busy.pop(result.key, None)
+            if due is not None:
+                self._plan_next(result.key, due)
             self._deferred_since.pop(result.key, None)
             self._batch.append(result)
-            kind = result.key.kind
-            rounds = self._rounds.get(kind)
-            seconds = None if rounds is None else rounds.polled(result.key, time.monotonic())
-            if seconds is not None:
-                self._stats.record_round(kind, seconds)
+            note_round(self._rounds, self._stats, result.key)
 
     def commit(self, batch: Sequence[PollOutcome]) -> None:
         """One snapshot swap for ``batch``; count and log what it changed."""
@@ -337,6 +346,14 @@ class Poller:
                 log_change(self._log, transition)
         if self._on_commit is not None and transitions:
             self._on_commit(transitions)
+
+
+def note_round(rounds: Mapping[str, _Round], stats: Stats, key: TargetKey) -> None:
+    """A target's poll finished: record its kind's round if that completed it."""
+    kind_round = rounds.get(key.kind)
+    seconds = None if kind_round is None else kind_round.polled(key, time.monotonic())
+    if seconds is not None:
+        stats.record_round(key.kind, seconds)
 
 
 def count_errors(stats: Stats, transition: Transition) -> None:
@@ -394,6 +411,14 @@ def first_dues(
                 due = now
             dues.append((key, due))
     return dues
+
+
+def sleep_for(delay: float | None, batch_age: float | None) -> float:
+    """Pure: how long the scheduler sleeps. Until its next event, but at least a
+    TICK (a grid of thousands of targets wakes it per tick, not per target) and
+    at most IDLE_WAKE; no longer than until a pending batch is due."""
+    wait = IDLE_WAKE if delay is None else min(max(delay, TICK), IDLE_WAKE)
+    return wait if batch_age is None else min(wait, BATCH_WINDOW - batch_age)
 
 
 def still_waiting(

@@ -25,7 +25,17 @@ from exporter.config import Config, parse_config
 from exporter.daemon import Exporter
 from exporter.kinds import KINDS, Request
 from exporter.logs import SecretScrubber, configure
-from exporter.poller import Deferred, Plan, Poller, poll_target
+from exporter.poller import (
+    BATCH_WINDOW,
+    COMMIT_DELAY,
+    IDLE_WAKE,
+    TICK,
+    Deferred,
+    Plan,
+    Poller,
+    poll_target,
+    sleep_for,
+)
 from exporter.ratelimit import TokenGate
 from exporter.reading import Problem
 from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, SimulatorServer
@@ -268,9 +278,11 @@ class _Slow:
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
         self.sent: list[float] = []
+        self.paths: list[str] = []
 
     def get_json(self, path: str, params: object, credential: object) -> Answer:
         self.sent.append(time.monotonic())
+        self.paths.append(path)
         time.sleep(self._seconds)
         return Answer(payload={}, status=200, attempts=1, duration=self._seconds)
 
@@ -327,3 +339,86 @@ def test_a_reload_collects_its_garbage_when_the_new_plan_is_adopted() -> None:
     finally:
         gc.callbacks.remove(observe)
         poller.stop()
+
+
+@pytest.mark.parametrize(
+    ("delay", "batch_age", "expected"),
+    [
+        (None, None, IDLE_WAKE),  # nothing scheduled: look again in a while
+        (1e-4, None, TICK),  # the next grid point is due at once: wait a tick
+        (0.2, None, 0.2),
+        (30.0, None, IDLE_WAKE),
+        (0.2, 0.02, BATCH_WINDOW - 0.02),  # a pending batch is due first
+        (1e-4, 0.049, BATCH_WINDOW - 0.049),  # a batch due within the tick is not held
+    ],
+)
+def test_the_scheduler_sleeps_until_its_next_event_but_at_least_a_tick(
+    delay: float | None, batch_age: float | None, expected: float
+) -> None:
+    assert sleep_for(delay, batch_age) == pytest.approx(expected)
+
+
+def test_a_poll_finished_while_the_scheduler_sleeps_long_is_committed_soon() -> None:
+    """With one target a minute, the scheduler sleeps up to IDLE_WAKE; a finished
+    poll wakes it (it would sleep past COMMIT_DELAY), so the result lands at once."""
+    text = "lynx: {token: tkn}\nmachine_status: {enabled: false}\nactors: [{id: 1}]\n"
+    client = _Slow(0.1)
+    poller = _started_poller(_plan_of(text, client))
+    try:
+        wait_for(lambda: bool(client.sent), 5.0, what="no poll sent")
+        wait_for(lambda: poller._store.current().ready, 5.0, what="never committed")
+        assert time.monotonic() - client.sent[0] < 0.1 + COMMIT_DELAY
+    finally:
+        poller.stop()
+
+
+def _off_grid(moment: float, epoch: float, phase: float, interval: float) -> float:
+    """How far ``moment`` lies from the nearest point of a grid."""
+    offset = (moment - epoch - phase) % interval
+    return min(offset, interval - offset)
+
+
+def test_a_target_busy_past_its_grid_points_goes_at_the_first_one_after_its_poll() -> None:
+    """One target every 250 ms whose polls take 600 ms: it skips the grid points its
+    poll runs through (never queued) and goes at the next one, on the grid."""
+    text = "lynx: {token: tkn}\npoll: {interval: 250ms}\nmachine_status: {enabled: false}\n"
+    client = _Slow(0.6)
+    poller = _started_poller(_plan_of(text + "actors: [{id: 1}]\n", client))
+    try:
+        wait_for(lambda: len(client.sent) >= 4, 10.0, what="four polls")
+    finally:
+        poller.stop()
+    gaps = [b - a for a, b in itertools.pairwise(client.sent[:4])]
+    assert gaps == pytest.approx([0.75] * 3, abs=0.06), gaps
+
+
+def test_a_target_busy_through_a_reload_goes_on_to_its_new_grid() -> None:
+    """Two actors every 2 s (phases 0 and 1 s), each poll 0.5 s, reloaded to 0.8 s
+    (phases 0 and 0.4 s) while actor 2's poll runs: once it ends, actor 2 goes on
+    the new grid, not on a point reckoned from its old one (that would be 1.8 s)."""
+
+    def text(interval: str) -> str:
+        return (
+            "lynx: {token: tkn, rate_limit_per_second: 0}\n"
+            f"poll: {{interval: {interval}}}\n"
+            "machine_status: {enabled: false}\n"
+            "actors: [{id: 1}, {id: 2}]\n"
+        )
+
+    client = _Slow(0.5)
+    poller = _started_poller(_plan_of(text("2s"), client))
+    try:
+        wait_for(lambda: len(client.sent) >= 2, 5.0, what="actor 2's first poll")
+        epoch = client.sent[0]
+        assert client.paths[:2] == ["/1", "/2"]
+        time.sleep(max(0.0, epoch + 1.25 - time.monotonic()))  # mid-poll
+        poller.configure(_plan_of(text("800ms"), client))
+        wait_for(lambda: client.paths.count("/2") >= 4, 10.0, what="actor 2 on its new grid")
+    finally:
+        poller.stop()
+    later = [(p, t) for p, t in zip(client.paths, client.sent, strict=True) if t > epoch + 1.3]
+    assert later, client.sent
+    for path, moment in later:
+        phase = 0.0 if path == "/1" else 0.4
+        assert _off_grid(moment, epoch, phase, 0.8) < 0.06, (path, round(moment - epoch, 3))
+    assert min(t for p, t in later if p == "/2") - epoch == pytest.approx(2.0, abs=0.06)
