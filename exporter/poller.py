@@ -56,7 +56,7 @@ from exporter.stats import Stats
 from exporter.store import PollOutcome, SnapshotStore, Transition
 from exporter.targets import EV_DASHBOARD, Target, TargetKey
 
-BATCH_WINDOW = 0.05  # seconds: at most one snapshot swap per window under load
+BATCH_WINDOW = 0.25  # seconds: at most one snapshot swap per window under load
 QUEUED_PER_WORKER = 2  # polls handed to the executor per worker: none idles between two
 TICK = 0.005  # seconds: how late a poll may go out after its grid point
 COMMIT_DELAY = 0.25  # seconds a finished poll may wait for the scheduler's next wake-up
@@ -312,9 +312,11 @@ class Poller:
     def _on_done(self, future: Future[PollResult]) -> None:
         # In the worker thread (or here, for a cancelled future): hand back only.
         self._finished.append(None if future.cancelled() else future.result())
-        # Wake the scheduler only if it would sleep past COMMIT_DELAY or workers run low.
+        # Wake the scheduler only if it would sleep past COMMIT_DELAY, or if polls wait
+        # and the workers run low. (Reads of its state: a stale one costs a wake-up.)
         sleeps_long = self._sleep_until - time.monotonic() > COMMIT_DELAY
-        if sleeps_long or self._submitted - len(self._finished) < self._workers:
+        runs_low = self._submitted - len(self._finished) < self._workers
+        if sleeps_long or (runs_low and self._waiting):
             self._wake.set()
 
     def _drain(self) -> None:

@@ -348,8 +348,8 @@ def test_a_reload_collects_its_garbage_when_the_new_plan_is_adopted() -> None:
         (1e-4, None, TICK),  # the next grid point is due at once: wait a tick
         (0.2, None, 0.2),
         (30.0, None, IDLE_WAKE),
-        (0.2, 0.02, BATCH_WINDOW - 0.02),  # a pending batch is due first
-        (1e-4, 0.049, BATCH_WINDOW - 0.049),  # a batch due within the tick is not held
+        (BATCH_WINDOW, BATCH_WINDOW / 2, BATCH_WINDOW / 2),  # a pending batch is due first
+        (1e-4, BATCH_WINDOW - TICK / 5, TICK / 5),  # a batch due within the tick is not held
     ],
 )
 def test_the_scheduler_sleeps_until_its_next_event_but_at_least_a_tick(
@@ -422,3 +422,23 @@ def test_a_target_busy_through_a_reload_goes_on_to_its_new_grid() -> None:
         phase = 0.0 if path == "/1" else 0.4
         assert _off_grid(moment, epoch, phase, 0.8) < 0.06, (path, round(moment - epoch, 3))
     assert min(t for p, t in later if p == "/2") - epoch == pytest.approx(2.0, abs=0.06)
+
+
+def test_an_over_budget_fleet_keeps_every_worker_busy() -> None:
+    """Ten targets every 50 ms, one worker, 10 ms a poll: over budget, so the
+    worker should go from one poll to the next without waiting for the
+    scheduler's tick or its idle wake-up."""
+    actors = ", ".join(f"{{id: {n}}}" for n in range(1, 11))
+    text = (
+        "lynx: {token: tkn, max_concurrency: 1, rate_limit_per_second: 0}\n"
+        "poll: {interval: 50ms}\nmachine_status: {enabled: false}\n"
+        f"actors: [{actors}]\n"
+    )
+    client = _Slow(0.01)
+    poller = _started_poller(_plan_of(text, client))
+    try:
+        time.sleep(2.5)
+    finally:
+        poller.stop()
+    in_last_two_seconds = [t for t in client.sent if t >= client.sent[0] + 0.5]
+    assert len(in_last_two_seconds) >= 150, len(in_last_two_seconds)  # at most ~200
