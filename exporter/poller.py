@@ -15,7 +15,8 @@ Standard parts, and one direction (poller → store, once):
   beyond that wait in a FIFO of keys (a pending future costs ~2 KB, a key 8 bytes),
   so an over-budget fleet is polled fairly, each target once per effective round;
 - a finished poll hands its outcome back to the scheduler thread (waking it only
-  if it would otherwise sleep past ``COMMIT_DELAY`` or the workers run low),
+  if it would otherwise sleep past ``COMMIT_DELAY``, or if polls wait for a
+  worker and the workers run low),
   which commits outcomes in batches (at most one snapshot swap per
   ``BATCH_WINDOW``) through ``store.swap``; the transitions it returns are what
   is counted and logged.
