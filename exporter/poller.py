@@ -127,9 +127,8 @@ class Poller:
         self._executor: ThreadPoolExecutor | None = None
         self._workers = 0
         self._epoch: float | None = None
-        # Targets whose poll is waiting, submitted, running or parked -> the grid point
-        # it was due at. A busy target has no event: its poll's end plans the next one,
-        # so an over-budget schedule holds no grid points that would only be skipped.
+        # Busy targets (waiting, submitted, running or parked) -> the grid point they were
+        # due at. They have no event (none to skip): a poll's end plans its next point.
         self._busy: dict[TargetKey, float] = {}
         self._waiting: collections.deque[TargetKey] = collections.deque()  # due, not submitted
         self._submitted = 0  # handed to the executor and not yet drained
@@ -272,8 +271,7 @@ class Poller:
         self._waiting.append(key)
 
     def _plan_next(self, key: TargetKey, due: float) -> None:
-        """A poll ended: its target's next grid point, skipping any it was busy
-        through (skip, never queue)."""
+        """A poll ended: its target's next grid point, past any it was busy through."""
         plan = self._plan
         assert plan is not None
         target = plan.targets.get(key)
