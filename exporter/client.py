@@ -15,6 +15,7 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -40,6 +41,7 @@ from exporter.errors import (
 from exporter.ratelimit import RateLimiter, TokenGate
 from exporter.tokens import TokenBroker
 from exporter.transport import ACCEPT_ENCODING, MAX_BODY_BYTES, Reply, RequestObserver, Transport
+from exporter.upstream import CUT_MARK, safe_text
 
 USER_AGENT_PREFIX = "nayax-ev-exporter"
 # Sent with every request as "<poll id> <attempt>/<attempts allowed>": the retries of
@@ -88,16 +90,23 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     """``Retry-After`` as seconds from now: delta-seconds or an HTTP-date."""
     if value is None:
         return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
+    text = value.strip()[:MAX_RETRY_AFTER_CHARS]
+    if _DELTA_SECONDS.fullmatch(text):  # ASCII digits only: "²".isdigit() is True
+        return min(float(text), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+# A Retry-After is a few digits or an HTTP-date (29 characters); the token gate caps
+# any hold at lynx.retry_after_max, so nothing longer than ten years needs reading.
+MAX_RETRY_AFTER_CHARS = 64
+MAX_RETRY_AFTER = 10 * 365 * 86400.0
+_DELTA_SECONDS = re.compile(r"[0-9]+")
 
 
 def _reject_constant(name: str) -> float:
@@ -249,9 +258,9 @@ class LynxClient:
         except (ValueError, UnicodeDecodeError, RecursionError):
             # RecursionError: deeply nested JSON is as unusable as broken JSON.
             content_type = reply.headers.get("Content-Type", "?").split(";")[0]
+            shown = safe_text(_redact(_redact(content_type, secret), key), MAX_QUOTED_HEADER)
             raise BadPayloadError(
-                "HTTP 200 with a body that is not JSON (Content-Type "
-                f"{_redact(_redact(content_type, secret), key)[:60]})",
+                f"HTTP {status} with a body that is not JSON (Content-Type {shown})",
                 status=status,
             ) from None
         # An upstream that reflects request headers into its answer must not get
@@ -344,6 +353,7 @@ def _scheme(scheme: str, secret: str) -> str:
 _FAILURE_FIELDS = frozenset({"errorKey", "errorCode", "errorMessage", "isUserError"})
 MAX_VENDOR_TEXT = 200  # characters of the vendor's message quoted in an error
 MAX_CORRELATION_ID = 64
+MAX_QUOTED_HEADER = 60  # characters of an upstream header (Content-Type) quoted
 
 
 def vendor_detail(body: bytes | None, secrets: tuple[str, ...]) -> str:
@@ -379,16 +389,16 @@ def _detail_of(payload: dict[str, object], secrets: tuple[str, ...]) -> str:
 
 
 def _clean(value: object, secrets: tuple[str, ...], limit: int) -> str:
-    """Pure: a vendor-supplied string or number as safe, short, one-line text."""
+    """Pure: a vendor-supplied string or number as safe, short, one-line text
+    (through the upstream boundary's :func:`safe_text`)."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         return ""
-    text = str(value)
+    # str() of an int over 4,300 digits raises; no correlation id is that long.
+    text = value if isinstance(value, str) else str(value) if abs(value) < 10**64 else ""
     for secret in secrets:  # before any cut, which could leave part of a token
         text = _redact(text, secret)
-    text = text[: limit * 4]
-    text = "".join(c if c.isprintable() else " " for c in text).replace('"', "'")
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    text = " ".join(safe_text(text, limit * 4).split()).replace('"', "'")
+    return text if len(text) <= limit else text[: limit - 1] + CUT_MARK
 
 
 def _redact(text: str, secret: str) -> str:

@@ -123,6 +123,30 @@ class PollCollector(Collector):
         return poll_families(self._rounds(), self._intervals())
 
 
+def budget_families(rate_needed: float, rate_limit: float) -> Iterator[Metric]:
+    """Pure: the request budget of the targets polled now (recomputed at every
+    reload and whenever discovery changes the machines)."""
+    yield GaugeMetricFamily(
+        "nayax_ev_request_budget_requests_per_second",
+        "Requests per second that polling every target once per its interval needs.",
+        value=rate_needed,
+    )
+    yield GaugeMetricFamily(
+        "nayax_ev_request_budget_rate_limit_requests_per_second",
+        "lynx.rate_limit_per_second (0: unlimited); above it, rounds take longer than "
+        "their interval.",
+        value=rate_limit,
+    )
+
+
+class BudgetCollector(Collector):
+    def __init__(self, budget: Callable[[], tuple[float, float]]) -> None:
+        self._budget = budget  # (rate needed, rate limit)
+
+    def collect(self) -> Iterable[Metric]:
+        return budget_families(*self._budget())
+
+
 def access_token_families(expiries: Mapping[int, float]) -> Iterator[Metric]:
     """Pure: when each actor's access token expires (actors on refresh tokens only;
     nothing at all without one, so a static-token exposition stays as it was)."""

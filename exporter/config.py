@@ -49,6 +49,9 @@ __all__ = [
 DEFAULT_BASE_URL = "https://lynx.nayax.com/operational"
 DEFAULT_AUTH_URL = "https://lynx-api.nayax.com"  # where refresh tokens are exchanged
 DEFAULT_LISTEN_ADDRESS = ":9877"
+# The `window` labels of the machine-status and discovery targets: a configured
+# window of that name would publish the same series as they do.
+RESERVED_WINDOW_NAMES = ("status", "discovery")
 
 DurationUnit = Literal["seconds", "minutes", "hours"]
 EnergyUnit = Literal["auto", "Wh", "kWh", "MWh"]
@@ -395,6 +398,11 @@ def _window(v: Validator, item: object, path: str, seen: set[str]) -> WindowConf
     if name is not None:
         if name in seen:
             v.error(f"{path}.name", f"duplicate window name {name!r}")
+        if name in RESERVED_WINDOW_NAMES:
+            v.error(
+                f"{path}.name",
+                f"{name!r} is the window label of the {name} targets; choose another name",
+            )
         seen.add(name)
     kinds = [k for k in ("rolling", "calendar", "time_period") if raw.get(k) is not None]
     if len(kinds) != 1:

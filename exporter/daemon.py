@@ -23,6 +23,7 @@ from exporter.budget import notes, once_deadline, request_budget, warnings
 from exporter.client import LynxClient, RequestObserver
 from exporter.collector import (
     AccessTokenCollector,
+    BudgetCollector,
     PollCollector,
     SelfCollector,
     token_expiries,
@@ -34,6 +35,7 @@ from exporter.logs import SecretScrubber
 from exporter.machine_watch import MachineWatch, discovered_machines
 from exporter.poller import Plan, Poller
 from exporter.ratelimit import RateLimiter, TokenGate
+from exporter.render_guard import RenderGuard
 from exporter.routes import Response
 from exporter.stats import Stats
 from exporter.store import SnapshotStore, Transition
@@ -121,6 +123,7 @@ class Exporter:
         self.config = load()  # raises ConfigError: refuse to start
         scrubber.set(secrets_of(self.config))
         self.stats = Stats(started_at=time.time())
+        self.render_guard = RenderGuard(logger, self.stats.count_poll_error)
         self._limiter = RateLimiter(self.config.lynx.rate_limit_per_second)
         targets = build_targets(self.config, options.shard)
         self.store = SnapshotStore(targets, self.config.poll.stale_after)
@@ -134,6 +137,7 @@ class Exporter:
             on_commit=self._on_commit,
         )
         self._plan = self._plan_for(self.config, targets, None)
+        self._budget = request_budget(self.config, targets)
         self.poller.configure(self._plan)
         self._actor_ids = actor_ids_of(targets)
         self.exposition = self._exposition()
@@ -152,6 +156,7 @@ class Exporter:
         )
         self.stats.track_actors(self._actor_ids)
         self.self_registry.register(AccessTokenCollector(self._token_expiries))
+        self.self_registry.register(BudgetCollector(self._budget_rates))
         process_registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=process_registry)
         return ExpositionCache(
@@ -161,7 +166,17 @@ class Exporter:
             errors_version=lambda: self.stats.poll_errors_version,
             process_registry=process_registry,
             min_gap=self._render_gap,
+            guard=self.render_guard,
+            on_error=self._render_failed,
         )
+
+    def _render_failed(self, error: BaseException) -> None:
+        """(Render thread) a whole render failed: a scrape serves the last one."""
+        self._log.error("rendering failed; serving the last rendering", error=type(error).__name__)
+
+    def _budget_rates(self) -> tuple[float, float]:
+        budget = self._budget  # one read: a reload or re-plan may swap it meanwhile
+        return budget.rate_needed, budget.rate_limit
 
     def _token_expiries(self) -> Mapping[int, float]:
         plan = self._plan  # one read: a reload may swap it meanwhile
@@ -251,9 +266,19 @@ class Exporter:
             return False
         self._plan = self._plan_for(self.config, targets, self._plan)
         self.poller.configure(self._plan)
+        self._machines.forget_others(self._plan.targets)
         self._actor_ids = actor_ids_of(targets)
         self._log.info("machine lists changed", targets=len(targets))
+        self._check_budget(self.config, targets)
         return True
+
+    def _check_budget(self, config: Config, targets: Sequence[Target]) -> None:
+        """Log the request budget when the targets changed it (a reload, or
+        discovery growing or shrinking the fleet), with its warnings."""
+        budget = request_budget(config, targets)
+        if budget != self._budget:
+            self._budget = budget
+            log_budget(self._log, config, targets)
 
     # --- reload: one path, one at a time -----------------------------------------
 
@@ -279,16 +304,15 @@ class Exporter:
         self._scrubber.set(secrets_of(config) + secrets_of(self.config))
         discovered = discovered_machines(self.store.current())
         targets = build_targets(config, self._options.shard, discovered)
-        old_budget = request_budget(self.config, self._plan.targets.values())
         self._plan = self._plan_for(config, targets, self._plan)
         self.poller.configure(self._plan)
+        self._machines.forget_others(self._plan.targets)
         self._actor_ids = actor_ids_of(targets)
         self.stats.track_actors(self._actor_ids)
         self.config = config
         self.stats.record_reload(True, time.time())
         self._log.info("config reloaded", targets=len(targets))
-        if request_budget(config, targets) != old_budget:
-            log_budget(self._log, config, targets)
+        self._check_budget(config, targets)
         return ()
 
     # --- routes -----------------------------------------------------------------
@@ -308,11 +332,15 @@ class Exporter:
         )
 
     def landing(self) -> Response:
-        body = render_landing(self._page_info(), self.store.current(), time.time())
+        body = render_landing(
+            self._page_info(), self.store.current(), time.time(), self.render_guard
+        )
         return Response(200, body, {"Content-Type": "text/html; charset=utf-8"})
 
     def targets(self, page: int) -> Response:
-        body = render_target_page(self._page_info(), self.store.current(), time.time(), page)
+        body = render_target_page(
+            self._page_info(), self.store.current(), time.time(), page, self.render_guard
+        )
         return Response(200, body, {"Content-Type": "text/html; charset=utf-8"})
 
     def ready(self) -> bool:

@@ -10,20 +10,29 @@ Rules:
 - configured machines override the names of discovered ones and are added when
   the API does not list them;
 - the ``machine`` label: configured name, else ``MachineName``, else the id, else
-  the number; names that repeat within an actor get `` (id)`` appended so every
-  machine keeps its own series.
+  the number; names that repeat within an actor get `` (id)`` appended (and a
+  counter if even that is taken: :func:`unique_labels`) so every machine keeps
+  its own series.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from exporter.config import MachineConfig
 from exporter.reading import BadPayload
+from exporter.upstream import (
+    INT32_MAX,
+    Dropped,
+    Rejected,
+    read_float,
+    read_id,
+    read_int,
+    read_text,
+)
 
 __all__ = [
     "PAGE_SIZE",
@@ -40,6 +49,7 @@ __all__ = [
 PAGE_SIZE: Final = 1000
 # Safety stop: a server that never answers an empty page must not page for ever.
 MAX_PAGES: Final = 1000
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -75,63 +85,75 @@ class PageResult:
     machines: tuple[MachineInfo, ...] | None
 
 
-def _text(value: object) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
+class _RecordReader:
+    """Reads one record's fields through the upstream boundary, noting each value
+    it had to drop (the record is kept without it)."""
 
+    def __init__(self, item: Mapping[str, object]) -> None:
+        self.item = item
+        self.dropped: list[Dropped] = []
 
-def _int(value: object) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
+    def _kept(self, field: str, value: _T | Rejected | None) -> _T | None:
+        if isinstance(value, Rejected):
+            self.dropped.append(Dropped(field, value.reason))
+            return None
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return None
+
+    def text(self, field: str) -> str | None:
+        return self._kept(field, read_text(self.item.get(field)))
+
+    def id(self, field: str) -> int | None:
+        return self._kept(field, read_id(self.item.get(field)))
+
+    def number(self, field: str, bound: float) -> float | None:
+        return self._kept(field, read_float(self.item.get(field), maximum=bound))
+
+    def machine_type(self) -> int | None:
+        raw = self.item.get("MachineTypeID")
+        return self._kept("MachineTypeID", read_int(raw, minimum=0, maximum=INT32_MAX))
 
 
-def _float(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        number = float(value)
-    except (ValueError, OverflowError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _record(item: Mapping[str, object]) -> MachineInfo | None:
-    machine_id = _int(item.get("MachineID"))
-    if machine_id is None or machine_id <= 0:
-        return None
-    latitude, longitude = _float(item.get("GeoLatitude")), _float(item.get("GeoLongitude"))
-    if latitude is not None and not -90 <= latitude <= 90:
-        latitude = None
-    if longitude is not None and not -180 <= longitude <= 180:
-        longitude = None
-    offset = _float(item.get("MachineTimeZoneOffset"))
-    return MachineInfo(
+def _record(item: object) -> tuple[MachineInfo | None, list[Dropped]]:
+    """One listed record (None when skipped: without a usable ``MachineID`` it could
+    not be polled anyway) and what was dropped of it. Pure."""
+    if not isinstance(item, Mapping):
+        return None, [Dropped("MachineInfo", "not_an_object", record=True)]
+    machine_id = read_id(item.get("MachineID"))
+    if not isinstance(machine_id, int):
+        reason = "no_id" if machine_id is None else machine_id.reason
+        return None, [Dropped("MachineID", reason, record=True)]
+    read = _RecordReader(item)
+    info = MachineInfo(
         machine_id=machine_id,
-        actor_id=_int(item.get("ActorID")),
-        name=_text(item.get("MachineName")),
-        number=_text(item.get("MachineNumber")),
-        machine_type=_int(item.get("MachineTypeID")),
-        city=_text(item.get("GeoCity")),
-        latitude=latitude,
-        longitude=longitude,
-        tz_offset_hours=offset if offset is not None and abs(offset) <= 14 else None,
+        actor_id=read.id("ActorID"),
+        name=read.text("MachineName"),
+        number=read.text("MachineNumber"),
+        machine_type=read.machine_type(),
+        city=read.text("GeoCity"),
+        latitude=read.number("GeoLatitude", 90.0),
+        longitude=read.number("GeoLongitude", 180.0),
+        tz_offset_hours=read.number("MachineTimeZoneOffset", 14.0),
     )
+    return info, read.dropped
 
 
-def parse_machine_page(payload: object) -> tuple[MachineInfo, ...]:
-    """One decoded ``/v1/machines`` answer → its records, in order. Pure.
+def parse_machine_page(payload: object) -> tuple[tuple[MachineInfo, ...], tuple[Dropped, ...]]:
+    """One decoded ``/v1/machines`` answer → its records, in order, and what was
+    skipped or dropped. Pure.
 
-    The answer must be a JSON array (else :class:`BadPayload`); records without a
-    usable ``MachineID`` are skipped (they could not be polled anyway).
+    The answer must be a JSON array (else :class:`BadPayload`); a record that cannot
+    be used is skipped and noted, never the whole listing.
     """
     if not isinstance(payload, list):
         raise BadPayload(f"expected a JSON array, got {type(payload).__name__}")
-    records = (_record(item) for item in payload if isinstance(item, Mapping))
-    return tuple(r for r in records if r is not None)
+    records: list[MachineInfo] = []
+    dropped: list[Dropped] = []
+    for item in payload:
+        record, lost = _record(item)
+        if record is not None:
+            records.append(record)
+        dropped.extend(lost)
+    return tuple(records), tuple(dropped)
 
 
 def next_offset(offset: int, page: Sequence[object], pages_so_far: int) -> int | None:
@@ -177,6 +199,38 @@ def _matches(configured: MachineConfig, info: MachineInfo) -> bool:
     return configured.number is not None and configured.number == info.number
 
 
+def unique_labels(
+    bases: Sequence[str], ids: Sequence[int | None], numbers: Sequence[str | None]
+) -> list[str]:
+    """One ``machine`` label per machine, unique within its actor, never empty. Pure.
+
+    A base (the machine's name, else its id or number) that no other machine shares
+    is its label, and so is a base that is the machine's own id (ids are unique).
+    The others get `` (<id, else number>)`` appended, and a further `` (2)``,
+    `` (3)``... while that is taken too (a machine may be *named* ``dup (7013)``),
+    so no two machines of an actor can ever publish the same series, whatever names
+    the API sends."""
+    counts = Counter(bases)
+    claims = [
+        bool(base) and (counts[base] == 1 or base == str(machine_id))
+        for base, machine_id in zip(bases, ids, strict=True)
+    ]
+    taken = {base for base, claim in zip(bases, claims, strict=True) if claim}
+    labels: list[str] = []
+    for base, claim, machine_id, number in zip(bases, claims, ids, numbers, strict=True):
+        if claim:
+            labels.append(base)
+            continue
+        suffix = str(machine_id) if machine_id is not None else number or ""
+        stem = f"{base} ({suffix})" if base else f"({suffix})"
+        label, extra = stem, 2
+        while label in taken:
+            label, extra = f"{stem} ({extra})", extra + 1
+        taken.add(label)
+        labels.append(label)
+    return labels
+
+
 def merge_machines(
     configured: Sequence[MachineConfig], discovered: Sequence[MachineInfo] | None
 ) -> tuple[KnownMachine, ...]:
@@ -194,15 +248,13 @@ def merge_machines(
         if index not in used:
             merged.append((machine.id, machine.number, machine.name, None))
 
-    def base(entry: tuple[int | None, str | None, str | None, MachineInfo | None]) -> str:
-        machine_id, number, name, _info = entry
-        return name or (str(machine_id) if machine_id is not None else number or "")
-
-    counts = Counter(base(e) for e in merged)
-    result = []
-    for entry in merged:
-        label = base(entry)
-        if counts[label] > 1 and entry[0] is not None and label != str(entry[0]):
-            label = f"{label} ({entry[0]})"
-        result.append(KnownMachine(entry[0], entry[1], label, entry[3]))
+    bases = [
+        name or (str(mid) if mid is not None else number or "") for mid, number, name, _ in merged
+    ]
+    ids = [machine_id for machine_id, _, _, _ in merged]
+    labels = unique_labels(bases, ids, [number for _, number, _, _ in merged])
+    result = [
+        KnownMachine(entry[0], entry[1], label, entry[3])
+        for entry, label in zip(merged, labels, strict=True)
+    ]
     return tuple(result)

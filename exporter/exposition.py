@@ -33,8 +33,10 @@ from prometheus_client.openmetrics import exposition as openmetrics_format
 from prometheus_client.utils import floatToGoString
 
 from exporter.collector import SnapshotCollector
-from exporter.samples import DATA_FAMILIES, Sample, state_samples
+from exporter.render_guard import RenderGuard
+from exporter.samples import DATA_FAMILIES, FAMILY_INDEX, TARGET_UP, Sample, state_samples
 from exporter.store import Snapshot, SnapshotStore, TargetState
+from exporter.targets import TargetKey
 
 TEXT_CONTENT_TYPE = text_format.CONTENT_TYPE_LATEST
 OPENMETRICS_CONTENT_TYPE = openmetrics_format.CONTENT_TYPE_LATEST
@@ -123,24 +125,80 @@ class _RenderedBlock:
     deflated: tuple[bytes, ...]
 
 
+def _state_lines(
+    state: TargetState, now: float, stale_after: float, per_family: list[list[str]]
+) -> None:
+    """Append one target's exposition lines to their families' lists."""
+    # A target's samples share a few label sets: each is escaped and sorted once.
+    texts: dict[tuple[tuple[str, str], ...], str] = {}
+    for sample in state_samples(state, now, stale_after):
+        text = texts.get(sample.labels)
+        if text is None:
+            text = texts[sample.labels] = label_text(sample.labels)
+        per_family[sample.family].append(sample_line(sample, text))
+
+
 def _render_block(
-    states: tuple[TargetState, ...], now: float, stale_after: float
+    states: tuple[TargetState, ...], now: float, stale_after: float, guard: RenderGuard | None
 ) -> _RenderedBlock:
-    per_family: list[list[str]] = [[] for _ in DATA_FAMILIES]
     expires = math.inf
     for state in states:
         if state.last_success is not None and state.fresh(now, stale_after):
             expires = min(expires, state.last_success + state.stale_limit(stale_after))
-        # A target's samples share a few label sets: each is escaped and sorted once.
-        texts: dict[tuple[tuple[str, str], ...], str] = {}
-        for sample in state_samples(state, now, stale_after):
-            text = texts.get(sample.labels)
-            if text is None:
-                text = texts[sample.labels] = label_text(sample.labels)
-            per_family[sample.family].append(sample_line(sample, text))
-    plain = tuple("".join(family_lines).encode() for family_lines in per_family)
+    try:
+        per_family: list[list[str]] = [[] for _ in DATA_FAMILIES]
+        for state in states:
+            _state_lines(state, now, stale_after, per_family)
+        plain = tuple("".join(family_lines).encode() for family_lines in per_family)
+        if guard is not None:
+            guard.rendered((state.target.key for state in states), "metrics")
+    except Exception:  # one target's failure must not cost the others their series
+        plain = _render_guarded(states, now, stale_after, guard)
     block = _Block(states, stale_after, now, expires)
     return _RenderedBlock(block, plain, tuple(_deflate(lines) for lines in plain))
+
+
+def _render_guarded(
+    states: tuple[TargetState, ...], now: float, stale_after: float, guard: RenderGuard | None
+) -> tuple[bytes, ...]:
+    """A block target by target: one that fails to render is shown as down."""
+    per_family: list[list[bytes]] = [[] for _ in DATA_FAMILIES]
+    fine: list[TargetKey] = []
+    for state in states:
+        try:
+            lines: list[list[str]] = [[] for _ in DATA_FAMILIES]
+            _state_lines(state, now, stale_after, lines)
+            encoded = ["".join(family_lines).encode() for family_lines in lines]
+            fine.append(state.target.key)
+        except Exception as error:
+            if guard is not None:
+                guard.failed(state.target.key, "metrics", error)
+            encoded = _down_lines(state)
+        for family, data in enumerate(encoded):
+            per_family[family].append(data)
+    if guard is not None:
+        guard.rendered(fine, "metrics")
+    return tuple(b"".join(parts) for parts in per_family)
+
+
+def _down_lines(state: TargetState) -> list[bytes]:
+    """Pure: only ``nayax_ev_target_up ... 0`` for a target that failed to render,
+    its label values made encodable whatever they hold."""
+    out = [b""] * len(DATA_FAMILIES)
+    target = state.target
+
+    def safe(text: object) -> str:
+        return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+    labels = (
+        ("actor_id", safe(target.actor_id)),
+        ("actor", safe(target.actor)),
+        ("machine", safe(target.machine)),
+        ("window", safe(target.window.name)),
+    )
+    up = FAMILY_INDEX[TARGET_UP.name]
+    out[up] = sample_line(Sample(up, labels, 0.0)).encode()
+    return out
 
 
 @dataclass(frozen=True)
@@ -160,7 +218,8 @@ class DataRenderer:
     bodies, where the block's place follows from the lengths of the blocks
     before it, so the lines are held in memory once, in the bodies served."""
 
-    def __init__(self) -> None:
+    def __init__(self, guard: RenderGuard | None = None) -> None:
+        self._guard = guard
         self._blocks: list[_Block] = []
         self._layout = _Layout((), ())
         self._bodies = _NO_BODIES
@@ -182,7 +241,7 @@ class DataRenderer:
                 or block.stale_after != stale_after
                 or block.states != chunk  # identical objects compare in C, no __eq__
             ):
-                current.append(_render_block(chunk, now, stale_after))
+                current.append(_render_block(chunk, now, stale_after, self._guard))
             else:
                 current.append(block)
         self._bodies, self._layout = _assemble(current, self._layout, self._bodies)
@@ -308,12 +367,15 @@ class ExpositionCache:
         process_registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
         min_gap: Callable[[], float] = lambda: 1.0,
+        guard: RenderGuard | None = None,
+        on_error: Callable[[BaseException], None] = lambda _error: None,
     ) -> None:
         self._store = store
         self._self_registry = self_registry
         self._clock = clock
         self._min_gap = min_gap
-        self._renderer = DataRenderer()
+        self._on_error = on_error
+        self._renderer = DataRenderer(guard)
         self._render_lock = threading.Lock()
         self._rendered = self._render_now(store.current())
         self._thread: threading.Thread | None = None
@@ -363,23 +425,31 @@ class ExpositionCache:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            last = self._rendered
-            snapshot = self._store.current()
-            now = self._clock()
-            if snapshot.generation == last.generation:
-                # Nothing new arrived; only a kept reading going stale needs a
-                # render. (Scanned here only: a changed snapshot renders anyway.)
-                expiry = snapshot.next_expiry(last.rendered_at)
-                if expiry is None or expiry > now:
-                    timeout = 1.0 if expiry is None else max(0.01, min(1.0, expiry - now))
-                    self._store.wait_for_change(snapshot.generation, timeout)
-                    continue
-            # Debounce: let a burst of poll completions land as one render, and
-            # never spend more than ~1/10 of the time rendering.
-            gap = max(self._min_gap(), 10 * last.seconds) - (now - last.rendered_at)
-            if gap > 0 and self._stop.wait(gap):
+            try:
+                self._render_when_due()
+            except Exception as error:  # data never ends this thread; a scrape serves the last
+                self._on_error(error)
+                self._stop.wait(1.0)
+
+    def _render_when_due(self) -> None:
+        """Wait for a change (or a reading going stale), then render once."""
+        last = self._rendered
+        snapshot = self._store.current()
+        now = self._clock()
+        if snapshot.generation == last.generation:
+            # Nothing new arrived; only a kept reading going stale needs a
+            # render. (Scanned here only: a changed snapshot renders anyway.)
+            expiry = snapshot.next_expiry(last.rendered_at)
+            if expiry is None or expiry > now:
+                timeout = 1.0 if expiry is None else max(0.01, min(1.0, expiry - now))
+                self._store.wait_for_change(snapshot.generation, timeout)
                 return
-            self._rendered = self._render_now(self._store.current())
+        # Debounce: let a burst of poll completions land as one render, and
+        # never spend more than ~1/10 of the time rendering.
+        gap = max(self._min_gap(), 10 * last.seconds) - (now - last.rendered_at)
+        if gap > 0 and self._stop.wait(gap):
+            return
+        self._rendered = self._render_now(self._store.current())
 
     # --- serving ---------------------------------------------------------------
 

@@ -16,8 +16,10 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Final
 
-from exporter.fleet_summary import FleetSummary, summarize
+from exporter.fleet_summary import FleetSummary, SilentMachine, summarize
+from exporter.render_guard import RenderGuard
 from exporter.store import Snapshot, TargetState
+from exporter.targets import TargetKey
 
 TARGETS_ON_LANDING: Final = 100  # of the full list, failing ones first
 FAILING_ON_LANDING: Final = 100
@@ -60,21 +62,43 @@ def _cells(*values: str) -> str:
     return "<tr>" + "".join(f"<td>{escape(v)}</td>" for v in values) + "</tr>"
 
 
-def _target_rows(states: Iterable[TargetState], now: float, stale_after: float) -> str:
-    rows = []
+def _target_row(state: TargetState, now: float, stale_after: float) -> str:
+    target = state.target
+    row = (
+        "<tr>"
+        f"<td>{escape(str(target.actor_id))}</td>"
+        f"<td>{escape(target.actor)}</td>"
+        f"<td>{escape(target.machine or '(actor-wide)')}</td>"
+        f"<td>{escape(target.window.name)}</td>"
+        f'<td class="state">{escape(_state(state, now, stale_after))}</td>'
+        f"<td>{escape(_when(state.last_success))}</td>"
+        f"<td>{escape(state.last_error or '')}</td>"
+        "</tr>"
+    )
+    row.encode("utf-8")  # a row the page could not carry fails here, alone
+    return row
+
+
+def _unshown_row(key: TargetKey) -> str:
+    shown = escape(str(key).encode("utf-8", "backslashreplace").decode("utf-8"))
+    return f'<tr><td colspan="7">target {shown} could not be shown (see the log)</td></tr>'
+
+
+def _target_rows(
+    states: Iterable[TargetState], now: float, stale_after: float, guard: RenderGuard | None
+) -> str:
+    """The rows of ``states``; one that fails to render is replaced by a note."""
+    rows, fine = [], []
     for state in states:
-        target = state.target
-        rows.append(
-            "<tr>"
-            f"<td>{escape(str(target.actor_id))}</td>"
-            f"<td>{escape(target.actor)}</td>"
-            f"<td>{escape(target.machine or '(actor-wide)')}</td>"
-            f"<td>{escape(target.window.name)}</td>"
-            f'<td class="state">{escape(_state(state, now, stale_after))}</td>'
-            f"<td>{escape(_when(state.last_success))}</td>"
-            f"<td>{escape(state.last_error or '')}</td>"
-            "</tr>"
-        )
+        try:
+            rows.append(_target_row(state, now, stale_after))
+            fine.append(state.target.key)
+        except Exception as error:
+            if guard is not None:
+                guard.failed(state.target.key, "page", error)
+            rows.append(_unshown_row(state.target.key))
+    if guard is not None:
+        guard.rendered(fine, "page")
     return "".join(rows)
 
 
@@ -107,22 +131,35 @@ API {escape(info.base_url)}</p>
     return page.encode("utf-8")
 
 
+def _silent_row(machine: SilentMachine, now: float) -> str:
+    row = _cells(
+        machine.machine,
+        machine.actor,
+        machine.city,
+        _ago(now - machine.last_keepalive),
+        _when(machine.last_keepalive),
+        {None: "", True: "connected", False: "disconnected"}[machine.mqtt_connected],
+    )
+    row.encode("utf-8")
+    return row
+
+
+def _silent_rows(summary: FleetSummary, now: float) -> str:
+    rows = []
+    for machine in summary.silent:
+        try:
+            rows.append(_silent_row(machine, now))
+        except Exception:  # its status target's own row says why, through the guard
+            rows.append('<tr><td colspan="6">a machine that could not be shown</td></tr>')
+    return "".join(rows)
+
+
 def _summary_sections(summary: FleetSummary, now: float) -> str:
     actors = "".join(
         _cells(str(a.actor_id), a.actor, str(a.machines), str(a.silent), f"{a.targets_down}")
         for a in summary.actors
     )
-    silent = "".join(
-        _cells(
-            m.machine,
-            m.actor,
-            m.city,
-            _ago(now - m.last_keepalive),
-            _when(m.last_keepalive),
-            {None: "", True: "connected", False: "disconnected"}[m.mqtt_connected],
-        )
-        for m in summary.silent
-    )
+    silent = _silent_rows(summary, now)
     return f"""<h2>Actors ({len(summary.actors)})</h2>
 <table id="actors"><thead><tr><th>Actor ID</th><th>Actor</th><th>Machines</th>
 <th>Silent</th><th>Targets down</th></tr></thead><tbody>{actors}</tbody></table>
@@ -133,7 +170,9 @@ def _summary_sections(summary: FleetSummary, now: float) -> str:
 <tbody>{silent}</tbody></table>"""
 
 
-def render_landing(info: PageInfo, snapshot: Snapshot, now: float) -> bytes:
+def render_landing(
+    info: PageInfo, snapshot: Snapshot, now: float, guard: RenderGuard | None = None
+) -> bytes:
     states = list(snapshot.states.values())
     summary = summarize(states, now)
     stale_after = snapshot.stale_after
@@ -151,13 +190,13 @@ def render_landing(info: PageInfo, snapshot: Snapshot, now: float) -> bytes:
     body = f"""{_summary_sections(summary, now)}
 <h2>Failing targets ({len(summary.failing)})</h2>
 <table id="failing">{_TARGET_HEAD}<tbody>
-{_target_rows(failing, now, stale_after)}
+{_target_rows(failing, now, stale_after, guard)}
 </tbody></table>
 {f"<p>and {more_failing} more</p>" if more_failing else ""}
 <h2>Targets ({len(states)})</h2>
 <p>Failing first.</p>
 <table id="targets">{_TARGET_HEAD}<tbody>
-{_target_rows(shown, now, stale_after)}
+{_target_rows(shown, now, stale_after, guard)}
 </tbody></table>
 {rest}"""
     return _page("Nayax EV Exporter", info, body)
@@ -168,7 +207,9 @@ def page_count(targets: int) -> int:
     return max(1, -(-targets // TARGETS_PER_PAGE))
 
 
-def render_target_page(info: PageInfo, snapshot: Snapshot, now: float, page: int) -> bytes:
+def render_target_page(
+    info: PageInfo, snapshot: Snapshot, now: float, page: int, guard: RenderGuard | None = None
+) -> bytes:
     """Page ``page`` (from 1, clamped to the pages there are) of every target, in
     config order."""
     states: Sequence[TargetState] = list(snapshot.states.values())
@@ -183,6 +224,6 @@ def render_target_page(info: PageInfo, snapshot: Snapshot, now: float, page: int
     body = f"""<h2>Targets ({len(states)}), page {page} of {pages}</h2>
 <p>{" &middot; ".join(links)}</p>
 <table id="targets">{_TARGET_HEAD}<tbody>
-{_target_rows(chunk, now, snapshot.stale_after)}
+{_target_rows(chunk, now, snapshot.stale_after, guard)}
 </tbody></table>"""
     return _page(f"Nayax EV Exporter: targets, page {page}", info, body, root="../")

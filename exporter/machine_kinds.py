@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from exporter.client import Answer
@@ -30,6 +30,7 @@ from exporter.kinds import BadPayload, Request
 from exporter.machine_status import MachineStatus, parse_status, zone_for
 from exporter.reading import Problem
 from exporter.targets import DISCOVERY, MACHINE_STATUS, Target
+from exporter.upstream import Dropped
 
 __all__ = [
     "DISCOVERY",
@@ -52,6 +53,9 @@ class Discovery:
 
     machines: tuple[MachineInfo, ...]
     problems: tuple[Problem, ...] = ()
+    # Records skipped and values dropped while reading the pages: counted per poll,
+    # not part of what the listing is (two listings of the same machines are equal).
+    dropped: tuple[Dropped, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -81,14 +85,18 @@ class DiscoveryKind:
         if not isinstance(payload, list):
             raise BadPayload("expected the pages of a listing")
         pages, offset = [], 0
+        dropped: list[Dropped] = []
         for page_payload in payload:
-            records = parse_machine_page(page_payload)
+            records, lost = parse_machine_page(page_payload)
             pages.append(PageResult(offset, records))
-            offset += len(records)
+            dropped.extend(lost)
+            # The offset counts what the server sent: skipped records held a place too.
+            offset += len(page_payload) if isinstance(page_payload, list) else len(records)
         machines, complete = settle_listing(None, pages, config.discovery.machine_types)
-        if not complete or machines is None:
+        ended = bool(payload) and payload[-1] == []  # skipped records leave a page non-empty
+        if not complete or not ended or machines is None:
             raise BadPayload("the listing did not end with an empty page")
-        return Discovery(machines)
+        return Discovery(machines, dropped=tuple(dropped))
 
 
 def fetch_pages(

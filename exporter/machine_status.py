@@ -13,8 +13,11 @@ A timestamp that does carry a zone (``Z`` or an offset) is taken as written. A
 timestamp more than 5 minutes in the future means the setting is probably wrong:
 it is still published, and the reading lists it in ``skewed`` (the poller counts
 ``nayax_ev_poll_errors_total{reason="clock_skew"}`` and warns once per machine).
-Null or missing fields give no sample; an unreadable field is a ``bad_payload``
-problem and gives no sample either.
+Values are read through the upstream boundary (exporter/upstream.py): a timestamp
+before 2000 or more than a day ahead (.NET's ``DateTime.MinValue``, year 1, is how
+some systems write "never") gives no sample and is counted as dropped, without
+failing the poll. Null or missing fields give no sample; an unreadable field is a
+``bad_payload`` problem and gives no sample either.
 """
 
 from __future__ import annotations
@@ -23,16 +26,16 @@ import math
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, timedelta, timezone, tzinfo
 from typing import Final
 
 from exporter.reading import BadPayload, Problem
+from exporter.upstream import INT32_MAX, Dropped, Rejected, read_int, read_timestamp
 
 __all__ = [
     "CLOCK_SKEW_SECONDS",
     "MachineStatus",
     "parse_status",
-    "parse_timestamp",
     "zone_for",
 ]
 
@@ -56,6 +59,7 @@ class MachineStatus:
     signal_rssi: float | None = None
     skewed: tuple[str, ...] = ()  # fields more than 5 min in the future
     problems: tuple[Problem, ...] = ()
+    dropped: tuple[Dropped, ...] = ()  # timestamps out of range, read as absent
 
 
 def zone_for(convention: str, tz_offset_hours: float | None) -> tzinfo:
@@ -69,27 +73,12 @@ def zone_for(convention: str, tz_offset_hours: float | None) -> tzinfo:
     return zoneinfo.ZoneInfo(convention)
 
 
-def parse_timestamp(text: str, zone: tzinfo) -> float:
-    """``"2026-05-14T22:17:02.877"`` read in ``zone`` → UTC epoch seconds. Pure.
-
-    Raises ValueError for anything that is not an ISO 8601 date-time.
-    """
-    value = datetime.fromisoformat(text.strip())
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=zone)
-    return value.timestamp()
-
-
 def _number(doc: Mapping[str, object], field: str, problems: list[Problem]) -> float | None:
-    value = doc.get(field)
-    if value is None:
+    value = read_int(doc.get(field), minimum=-INT32_MAX - 1, maximum=INT32_MAX)
+    if isinstance(value, Rejected):
+        problems.append(Problem("bad_payload", field, value.detail))
         return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-        if math.isfinite(number):
-            return number
-    problems.append(Problem("bad_payload", field, "not a finite number"))
-    return None
+    return None if value is None else float(value)
 
 
 def parse_status(payload: object, *, zone: tzinfo, now: float) -> MachineStatus:
@@ -97,22 +86,18 @@ def parse_status(payload: object, *, zone: tzinfo, now: float) -> MachineStatus:
     if not isinstance(payload, Mapping):
         raise BadPayload(f"expected a JSON object, got {type(payload).__name__}")
     problems: list[Problem] = []
+    dropped: list[Dropped] = []
     stamps: dict[str, float | None] = {}
     skewed: list[str] = []
     for attr, field in _TIMESTAMP_FIELDS:
-        raw = payload.get(field)
-        stamps[attr] = None
-        if raw is None:
-            continue
-        try:
-            if not isinstance(raw, str):
-                raise ValueError(field)
-            epoch = parse_timestamp(raw, zone)
-        except (ValueError, OverflowError):
-            problems.append(Problem("bad_payload", field, "not an ISO 8601 date-time"))
-            continue
-        stamps[attr] = epoch
-        if epoch - now > CLOCK_SKEW_SECONDS:
+        epoch = read_timestamp(payload.get(field), zone, now)
+        stamps[attr] = epoch if isinstance(epoch, float) else None
+        if isinstance(epoch, Rejected):
+            if epoch.reason == "timestamp_out_of_range":  # e.g. .NET's DateTime.MinValue
+                dropped.append(Dropped(field, epoch.reason))
+            else:
+                problems.append(Problem("bad_payload", field, epoch.detail))
+        elif epoch is not None and epoch - now > CLOCK_SKEW_SECONDS:
             skewed.append(field)
     mqtt = payload.get("MachineMQTTStatus")
     if mqtt is not None and not isinstance(mqtt, bool):
@@ -128,4 +113,5 @@ def parse_status(payload: object, *, zone: tzinfo, now: float) -> MachineStatus:
         signal_rssi=_number(payload, "LastReceptionLevel(RSSI)", problems),
         skewed=tuple(skewed),
         problems=tuple(problems),
+        dropped=tuple(dropped),
     )

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from structlog.typing import FilteringBoundLogger
 
@@ -40,6 +40,12 @@ class MachineWatch:
         self._stats = stats
         self._lock = threading.Lock()
         self._warned: set[TargetKey] = set()
+
+    def forget_others(self, keys: Collection[TargetKey]) -> None:
+        """Keep the warned-about set to the machines still polled: a listing that
+        churns must not grow it for ever."""
+        with self._lock:
+            self._warned &= set(keys)
 
     def committed(self, transitions: Sequence[Transition]) -> bool:
         """Look at one committed batch; True if a machine list changed."""

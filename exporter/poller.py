@@ -358,13 +358,16 @@ def note_round(rounds: Mapping[str, _Round], stats: Stats, key: TargetKey) -> No
 
 
 def count_errors(stats: Stats, transition: Transition) -> None:
-    """Count a failed poll once, and each reason of an answer's unusable fields."""
+    """Count a failed poll once, each reason of an answer's unusable fields, and
+    each record skipped or value dropped at the upstream boundary."""
     outcome, target = transition.outcome, transition.new.target
     if outcome.error_reason is not None:
         stats.count_poll_error(target.actor_id, outcome.error_reason)
     if outcome.reading is not None:
         for reason in sorted({p.reason for p in outcome.reading.problems}):
             stats.count_poll_error(target.actor_id, reason)
+        if outcome.reading.dropped:
+            stats.count_dropped(target.kind, outcome.reading.dropped)
 
 
 def log_change(log: FilteringBoundLogger, transition: Transition) -> None:

@@ -2,9 +2,12 @@
 
 Rules (the vendor says any field may be missing or null):
 - missing or null → the sample is absent, never a made-up 0;
-- numeric strings are numbers; unknown extra fields are ignored;
-- a value that is not a finite number, or is negative where only counts make
-  sense, drops that sample and is reported as a ``bad_payload`` problem;
+- every value is read through the upstream boundary (exporter/upstream.py):
+  numbers as JSON numbers or strings in JSON's number syntax, unknown extra
+  fields ignored;
+- a value that is not a finite number within ``upstream.MAX_FIGURE``, or is
+  negative where only counts make sense, drops that sample and is reported as a
+  ``bad_payload`` problem;
 - energy is converted to joules and duration to seconds; an energy unit we do
   not know drops the energy sample (``unknown_unit``): we never guess.
 """
@@ -16,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from exporter.config import DurationUnit, EnergyUnit
+from exporter.upstream import INT32_MAX, Dropped, Rejected, read_float, read_text, short_repr
 
 JOULES_PER_WH = 3600.0
 ENERGY_FACTORS: Mapping[str, float] = {
@@ -24,6 +28,7 @@ ENERGY_FACTORS: Mapping[str, float] = {
     "mwh": 1_000_000 * JOULES_PER_WH,
 }
 DURATION_FACTORS: Mapping[str, float] = {"seconds": 1.0, "minutes": 60.0, "hours": 3600.0}
+MAX_UNIT_CHARS = 16  # "kWh"; a longer symbol is shown cut in the unknown-unit error
 
 
 class BadPayload(ValueError):
@@ -68,6 +73,7 @@ class Reading:
     energy_unit: str | None
     time_period: int | None
     problems: tuple[Problem, ...] = ()
+    dropped: tuple[Dropped, ...] = ()  # evDashboard drops nothing: every flaw is a problem
 
 
 def _number(
@@ -78,38 +84,16 @@ def _number(
     *,
     allow_negative: bool = False,
 ) -> float | None:
-    value = section.get(field)
-    if value is None:
-        return None
-    number: float | None = None
-    if isinstance(value, bool):
-        number = None
-    elif isinstance(value, int | float):
-        try:
-            number = float(value)
-        except OverflowError:  # an int beyond float range, e.g. 10**400 from JSON
-            number = math.inf
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            number = None
+    raw = section.get(field)
+    number = read_float(raw)
     where = f"{section_name}.{field}"
-    if number is None:
-        problems.append(Problem("bad_payload", where, f"not a number: {_short(value)}"))
+    if isinstance(number, Rejected):
+        problems.append(Problem("bad_payload", where, number.detail))
         return None
-    if not math.isfinite(number):
-        problems.append(Problem("bad_payload", where, f"not finite: {_short(value)}"))
-        return None
-    if number < 0 and not allow_negative:
-        problems.append(Problem("bad_payload", where, f"negative: {_short(value)}"))
+    if number is not None and number < 0 and not allow_negative:
+        problems.append(Problem("bad_payload", where, f"negative: {short_repr(raw)}"))
         return None
     return number
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _scaled(
@@ -134,7 +118,7 @@ def _section(
         if required:
             problems.append(Problem("bad_payload", name, "missing"))
         return {}
-    problems.append(Problem("bad_payload", name, f"not an object: {_short(section)}"))
+    problems.append(Problem("bad_payload", name, f"not an object: {short_repr(section)}"))
     return {}
 
 
@@ -174,7 +158,7 @@ def _energy(
             Problem(
                 "unknown_unit",
                 "MachineDashboard.UnitOfMeasureSymbol",
-                f"unknown energy unit {_short(symbol_raw)}; set units.energy",
+                f"unknown energy unit {short_repr(symbol_raw)}; set units.energy",
             )
         )
         return None
@@ -204,7 +188,8 @@ def parse_payload(
         )
 
     symbol_raw = machine_section.get("UnitOfMeasureSymbol")
-    symbol = symbol_raw.strip() if isinstance(symbol_raw, str) and symbol_raw.strip() else None
+    symbol_read = read_text(symbol_raw, MAX_UNIT_CHARS)
+    symbol = symbol_read if isinstance(symbol_read, str) else None
     energy = _energy(figure("TotalEnergyConsumption"), symbol_raw, symbol, energy_unit, problems)
     duration = _scaled(
         figure("TotalChargingSessionsDuration"),
@@ -220,10 +205,10 @@ def parse_payload(
         charging_duration_seconds=duration,
         energy_joules=energy,
     )
-    time_period_raw = payload.get("TimePeriod")
+    period = payload.get("TimePeriod")  # int32 or null: passed through, never parsed from text
     time_period = (
-        time_period_raw
-        if isinstance(time_period_raw, int) and not isinstance(time_period_raw, bool)
+        period
+        if isinstance(period, int) and not isinstance(period, bool) and abs(period) <= INT32_MAX
         else None
     )
     return Reading(

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import disable_created_metrics
 
+from exporter.upstream import Dropped
+
 disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide: ours are the only ones
 
 # Every reason a poll can fail for; counters start at 0 for each configured
@@ -87,6 +89,22 @@ class Stats:
             ["actor_id", "reason"],
             registry=self.errors_registry,
         )
+        self._records_skipped = Counter(
+            "nayax_ev_records_skipped",
+            "Records of an API listing skipped at the upstream boundary (no usable "
+            "MachineID, not an object), by request kind and reason; the rest of the "
+            "listing is used.",
+            ["kind", "reason"],
+            registry=self.errors_registry,
+        )
+        self._values_dropped = Counter(
+            "nayax_ev_values_dropped",
+            "Values of an API answer read as absent at the upstream boundary without "
+            "failing the poll (a timestamp before 2000 or a day ahead, an unreadable "
+            "optional field of a listed machine), by request kind and reason.",
+            ["kind", "reason"],
+            registry=self.errors_registry,
+        )
         self._reload_ok.set(1)
         self._reload_ts.set(started_at)
         for reason in DEFERRAL_REASONS:
@@ -102,6 +120,14 @@ class Stats:
     def count_poll_error(self, actor_id: int, reason: str) -> None:
         with self._lock:
             self._poll_errors.labels(str(actor_id), reason).inc()
+            self._poll_errors_version += 1
+
+    def count_dropped(self, kind: str, dropped: Iterable[Dropped]) -> None:
+        """Count records skipped and values dropped by one answer's parse."""
+        with self._lock:
+            for item in dropped:
+                counter = self._records_skipped if item.record else self._values_dropped
+                counter.labels(kind, item.reason).inc()
             self._poll_errors_version += 1
 
     def track_actors(self, actor_ids: Iterable[int]) -> None:

@@ -18,14 +18,19 @@ from typing import Protocol
 
 from exporter.reading import Problem
 from exporter.targets import Target, TargetKey
+from exporter.upstream import Dropped
 
 
 class Result(Protocol):
     """What a request kind's parse function returns (e.g. a :class:`Reading`):
-    anything that says which of its fields were unusable."""
+    anything that says which of its fields were unusable (``problems``: the target
+    is down) and which values it read as absent (``dropped``: only counted)."""
 
     @property
     def problems(self) -> Sequence[Problem]: ...
+
+    @property
+    def dropped(self) -> Sequence[Dropped]: ...
 
 
 @dataclass(frozen=True)

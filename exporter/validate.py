@@ -17,6 +17,7 @@ import difflib
 import math
 import re
 import string
+import unicodedata
 from collections.abc import Mapping, Sequence
 
 INT64_MAX = 2**63 - 1
@@ -140,6 +141,10 @@ def header_unsafe(value: str) -> str | None:
     return None
 
 
+def _unprintable(char: str) -> bool:
+    return unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp")
+
+
 def join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
@@ -192,8 +197,10 @@ class Validator:
         if not text.strip():
             self.error(path, "must not be empty")
             return None
-        if any(ord(c) < 32 or ord(c) == 127 for c in text):
-            self.error(path, "must not contain control characters")
+        if not text.isprintable() and any(_unprintable(c) for c in text):
+            # Cc, Cf, Cs, Zl, Zp: a label or log line must stay one clean line, and a
+            # lone surrogate (YAML's "\ud800") cannot even be encoded.
+            self.error(path, "must not contain control or format characters")
             return None
         return text
 

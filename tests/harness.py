@@ -46,6 +46,21 @@ def run_promtool(*args: str) -> str:
     return output
 
 
+def promtool_check_metrics(text: str) -> None:
+    """``promtool check metrics`` on an exposition: it must pass with nothing to say."""
+    from tests.conftest import require_tool
+
+    checked = subprocess.run(
+        [require_tool("promtool"), "check", "metrics"],
+        input=text.encode("utf-8"),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    said = (checked.stdout + checked.stderr).decode("utf-8", "replace")
+    assert checked.returncode == 0 and not said, said
+
+
 def config_check(
     *args: str, env: Mapping[str, str] | None = None, timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:

@@ -49,6 +49,8 @@ SELF_FAMILIES = [
     "nayax_ev_api_request_duration_seconds_bucket",
     "nayax_ev_poll_errors_total",
     "nayax_ev_build_info",
+    "nayax_ev_request_budget_requests_per_second",
+    "nayax_ev_request_budget_rate_limit_requests_per_second",
 ]
 
 

@@ -220,8 +220,23 @@ def test_nan_tokens_are_decoded_for_the_parser_to_reject() -> None:
     assert math.isnan(value)  # reading.parse_payload reports it as bad_payload
 
 
+@responses.activate
+@pytest.mark.parametrize("status", [201, 204])
+def test_an_unusable_2xx_body_names_its_true_status(status: int) -> None:
+    responses.get(URL, body="", status=status, content_type="text/plain\u2028x")
+    client, _ = make_client(Recorder())
+    with pytest.raises(BadPayloadError) as caught:
+        client.fetch(42, {}, TOKEN)
+    assert str(caught.value).startswith(f"HTTP {status} with a body that is not JSON")
+    assert caught.value.status == status
+
+
 def test_parse_retry_after() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert parse_retry_after("²", now) is None  # "²".isdigit() is True; float("²") raises
+    assert parse_retry_after("٣", now) is None
+    assert parse_retry_after("9" * 5000, now) == 10 * 365 * 86400.0
+    assert parse_retry_after("Fri, 31 Dec 99999 23:59:59 GMT", now) is None
     assert parse_retry_after("7", now) == 7.0
     assert parse_retry_after("Thu, 01 Jan 2026 00:00:30 GMT", now) == 30.0
     assert parse_retry_after("Wed, 31 Dec 2025 00:00:00 GMT", now) == 0.0

@@ -330,3 +330,16 @@ def test_python_tags_are_refused_not_executed(tag: str) -> None:
     # Whichever safe loader is in use (libyaml's or PyYAML's), no object is built.
     errors = errors_of(f"lynx: {{token: a}}\nactors: [{{id: 1, name: {tag}}}]")
     assert errors and errors[0].startswith("<yaml>"), errors
+
+
+@pytest.mark.parametrize("escape", ["\\u202e", "\\u2028", "\\x1b"])
+def test_names_with_control_or_format_characters_are_refused(escape: str) -> None:
+    text = f"""
+lynx: {{token: abcdefghijklmnopqrstuvwxyz}}
+actors: [{{id: 1, machines: [{{id: 2, name: "bad{escape}name"}}]}}]
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, environ={})
+    assert caught.value.errors == (
+        "actors[0].machines[0].name: must not contain control or format characters",
+    )

@@ -26,6 +26,7 @@ from exporter.machine_kinds import MAX_RECORDS, DiscoveryKind, fetch_pages
 from exporter.machine_samples import discovered_sample, info_sample
 from exporter.reading import BadPayload
 from exporter.targets import build_targets
+from exporter.upstream import Dropped
 
 PAGE = [
     {
@@ -55,8 +56,12 @@ def machine(machine_id: int, machine_type: int = 555007, name: str | None = None
     return MachineInfo(machine_id=machine_id, name=name, machine_type=machine_type)
 
 
+def records_of(payload: object) -> tuple[MachineInfo, ...]:
+    return parse_machine_page(payload)[0]
+
+
 def test_page_parsing() -> None:
-    records = parse_machine_page(PAGE)
+    records, dropped = parse_machine_page(PAGE)
     assert [r.machine_id for r in records] == [942488501, 942488502, 942488503]
     first = records[0]
     assert (first.name, first.number, first.city) == (
@@ -66,6 +71,11 @@ def test_page_parsing() -> None:
     )
     assert (first.latitude, first.longitude, first.tz_offset_hours) == (53.5461, 9.9661, 1.0)
     assert records[2].latitude is None  # out of range: no made-up place
+    assert dropped == (
+        Dropped("GeoLatitude", "out_of_range"),
+        Dropped("MachineID", "no_id", record=True),
+        Dropped("MachineInfo", "not_an_object", record=True),
+    )
     with pytest.raises(BadPayload):
         parse_machine_page({"value": PAGE})
 
@@ -111,7 +121,7 @@ def test_duplicates_across_pages_count_once() -> None:
 
 
 def test_merge_names_and_extra_configured_machines() -> None:
-    discovered = parse_machine_page(PAGE)
+    discovered = records_of(PAGE)
     configured = (
         MachineConfig(id=942488501, name="Car park A1"),
         MachineConfig(number="EV-2", name="Door"),
@@ -140,9 +150,7 @@ def test_repeated_names_stay_apart() -> None:
 
 
 def test_info_and_discovered_samples() -> None:
-    merged = merge_machines(
-        (MachineConfig(id=942488501, name="Car park A1"),), parse_machine_page(PAGE)
-    )
+    merged = merge_machines((MachineConfig(id=942488501, name="Car park A1"),), records_of(PAGE))
     info = dict(info_sample(2001, "Acme", merged[0]).labels)
     assert info == {
         "actor_id": "2001",

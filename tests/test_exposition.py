@@ -400,9 +400,11 @@ def test_block_cache_rerenders_only_what_changed_and_what_went_stale(
     rendered: list[int] = []
     real = exposition._render_block
 
-    def counting(states: tuple[TargetState, ...], now: float, stale_after: float) -> object:
+    def counting(
+        states: tuple[TargetState, ...], now: float, stale_after: float, guard: object
+    ) -> object:
         rendered.append(len(states))
-        return real(states, now, stale_after)
+        return real(states, now, stale_after, None)
 
     monkeypatch.setattr(exposition, "_render_block", counting)
     renderer.render(store.current(), NOW)

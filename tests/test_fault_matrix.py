@@ -106,9 +106,13 @@ def negated(field_name: str, value: float) -> float | None:
 
 
 def huge(field_name: str, _value: float) -> float | None:
-    # 1e308 is a finite float64 and is published as such, except energy:
-    # 1e308 kWh in joules overflows, which drops the sample as bad_payload.
-    return None if field_name == "energy_joules" else 1e308
+    # 1e308 is a finite float64 but far beyond any figure a fleet has (upstream.MAX_FIGURE,
+    # 1e15): every such sample is dropped as bad_payload, never published.
+    return None
+
+
+def without_sessions_and_duration(field_name: str, value: float) -> float | None:
+    return None if field_name in ("charging_sessions", "charging_duration_seconds") else value
 
 
 def without_energy(field_name: str, value: float) -> float | None:
@@ -213,6 +217,22 @@ ROWS: tuple[Row, ...] = (
     Row("nan_and_infinity", Fault(FaultKind.NAN), "bad_payload", 1, absent),
     Row("unknown_unit", Fault(FaultKind.UNKNOWN_UNIT), "unknown_unit", 1, without_energy),
     Row("extra_unknown_fields", Fault(FaultKind.EXTRA_FIELDS), None, 1, same, "none"),
+    # Numbers as text must be in JSON's own syntax: "1_0" is not 10, "٣" not 3.
+    Row(
+        "numeric_strings_not_json",
+        Fault(
+            FaultKind.PATCH,
+            patch={
+                "MachineDashboard": {
+                    "NumberOfChargingSessions": "1_0",
+                    "TotalChargingSessionsDuration": "\u0663",
+                }
+            },
+        ),
+        "bad_payload",
+        1,
+        without_sessions_and_duration,
+    ),
     # Not a dashboard (a few hundred bytes): read no further than 1 MiB.
     Row(
         "oversized_body",

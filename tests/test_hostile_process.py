@@ -140,10 +140,16 @@ import {module} as target
 original = target.{owner}.{name}
 calls = []
 
+# Not an Exception: what really ends a thread (data only ever raises Exceptions,
+# which the render thread survives).
+class ThreadKilled(BaseException):
+    pass
+
+
 def broken(*args, **kwargs):
     calls.append(1)
     if len(calls) > 1:
-        raise RuntimeError("injected failure")
+        raise ThreadKilled("injected failure")
     return original(*args, **kwargs)
 
 setattr(target.{owner}, "{name}", broken)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 import pytest
 
 from exporter.discovery import KnownMachine
 from exporter.machine_samples import machine_labels, status_samples
-from exporter.machine_status import parse_status, parse_timestamp, zone_for
+from exporter.machine_status import parse_status, zone_for
 from exporter.reading import BadPayload
+from exporter.upstream import Dropped, read_timestamp
 
 NOW = datetime(2026, 5, 14, 23, 0, 0, tzinfo=UTC).timestamp()
 KEEPALIVE_UTC = datetime(2026, 5, 14, 22, 17, 2, 877000, tzinfo=UTC).timestamp()
@@ -49,6 +50,12 @@ def test_machine_convention_uses_the_offset(
     assert status.last_keepalive == pytest.approx(KEEPALIVE_UTC - hours_ahead * 3600, abs=1e-6)
 
 
+def parse_timestamp(text: str, zone: tzinfo) -> float | None:
+    epoch = read_timestamp(text, zone, NOW)
+    assert epoch is None or isinstance(epoch, float)
+    return epoch
+
+
 def test_iana_zone_honours_daylight_saving() -> None:
     berlin = zone_for("Europe/Berlin", None)
     summer = parse_timestamp("2026-05-14T22:17:02.877", berlin)  # CEST = UTC+2
@@ -69,6 +76,39 @@ def test_future_timestamps_are_published_and_flagged() -> None:
     assert status.last_keepalive == pytest.approx(KEEPALIVE_UTC)
     assert status.skewed == ("LastKeepAliveDateTime",)
     assert parse_status(STATUS, zone=UTC, now=KEEPALIVE_UTC - 200).skewed == ()
+
+
+@pytest.mark.parametrize("convention", ["utc", "Europe/Berlin", "machine"])
+def test_year_one_is_absent_and_counted_never_a_huge_negative_epoch(convention: str) -> None:
+    doc = STATUS | {"LastKeepAliveDateTime": "0001-01-01T00:00:00", "LastPowerUpDateTime": "x"}
+    status = parse_status(doc, zone=zone_for(convention, 2.0), now=NOW)
+    assert status.last_keepalive is None
+    assert status.dropped == (Dropped("LastKeepAliveDateTime", "timestamp_out_of_range"),)
+    assert [p.field for p in status.problems] == ["LastPowerUpDateTime"]  # garbage stays a problem
+    year_one_z = parse_status(
+        STATUS | {"LastKeepAliveDateTime": "0001-01-01T00:00:00+01:00"}, zone=UTC, now=NOW
+    )
+    assert year_one_z.last_keepalive is None and year_one_z.problems + year_one_z.dropped
+
+
+def test_timestamps_days_ahead_are_absent_but_hours_ahead_are_flagged() -> None:
+    doc = STATUS | {"LastKeepAliveDateTime": "2026-05-16T23:00:00"}  # two days ahead
+    doc |= {"LastTransactionDateTime": "2026-05-15T09:00:00"}  # ten hours ahead
+    status = parse_status(doc, zone=UTC, now=NOW)
+    assert status.last_keepalive is None
+    assert status.last_transaction == datetime(2026, 5, 15, 9, tzinfo=UTC).timestamp()
+    assert status.skewed == ("LastTransactionDateTime",)
+    assert [d.field for d in status.dropped] == ["LastKeepAliveDateTime"]
+
+
+def test_huge_integers_are_a_typed_problem() -> None:
+    doc = STATUS | {"LastGPRSFailureCount": 10**400, "LastReceptionLevel(RSSI)": "1_0"}
+    status = parse_status(doc, zone=UTC, now=NOW)
+    assert status.gprs_failures is None and status.signal_rssi is None
+    assert {p.field for p in status.problems} == {
+        "LastGPRSFailureCount",
+        "LastReceptionLevel(RSSI)",
+    }
 
 
 def test_nulls_give_no_samples() -> None:
@@ -109,3 +149,34 @@ def test_status_samples_carry_the_machine_labels() -> None:
     assert keepalive.value == pytest.approx(KEEPALIVE_UTC)
     assert "nayax_ev_machine_last_power_down_timestamp_seconds" not in by_name
     assert by_name["nayax_ev_machine_signal_rssi"].value == -71.0
+
+
+def test_the_clock_skew_warning_set_keeps_only_machines_still_polled() -> None:
+    import io
+
+    from exporter.config import parse_config
+    from exporter.logs import SecretScrubber, configure
+    from exporter.machine_watch import MachineWatch
+    from exporter.stats import Stats
+    from exporter.store import PollOutcome, SnapshotStore
+    from exporter.targets import MACHINE_STATUS, build_targets
+
+    config = parse_config(
+        "lynx: {token: t}\nactors: [{id: 1, machines: [{id: 5}, {id: 6}]}]\n", environ={}
+    )
+    targets = [t for t in build_targets(config) if t.kind == MACHINE_STATUS]
+    store = SnapshotStore(targets)
+    stream = io.StringIO()
+    watch = MachineWatch(configure("info", "json", SecretScrubber(), stream), Stats(0.0))
+    skewed = parse_status(STATUS, zone=UTC, now=KEEPALIVE_UTC - 400)
+    outcomes = [PollOutcome(t.key, NOW, skewed) for t in targets]
+
+    def warnings() -> int:
+        return stream.getvalue().count("lie in the future")
+
+    watch.committed(store.swap(outcomes).transitions)
+    watch.committed(store.swap(outcomes).transitions)
+    assert warnings() == 2  # once per machine, not per poll
+    watch.forget_others({targets[0].key})  # machine 6 left the fleet
+    watch.committed(store.swap(outcomes).transitions)
+    assert warnings() == 3  # it came back: warned again; machine 5 still remembered

@@ -255,3 +255,30 @@ def test_request_budget_counts_each_kind_at_its_own_interval() -> None:
     assert budget.targets == {"discovery": 1, "ev_dashboard": ev, "machine_status": status}
     assert budget.rate_needed == pytest.approx(ev / 60 + status / 300 + 1 / 3600)
     assert "machine_status" in summary(budget)
+
+
+def test_discovery_growing_the_fleet_rechecks_the_budget(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    """The budget is shown at start for the configured targets only; when discovery
+    adds machines past the rate limit, the warning comes then, and the budget
+    gauges follow."""
+    actor = simulator.fleet.actor_ids()[0]
+    document = simulator_config(
+        simulator.url, [{"id": actor, "discover": True}], interval="10s", rate_limit_per_second=0.5
+    )
+    with running_exporter(write_config(tmp_path / "c.yaml", document)) as exporter:
+        wait_for(
+            lambda: any(e["event"] == "polling over budget" for e in exporter.logs()),
+            timeout=20,
+            what="the over-budget warning after discovery",
+        )
+        events = [e["event"] for e in exporter.logs()]
+        assert events.index("machine lists changed") < events.index("polling over budget")
+        assert events.count("request budget") == 2  # at start, then for the new fleet
+        series = exporter.series()
+    needed = select(series, "nayax_ev_request_budget_requests_per_second")
+    limit = select(series, "nayax_ev_request_budget_rate_limit_requests_per_second")
+    machines = len(simulator.fleet.machines(actor))
+    assert list(needed.values()) == [pytest.approx((1 + machines) / 10 + 1 / 3600)]  # status is off
+    assert list(limit.values()) == [0.5]

@@ -42,6 +42,7 @@ from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, SimulatorServ
 from exporter.stats import Stats
 from exporter.store import SnapshotStore
 from exporter.targets import EV_DASHBOARD, Target, build_targets
+from exporter.upstream import Dropped
 from tests.harness import wait_for
 
 
@@ -189,6 +190,7 @@ def test_a_poll_on_a_held_token_is_deferred_not_failed() -> None:
 @dataclass(frozen=True)
 class _Nothing:
     problems: tuple[Problem, ...] = ()
+    dropped: tuple[Dropped, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -138,11 +138,29 @@ def test_negative_counts_are_bad_but_negative_sales_are_refunds() -> None:
     assert [p.field for p in reading.problems] == ["MachineDashboard.NumberOfChargingSessions"]
 
 
-def test_huge_values_overflowing_after_conversion_are_bad() -> None:
-    reading = parse(with_machine(TotalEnergyConsumption=1e308, NumberOfChargingSessions=1e308))
-    assert reading.figures.charging_sessions == 1e308  # finite: published as is
+def test_figures_beyond_the_documented_range_are_bad() -> None:
+    reading = parse(with_machine(TotalEnergyConsumption=1e308, NumberOfChargingSessions=1e15))
+    assert reading.figures.charging_sessions == 1e15  # MAX_FIGURE itself is published
     assert reading.figures.energy_joules is None
-    assert [p.field for p in reading.problems] == ["MachineDashboard.TotalEnergyConsumption"]
+    assert [(p.field, p.detail) for p in reading.problems] == [
+        ("MachineDashboard.TotalEnergyConsumption", "out of range: 1e+308")
+    ]
+
+
+def test_numeric_strings_must_be_in_json_syntax() -> None:
+    reading = parse(with_machine(NumberOfChargingSessions="1_0", TotalEnergyConsumption="\u0663"))
+    assert reading.figures.charging_sessions is None
+    assert reading.figures.energy_joules is None
+    assert [p.field for p in reading.problems] == [
+        "MachineDashboard.TotalEnergyConsumption",
+        "MachineDashboard.NumberOfChargingSessions",
+    ]
+
+
+def test_a_unit_symbol_with_control_characters_is_cleaned_before_use() -> None:
+    reading = parse(with_machine(UnitOfMeasureSymbol="kWh\u2028\ud800"))
+    assert reading.energy_unit == "kWh \ufffd"
+    assert [p.reason for p in reading.problems] == ["unknown_unit"]
 
 
 def test_missing_sections() -> None:

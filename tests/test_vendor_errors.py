@@ -111,6 +111,13 @@ def test_the_vendor_text_is_scrubbed_and_cut() -> None:
     )
 
 
+def test_vendor_texts_go_through_the_upstream_boundary() -> None:
+    message = json.dumps("bad\ud800name\u2028forged\x1b[31m")
+    text = str(failure_of(400, f'{{"message": {message}, "correlationId": {"9" * 4000}}}'))
+    text.encode("utf-8")  # a lone surrogate would fail here (and in every log line)
+    assert text == 'HTTP 400: request rejected: "bad\ufffdname forged\ufffd[31m"'
+
+
 def test_a_200_carrying_a_failure_object_is_bad_payload_with_its_message() -> None:
     with responses.RequestsMock() as mock:
         mock.get(URL, status=200, json={**VENDOR_400, "message": "Actor is not an operator"})

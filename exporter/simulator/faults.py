@@ -13,7 +13,7 @@ import itertools
 import random
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Final
 
 from exporter.validate import Validator
@@ -29,6 +29,7 @@ __all__ = [
     "echo_authorization",
     "mutate_document",
     "mutate_payload",
+    "patch_document",
 ]
 
 
@@ -48,6 +49,7 @@ class FaultKind(enum.StrEnum):
     NAN = "nan"
     UNKNOWN_UNIT = "unknown_unit"
     EXTRA_FIELDS = "extra_fields"
+    PATCH = "patch"
 
 
 OPERATOR_FIELDS: Final = (
@@ -98,6 +100,10 @@ class Fault:
     echo_authorization: bool = False
     pad_bytes: int = 0
     endpoint: str | None = None  # None = every endpoint, else one of ENDPOINTS
+    # PATCH: fields merged (deeply) into the answer, or into every record of a
+    # listing; ``records``: per MachineID (as text), fields merged into that record.
+    patch: Mapping[str, object] | None = field(default=None, hash=False)
+    records: Mapping[str, Mapping[str, object]] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         # Accept the plain string value too (JSON, CLI), but store the enum.
@@ -124,6 +130,9 @@ class Fault:
             raise ValueError("pad_bytes must be in [0, 64 MiB]")
         if self.endpoint is not None and self.endpoint not in ENDPOINTS:
             raise ValueError(f"endpoint must be one of {', '.join(ENDPOINTS)} or null")
+        patches = self.patch is not None or self.records is not None
+        if (self.kind is FaultKind.PATCH) != patches:
+            raise ValueError("patch or records is required for, and only for, the patch kind")
 
     @classmethod
     def from_json(cls, data: object) -> Fault:
@@ -156,9 +165,20 @@ class Fault:
             "pad_bytes": v.integer(raw.get("pad_bytes"), "pad_bytes", allow_text=False),
             "endpoint": v.choice(raw.get("endpoint"), "endpoint", ENDPOINTS),
         }
+        patch, records = raw.get("patch"), raw.get("records")
+        if patch is not None and not isinstance(patch, Mapping):
+            v.error("patch", "must be a JSON object")
+        if records is not None and not (
+            isinstance(records, Mapping) and all(isinstance(r, Mapping) for r in records.values())
+        ):
+            v.error("records", "must map MachineIDs to JSON objects")
         if v.errors:
             raise ValueError("; ".join(v.errors))
-        given = {key: value for key, value in values.items() if value is not None}
+        given: dict[str, object] = {k: value for k, value in values.items() if value is not None}
+        if isinstance(patch, Mapping):
+            given["patch"] = dict(patch)
+        if isinstance(records, Mapping):
+            given["records"] = {str(k): dict(r) for k, r in records.items()}
         return cls(kind=FaultKind(kind), machine=machine, **given)  # type: ignore[arg-type]
 
     def to_json(self) -> dict[str, object]:
@@ -354,6 +374,34 @@ def mutate_document(kind: FaultKind, payload: object) -> object:
     for record in records:
         if isinstance(record, dict):
             _mutate_record(kind, record)
+    return doc
+
+
+def _merge(target: dict[str, object], patch: Mapping[str, object]) -> None:
+    for key, value in patch.items():
+        inner = target.get(key)
+        if isinstance(value, Mapping) and isinstance(inner, dict):
+            _merge(inner, value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def patch_document(
+    payload: object,
+    patch: Mapping[str, object] | None,
+    records: Mapping[str, Mapping[str, object]] | None,
+) -> object:
+    """``payload`` with ``patch`` merged into the object (or into every record of a
+    listing), and each of ``records`` into the record with that ``MachineID``. Pure."""
+    doc = copy.deepcopy(payload)
+    for item in doc if isinstance(doc, list) else [doc]:
+        if not isinstance(item, dict):
+            continue
+        own = (records or {}).get(str(item.get("MachineID")))
+        if patch is not None:
+            _merge(item, patch)
+        if own is not None:
+            _merge(item, own)
     return doc
 
 

@@ -29,6 +29,7 @@ from exporter.simulator.faults import (
     FaultSet,
     echo_authorization,
     mutate_payload,
+    patch_document,
 )
 from exporter.simulator.fleet import Fleet
 from exporter.simulator.replies import JSON_CONTENT_TYPE, Reply, bearer, error, json_bytes, same
@@ -243,7 +244,11 @@ class _Handler(BaseHTTPRequestHandler):
                 page += f"<!-- Authorization: {authorization} -->\n".encode()
             self._reply_and_record(handle, Reply(200, page, _HTML_CONTENT_TYPE), kind.value)
         else:
-            document = mutate_payload(kind, payload)
+            document = (
+                patch_document(payload, fault.patch, fault.records)
+                if kind is FaultKind.PATCH
+                else mutate_payload(kind, payload)
+            )
             if fault.echo_authorization:
                 document = echo_authorization(document, authorization or "")
             if fault.pad_bytes and isinstance(document, dict):

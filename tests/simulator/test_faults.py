@@ -324,6 +324,29 @@ def test_unknown_unit(sim: SimulatorServer, client: requests.Session) -> None:
     assert md["UnitOfMeasure"] == "Furlong"
 
 
+def test_patch_merges_fields_into_the_answer_and_into_chosen_records(
+    sim: SimulatorServer, client: requests.Session
+) -> None:
+    patch = {"MachineDashboard": {"NumberOfChargingSessions": "1_0"}, "Extra": "bad\ud800"}
+    sim.add_fault(Fault.from_json({"kind": "patch", "patch": patch, "endpoint": "dashboard"}))
+    body = fetch(client, sim).json()
+    assert body["MachineDashboard"]["NumberOfChargingSessions"] == "1_0"
+    assert "TotalEnergyConsumption" in body["MachineDashboard"]  # merged, not replaced
+    assert body["Extra"] == "bad\ud800"  # sent as JSON's \ud800 escape
+    first = sim.fleet.machines(ACTOR)[0].id
+    sim.add_fault(
+        Fault(FaultKind.PATCH, endpoint="machines", records={str(first): {"MachineID": "²"}})
+    )
+    listed = client.get(
+        f"{sim.url}/v1/machines", params={"ActorID": str(ACTOR)}, headers=AUTH, timeout=5
+    ).json()
+    assert [r["MachineID"] for r in listed][:2] == ["²", sim.fleet.machines(ACTOR)[1].id]
+    with pytest.raises(ValueError, match="patch or records"):
+        Fault(FaultKind.PATCH)
+    with pytest.raises(ValueError, match="must map MachineIDs"):
+        Fault.from_json({"kind": "patch", "records": {"1": 2}})
+
+
 def test_extra_fields(sim: SimulatorServer, client: requests.Session) -> None:
     normal = fetch(client, sim).json()
     sim.add_fault(Fault(FaultKind.EXTRA_FIELDS))
