@@ -12,7 +12,7 @@
       prefer_server_cipher_suites: true
       curve_preferences: [X25519]      # validated, see below
     http_server_config:
-      http2: true                      # validated; this server speaks HTTP/1.1
+      http2: true                      # validated; this server speaks HTTP/1.1 (see below)
       headers: {X-Frame-Options: deny} # the toolkit's five headers and value rules
     basic_auth_users:
       alice: $2y$10$...                # bcrypt hash
@@ -34,6 +34,10 @@ toolkit. Differences from the Go toolkit, each deliberate:
   Python 3.11 can restrict the handshake to one group only, and OpenSSL's
   default groups (X25519, P-256, P-384, P-521, ...) contain every allowed curve.
 - ``rate_limit`` is refused rather than silently ignored.
+- ``http2`` changes nothing (this server speaks HTTP/1.1 only), but the toolkit's
+  check that comes with it is made: with ``http2`` on (the default) and a minimum
+  below TLS 1.3, ``cipher_suites`` must hold a cipher HTTP/2 requires, so that
+  every file accepted here also works with the toolkit.
 
 Validation uses the same primitives as the main config (exporter/validate.py):
 every error at once, each naming its key path, never quoting a password hash
@@ -103,6 +107,12 @@ CIPHER_SUITES: Mapping[str, str | None] = MappingProxyType(
         "TLS_AES_256_GCM_SHA384": None,
         "TLS_CHACHA20_POLY1305_SHA256": None,
     }
+)
+# HTTP/2 over TLS 1.2 must support one of these (RFC 9113 §9.2.2); Go's http2
+# server, and so the toolkit, refuses a cipher list without either.
+HTTP2_REQUIRED_CIPHERS = (
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
 )
 CURVES = ("CurveP256", "CurveP384", "CurveP521", "X25519")
 # Headers the toolkit lets an operator add, with their allowed values (None: any).
@@ -350,6 +360,8 @@ def parse_web_config(text: str, *, base_dir: Path) -> WebConfig:
     raw = v.mapping(document, "", TOP_LEVEL_KEYS)
     tls = _tls(v, raw.get("tls_server_config"), base_dir)
     headers = _http(v, raw.get("http_server_config"))
+    if tls is not None:
+        _check_http2_ciphers(v, tls, raw.get("http_server_config"))
     users = _users(v, raw.get("basic_auth_users"))
     if v.errors:
         raise ConfigError(v.errors)
@@ -492,6 +504,24 @@ def _http(v: Validator, node: object) -> tuple[tuple[str, str], ...]:
         elif text:  # blank means unset, as in the toolkit
             headers.append((str(name), text))
     return tuple(headers)
+
+
+def _check_http2_ciphers(v: Validator, tls: TLSConfig, http_node: object) -> None:
+    """The toolkit's check (Go's http2 server set-up): a cipher list for TLS 1.2
+    must hold a cipher HTTP/2 requires, unless ``http2`` is off or the minimum
+    is TLS 1.3. This server speaks only HTTP/1.1; the check keeps every file it
+    accepts valid for exporter-toolkit too."""
+    http2 = http_node.get("http2") if isinstance(http_node, dict) else None
+    if http2 is not None and http2 is not True:
+        return  # false, or not a boolean (reported by _http)
+    if not tls.cipher_suites or TLS_VERSIONS[tls.min_version] >= ssl.TLSVersion.TLSv1_3:
+        return
+    if not any(name in HTTP2_REQUIRED_CIPHERS for name in tls.cipher_suites):
+        v.error(
+            f"{_TLS}.cipher_suites",
+            f"HTTP/2 needs {' or '.join(HTTP2_REQUIRED_CIPHERS)} in this list (exporter-toolkit "
+            "refuses the file without one); add one, or set http_server_config.http2: false",
+        )
 
 
 def _users(v: Validator, node: object) -> dict[str, bytes]:
