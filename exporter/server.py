@@ -19,6 +19,13 @@ thread and never blocks another scrape. What a path answers is decided by
   above 0, any ``Transfer-Encoding``) is answered (401 first, if unauthorised,
   else 413/400) and its connection closed, so the body can never be read as a
   further request. Authentication is decided from the headers alone.
+- Every header line must be well-formed (RFC 9112 section 5): whitespace
+  between a name and its colon, a folded line (starting with whitespace), a
+  line without a colon or a CR or NUL in a value is answered 400 and the
+  connection closed, before authentication, as a malformed request line is.
+  Python's parser would end the headers at such a line and ignore the rest
+  (``Content-Length : 38`` with them), so a proxy in front could frame the
+  bytes differently (request smuggling).
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ MAX_HEAD_BYTES = 64 * 1024  # request line and headers together
 FD_RESERVE = 64  # descriptors kept for upstream sockets, files and logs
 WATCHDOG_PERIOD = 0.25  # seconds between deadline checks while connections are open
 _DIGITS = re.compile(r"[0-9]+")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 section 5.6.2
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -198,6 +206,7 @@ class _HeadReader:
     def __init__(self, stream: io.BufferedReader, budget: int) -> None:
         self._stream = stream
         self._left = budget
+        self.lines: list[bytes] = []  # as received: within the budget
 
     def readline(self, size: int | None = -1) -> bytes:
         if self._left <= 0:
@@ -205,9 +214,32 @@ class _HeadReader:
         limit = self._left if size is None or size < 0 else min(size, self._left)
         line = self._stream.readline(limit)
         self._left -= len(line)
+        self.lines.append(line)
         if self._left <= 0 and not line.endswith(b"\n"):
             raise http.client.LineTooLong("request head")
         return line
+
+
+def malformed_field_line(lines: Sequence[bytes]) -> str | None:
+    """Pure. Why the header lines of a request head (after the request line) are
+    refused, or None. Python's header parser ends the headers at the first line
+    it cannot read and drops the rest (``Content-Length : 5`` with them), so
+    a front proxy and this server could frame the same bytes differently."""
+    for line in lines:
+        if line in (b"\r\n", b"\n", b""):
+            return None
+        if line[:1] in (b" ", b"\t"):
+            return "obsolete line folding (RFC 9112 section 5.2)"
+        name, colon, value = line.partition(b":")
+        if not colon:
+            return "a header line without a colon"
+        if name.rstrip(b" \t") != name:
+            return "whitespace between a header name and its colon (RFC 9112 section 5.1)"
+        if _TOKEN.fullmatch(name) is None:
+            return "a header name that is not a token"
+        if b"\r" in value.removesuffix(b"\n").removesuffix(b"\r") or b"\0" in value:
+            return "a CR or NUL in a header value"
+    return None
 
 
 def _declared_body(headers: Any) -> str | None:
@@ -261,7 +293,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             guard.phase(self.connection, REQUEST_DEADLINE, busy=False)
-        self.rfile = cast(io.BufferedIOBase, _HeadReader(self._stream, MAX_HEAD_BYTES))
+        self._head = _HeadReader(self._stream, MAX_HEAD_BYTES)
+        self.rfile = cast(io.BufferedIOBase, self._head)
         try:
             super().handle_one_request()
         except http.client.LineTooLong:
@@ -270,6 +303,18 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.rfile = self._stream
         self._answered += 1
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        problem = malformed_field_line(self._head.lines[1:])
+        if problem is None:
+            return True
+        # Answered before authentication, as a malformed request line is: the
+        # head cannot be read reliably (Python's parser dropped the lines after
+        # the bad one, Authorization perhaps among them).
+        self.send_error(HTTPStatus.BAD_REQUEST, "Bad Request", f"Refused: {problem}.")
+        return False
 
     def _send(self, response: Response, head_only: bool = False) -> None:
         self.send_response(response.status)

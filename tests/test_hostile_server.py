@@ -225,6 +225,37 @@ def test_a_request_hidden_in_a_body_is_never_served(tmp_path: Path, sim: Simulat
             assert statuses(read_until_closed(sock, limit=3)) == [200, 404]
 
 
+SMUGGLED = b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n"
+# Header lines RFC 9112 section 5 forbids. Python's parser ends the headers at each
+# (folded: joins it to the line before), so the framing header in it was ignored and
+# the body behind it answered as a second request.
+MALFORMED_LINES = [
+    b"Content-Length : %d" % len(SMUGGLED),  # whitespace before the colon
+    b"Transfer-Encoding\t: chunked",
+    b"X-Folded: a\r\n Content-Length: %d" % len(SMUGGLED),  # obsolete line folding
+    b"Content-Length%d" % len(SMUGGLED),  # no colon
+    b"X-Note: a\rContent-Length: %d" % len(SMUGGLED),  # a bare CR
+]
+
+
+@pytest.mark.parametrize("line", MALFORMED_LINES)
+def test_a_malformed_header_line_is_refused_and_the_connection_closed(
+    tmp_path: Path, sim: SimulatorServer, line: bytes
+) -> None:
+    web = {"basic_auth_users": {"prometheus": bcrypt_hash("secret")}}
+    credentials = b"Authorization: Basic " + base64.b64encode(b"prometheus:secret") + b"\r\n"
+    with exporter_running(tmp_path, sim, web=web) as exporter:
+        # With credentials, and without: a head that cannot be read reliably gets
+        # 400 before authentication, as a malformed request line does.
+        for authorization in (credentials, b""):
+            with connect(exporter) as sock:
+                head = b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + authorization + line
+                send_quietly(sock, head + b"\r\n\r\n" + SMUGGLED)
+                answer = read_until_closed(sock, limit=3)
+            assert statuses(answer) == [400], (line, answer[:300])
+            assert b"Connection: close" in answer
+
+
 def test_a_request_head_is_bounded(tmp_path: Path, sim: SimulatorServer) -> None:
     """90 headers of 60 KB each pass the standard library's per-line and
     per-count limits (5.4 MB a request); 20 clients sending one would hold 100 MB."""
