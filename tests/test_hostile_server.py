@@ -452,6 +452,52 @@ def test_the_connection_cap_closes_the_longest_idle_first(
         assert statuses(read_until_closed(idle[2], limit=3)) == [200]
 
 
+def test_password_checks_under_way_do_not_lock_a_scrape_out(
+    tmp_path: Path, sim: SimulatorServer
+) -> None:
+    """Issue 19: the cap full of connections whose wrong passwords are being
+    checked (or wait for a hashing slot). A scrape with verified credentials
+    evicts the one waiting longest instead of being refused."""
+    slow = bcrypt.hashpw(b"alice-pw", bcrypt.gensalt(rounds=13)).decode()  # ~0.6 s a check
+    web = {"basic_auth_users": {AUTH[0]: bcrypt_hash(AUTH[1]), "alice": slow}}
+    with (
+        exporter_running(tmp_path, sim, "--web.max-connections=3", web=web) as exporter,
+        ExitStack() as stack,
+    ):
+        cpu = cpu_seconds(exporter)  # the start-up probe verified AUTH: no hash needed
+        checks = [stack.enter_context(connect(exporter, timeout=10)) for _ in range(3)]
+        for index, sock in enumerate(checks):
+            credentials = base64.b64encode(b"alice:wrong %d" % index)
+            sock.sendall(
+                b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                b"Authorization: Basic " + credentials + b"\r\n\r\n"
+            )
+        wait_for(lambda: cpu_seconds(exporter) - cpu > 0.2, timeout=10, what="a check hashing")
+        response = requests.get(f"{exporter.url}/metrics", auth=AUTH, timeout=5)
+        assert response.status_code == 200
+        answers = sorted(statuses(read_until_closed(sock, limit=10)) for sock in checks)
+        assert answers == [[], [401], [401]]  # the evicted check is closed unanswered
+
+
+def test_the_guard_wakes_the_handler_of_a_connection_it_cuts() -> None:
+    now = [0.0]
+    guard = server.ConnectionGuard(1, clock=lambda: now[0])
+    with ExitStack() as stack:
+        first, first_peer, second, _ = (
+            stack.enter_context(sock) for sock in (*socket.socketpair(), *socket.socketpair())
+        )
+        woken: list[str] = []
+        assert guard.admit(first)
+        guard.on_cut(first, lambda: woken.append("evicted"))
+        assert guard.admit(second)  # over the cap: the first, waiting, makes room
+        assert first_peer.recv(1) == b""
+        guard.on_cut(first, lambda: woken.append("already cut"))  # called at once
+        guard.on_cut(second, lambda: woken.append("expired"))
+        now[0] += REQUEST_DEADLINE
+        guard.expire()
+        assert woken == ["evicted", "already cut", "expired"]
+
+
 def test_a_connection_cap_past_the_open_files_limit_is_refused(
     tmp_path: Path, sim: SimulatorServer
 ) -> None:

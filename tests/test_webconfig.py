@@ -514,7 +514,9 @@ def test_unknown_user_costs_one_bcrypt_verification_at_the_highest_cost(
 
     calls.clear()
     assert not users_config.check_basic_auth(header("alice", "wrong"))
-    assert not users_config.check_basic_auth(header("alice", "wrong"))  # failures: not cached
+    assert not users_config.check_basic_auth(header("alice", "wrong"))  # a repeat costs no hash
+    assert not users_config.check_basic_auth(header("mallory", "alice-pw"))  # nor for a stranger
+    assert not users_config.check_basic_auth(header("alice", "wronger"))
     assert calls == [users_config.users["alice"]] * 2
 
     calls.clear()
