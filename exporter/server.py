@@ -19,6 +19,16 @@ thread and never blocks another scrape. What a path answers is decided by
   above 0, any ``Transfer-Encoding``) is answered (401 first, if unauthorised,
   else 413/400) and its connection closed, so the body can never be read as a
   further request. Authentication is decided from the headers alone.
+- Every header line must be well-formed (RFC 9112 section 5): whitespace
+  between a name and its colon, a folded line (starting with whitespace), a
+  line without a colon or a CR or NUL in a value is answered 400 and the
+  connection closed, before authentication, as a malformed request line is.
+  Python's parser would end the headers at such a line and ignore the rest
+  (``Content-Length : 38`` with them), so a proxy in front could frame the
+  bytes differently (request smuggling).
+- While a password is checked (exporter/basicauth.py: bounded hashing slots)
+  the connection counts as waiting, not busy: a newcomer may evict it, which
+  wakes the check, so checks queued by a flood never lock out a scrape.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
+from exporter.basicauth import SLOT_WAIT, Interrupt, Verdict
 from exporter.routes import Request, Response, Routes, text
 from exporter.webconfig import WebConfig
 
@@ -52,6 +63,7 @@ MAX_HEAD_BYTES = 64 * 1024  # request line and headers together
 FD_RESERVE = 64  # descriptors kept for upstream sockets, files and logs
 WATCHDOG_PERIOD = 0.25  # seconds between deadline checks while connections are open
 _DIGITS = re.compile(r"[0-9]+")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 section 5.6.2
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -81,6 +93,7 @@ class _Tracked:
     deadline: float  # monotonic
     since: float  # monotonic start of the current phase
     busy: bool  # answering a request (not evictable until BUSY_EVICTABLE_AFTER)
+    on_cut: Callable[[], None] | None = None  # wakes the handler's waits when cut
 
 
 def _cut(sock: socket.socket) -> None:
@@ -140,10 +153,25 @@ class ConnectionGuard:
         if not waiting:
             return False
         _, _, oldest = min(waiting)
-        del self._open[oldest]
-        _cut(oldest)
+        self._drop(oldest)
         self.evicted += 1
         return True
+
+    def _drop(self, sock: socket.socket) -> None:
+        """Under the lock: forget a connection, cut it and wake its handler."""
+        tracked = self._open.pop(sock)
+        _cut(sock)
+        if tracked.on_cut is not None:
+            tracked.on_cut()
+
+    def on_cut(self, sock: socket.socket, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the connection is cut (at once if it was)."""
+        with self._lock:
+            tracked = self._open.get(sock)
+            if tracked is not None:
+                tracked.on_cut = callback
+                return
+        callback()
 
     def phase(self, sock: socket.socket, seconds: float, *, busy: bool) -> None:
         """Start a phase of ``seconds`` for a connection (if it is still open)."""
@@ -167,8 +195,7 @@ class ConnectionGuard:
         with self._lock:
             late = [s for s, t in self._open.items() if t.deadline <= now]
             for sock in late:
-                del self._open[sock]
-                _cut(sock)
+                self._drop(sock)
             self.expired += len(late)
 
     def watch(self) -> None:
@@ -186,9 +213,8 @@ class ConnectionGuard:
         self._closed.set()
         self._wake.set()
         with self._lock:
-            for sock in self._open:
-                _cut(sock)
-            self._open.clear()
+            for sock in list(self._open):
+                self._drop(sock)
 
 
 class _HeadReader:
@@ -198,6 +224,7 @@ class _HeadReader:
     def __init__(self, stream: io.BufferedReader, budget: int) -> None:
         self._stream = stream
         self._left = budget
+        self.lines: list[bytes] = []  # as received: within the budget
 
     def readline(self, size: int | None = -1) -> bytes:
         if self._left <= 0:
@@ -205,9 +232,32 @@ class _HeadReader:
         limit = self._left if size is None or size < 0 else min(size, self._left)
         line = self._stream.readline(limit)
         self._left -= len(line)
+        self.lines.append(line)
         if self._left <= 0 and not line.endswith(b"\n"):
             raise http.client.LineTooLong("request head")
         return line
+
+
+def malformed_field_line(lines: Sequence[bytes]) -> str | None:
+    """Pure. Why the header lines of a request head (after the request line) are
+    refused, or None. Python's header parser ends the headers at the first line
+    it cannot read and drops the rest (``Content-Length : 5`` with them), so
+    a front proxy and this server could frame the same bytes differently."""
+    for line in lines:
+        if line in (b"\r\n", b"\n", b""):
+            return None
+        if line[:1] in (b" ", b"\t"):
+            return "obsolete line folding (RFC 9112 section 5.2)"
+        name, colon, value = line.partition(b":")
+        if not colon:
+            return "a header line without a colon"
+        if name.rstrip(b" \t") != name:
+            return "whitespace between a header name and its colon (RFC 9112 section 5.1)"
+        if _TOKEN.fullmatch(name) is None:
+            return "a header name that is not a token"
+        if b"\r" in value.removesuffix(b"\n").removesuffix(b"\r") or b"\0" in value:
+            return "a CR or NUL in a header value"
+    return None
 
 
 def _declared_body(headers: Any) -> str | None:
@@ -224,6 +274,18 @@ def _declared_body(headers: Any) -> str | None:
     return None
 
 
+def _refusal(verdict: Verdict) -> Response:
+    """Pure. 401 for wrong credentials; 503 when the password could not be
+    checked in time (every hashing slot taken): a retry may succeed."""
+    if verdict is Verdict.BUSY:
+        response = text(HTTPStatus.SERVICE_UNAVAILABLE, "Too many password checks; retry\n")
+        response.headers["Retry-After"] = str(round(SLOT_WAIT))
+        return response
+    response = text(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
+    response.headers["WWW-Authenticate"] = 'Basic realm="nayax-ev-exporter"'
+    return response
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: ExporterHTTPServer
     protocol_version = "HTTP/1.1"
@@ -235,9 +297,15 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         self._stream = cast(io.BufferedReader, self.rfile)
         self._answered = 0
+        web = self.server.web_config
+        self._interrupt: Interrupt | None = None
+        if web is not None and web.auth_required:
+            # A password check waiting for a hashing slot stops when the guard
+            # cuts this connection, and never hashes for it.
+            self._interrupt = Interrupt()
+            self.server.guard.on_cut(self.connection, self._interrupt.cut)
         if isinstance(self.connection, ssl.SSLSocket):
             self.connection.do_handshake()  # in this thread, under the request deadline
-            web = self.server.web_config
             if web is not None and not web.client_allowed(self.connection.getpeercert()):
                 raise ConnectionRefusedError("client certificate has no allowed SAN")
 
@@ -261,7 +329,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             guard.phase(self.connection, REQUEST_DEADLINE, busy=False)
-        self.rfile = cast(io.BufferedIOBase, _HeadReader(self._stream, MAX_HEAD_BYTES))
+        self._head = _HeadReader(self._stream, MAX_HEAD_BYTES)
+        self.rfile = cast(io.BufferedIOBase, self._head)
         try:
             super().handle_one_request()
         except http.client.LineTooLong:
@@ -270,6 +339,18 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.rfile = self._stream
         self._answered += 1
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        problem = malformed_field_line(self._head.lines[1:])
+        if problem is None:
+            return True
+        # Answered before authentication, as a malformed request line is: the
+        # head cannot be read reliably (Python's parser dropped the lines after
+        # the bad one, Authorization perhaps among them).
+        self.send_error(HTTPStatus.BAD_REQUEST, "Bad Request", f"Refused: {problem}.")
+        return False
 
     def _send(self, response: Response, head_only: bool = False) -> None:
         self.send_response(response.status)
@@ -309,21 +390,27 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             sock.settimeout(SOCKET_TIMEOUT)
 
-    def _unauthorised(self) -> Response | None:
+    def _verdict(self) -> Verdict:
         web = self.server.web_config
-        if web is None or web.check_basic_auth(self.headers.get("Authorization")):
-            return None
-        response = text(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
-        response.headers["WWW-Authenticate"] = 'Basic realm="nayax-ev-exporter"'
-        return response
+        if web is None or not web.auth_required:
+            return Verdict.ALLOWED
+        # Until the password is checked the connection may be evicted like an
+        # idle one: checks waiting for a hashing slot never lock out a scrape.
+        self.server.guard.phase(self.connection, RESPONSE_DEADLINE, busy=False)
+        return web.authenticate(self.headers.get("Authorization"), self._interrupt)
 
-    def _answer(self, method: str) -> Response:
+    def _answer(self, method: str) -> Response | None:
+        """The response, or None when the connection was cut during the check."""
         refused_body = _declared_body(self.headers)
         if refused_body is not None:
             self.close_connection = True  # the body is never read: nothing may follow it
-        unauthorised = self._unauthorised()
-        if unauthorised is not None:
-            return unauthorised
+        verdict = self._verdict()
+        if verdict is Verdict.CUT:
+            self.close_connection = True
+            return None
+        self.server.guard.phase(self.connection, RESPONSE_DEADLINE, busy=True)
+        if verdict is not Verdict.ALLOWED:
+            return _refusal(verdict)
         if refused_body is not None:
             status, reason = refused_body.split(" ", 1)
             return text(int(status), reason + "\n")
@@ -338,8 +425,9 @@ class _Handler(BaseHTTPRequestHandler):
             return text(500, f"internal error: {type(exc).__name__}\n")
 
     def _handle(self, method: str) -> None:
-        self.server.guard.phase(self.connection, RESPONSE_DEADLINE, busy=True)
-        self._send(self._answer(method), head_only=method == "HEAD")
+        response = self._answer(method)
+        if response is not None:
+            self._send(response, head_only=method == "HEAD")
 
     def do_GET(self) -> None:
         self._handle("GET")

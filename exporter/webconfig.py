@@ -12,7 +12,7 @@
       prefer_server_cipher_suites: true
       curve_preferences: [X25519]      # validated, see below
     http_server_config:
-      http2: true                      # validated; this server speaks HTTP/1.1
+      http2: true                      # validated; this server speaks HTTP/1.1 (see below)
       headers: {X-Frame-Options: deny} # the toolkit's five headers and value rules
     basic_auth_users:
       alice: $2y$10$...                # bcrypt hash
@@ -34,6 +34,12 @@ toolkit. Differences from the Go toolkit, each deliberate:
   Python 3.11 can restrict the handshake to one group only, and OpenSSL's
   default groups (X25519, P-256, P-384, P-521, ...) contain every allowed curve.
 - ``rate_limit`` is refused rather than silently ignored.
+- ``http2`` changes nothing (this server speaks HTTP/1.1 only), but the toolkit's
+  check that comes with it is made: with ``http2`` on (the default) and a minimum
+  below TLS 1.3, ``cipher_suites`` must hold a cipher HTTP/2 requires, so that
+  every file accepted here also works with the toolkit.
+- Basic auth checks are bounded and take equal time for every user name: see
+  exporter/basicauth.py.
 
 Validation uses the same primitives as the main config (exporter/validate.py):
 every error at once, each naming its key path, never quoting a password hash
@@ -42,24 +48,18 @@ or inline key.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import ipaddress
 import os
 import re
 import ssl
 import tempfile
-import threading
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
-import bcrypt
-
+from exporter.basicauth import BasicAuth, Interrupt, Verdict
 from exporter.validate import ConfigError, Secret, Validator
 from exporter.yamlload import load_yaml
 
@@ -103,6 +103,12 @@ CIPHER_SUITES: Mapping[str, str | None] = MappingProxyType(
         "TLS_AES_256_GCM_SHA384": None,
         "TLS_CHACHA20_POLY1305_SHA256": None,
     }
+)
+# HTTP/2 over TLS 1.2 must support one of these (RFC 9113 §9.2.2); Go's http2
+# server, and so the toolkit, refuses a cipher list without either.
+HTTP2_REQUIRED_CIPHERS = (
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
 )
 CURVES = ("CurveP256", "CurveP384", "CurveP521", "X25519")
 # Headers the toolkit lets an operator add, with their allowed values (None: any).
@@ -149,7 +155,6 @@ _BCRYPT_HASH = re.compile(r"^\$2[abxy]\$(\d\d)\$[./A-Za-z0-9]{53}$")
 # cached), at 24 over 20 minutes, which no scrape survives.
 BCRYPT_MIN_COST = 4
 BCRYPT_MAX_COST = 18
-BCRYPT_MAX_PASSWORD = 72  # bytes; bcrypt ignores (and bcrypt>=5 refuses) the rest
 
 
 @dataclass(frozen=True)
@@ -169,45 +174,22 @@ class TLSConfig:
     curve_preferences: tuple[str, ...] = ()
 
 
-class _VerifiedCache:
-    """HMAC digests (under a per-process random key) of verified credentials;
-    never the passwords themselves. Bounded: cleared when full."""
-
-    LIMIT = 256
-
-    def __init__(self) -> None:
-        self._key = os.urandom(32)
-        self._digests: set[bytes] = set()
-        self._lock = threading.Lock()
-
-    def _digest(self, user: str, password: bytes, hashed: bytes) -> bytes:
-        message = user.encode("utf-8") + b"\0" + hashed + b"\0" + password
-        return hmac.digest(self._key, message, hashlib.sha256)
-
-    def seen(self, user: str, password: bytes, hashed: bytes) -> bool:
-        digest = self._digest(user, password, hashed)
-        with self._lock:
-            return digest in self._digests
-
-    def add(self, user: str, password: bytes, hashed: bytes) -> None:
-        digest = self._digest(user, password, hashed)
-        with self._lock:
-            if len(self._digests) >= self.LIMIT:
-                self._digests.clear()
-            self._digests.add(digest)
-
-
 @dataclass(frozen=True, eq=False)
 class WebConfig:
     tls: TLSConfig | None = None
     users: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     headers: tuple[tuple[str, str], ...] = ()
-    # A hash of the highest configured cost, verified for unknown user names so
-    # that a wrong name costs as much as a wrong password (no user enumeration).
-    decoy_hash: bytes = field(default=b"", repr=False)
-    # Keyed digests of user:password pairs that verified, as the toolkit caches
-    # them: a high bcrypt cost is paid once per pair, not on every scrape.
-    _verified: _VerifiedCache = field(default_factory=_VerifiedCache, repr=False)
+    # The checks' shared state: caches, hashing slots, equal-work pacing.
+    basic_auth: BasicAuth = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "basic_auth", BasicAuth(self.users))
+
+    @property
+    def decoy_hash(self) -> bytes:
+        """The hash of the highest configured cost, checked for unknown user names
+        so that a wrong name costs as much as a wrong password."""
+        return self.basic_auth.decoy
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if self.tls is None:
@@ -260,27 +242,12 @@ class WebConfig:
 
     def check_basic_auth(self, header: str | None) -> bool:
         """True when the Authorization header carries a configured user's password."""
-        if not self.users:
-            return True
-        if header is None or header[:6].lower() != "basic ":
-            return False
-        try:
-            decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        user, sep, password = decoded.partition(":")
-        secret = password.encode("utf-8")
-        if not sep or len(secret) > BCRYPT_MAX_PASSWORD:
-            return False  # says nothing about which users exist
-        hashed = self.users.get(user)
-        if hashed is not None and self._verified.seen(user, secret, hashed):
-            return True
-        # Exactly one bcrypt verification whether or not the user exists.
-        ok = bcrypt.checkpw(secret, hashed if hashed is not None else self.decoy_hash)
-        if ok and hashed is not None:
-            self._verified.add(user, secret, hashed)
-            return True
-        return False
+        return self.authenticate(header) is Verdict.ALLOWED
+
+    def authenticate(self, header: str | None, interrupt: Interrupt | None = None) -> Verdict:
+        """Check the Authorization header (see exporter/basicauth.py); ``interrupt``
+        is the connection's, so a check whose connection is cut stops waiting."""
+        return self.basic_auth.check(header, interrupt)
 
 
 class EncryptedKeyError(ValueError):
@@ -350,14 +317,12 @@ def parse_web_config(text: str, *, base_dir: Path) -> WebConfig:
     raw = v.mapping(document, "", TOP_LEVEL_KEYS)
     tls = _tls(v, raw.get("tls_server_config"), base_dir)
     headers = _http(v, raw.get("http_server_config"))
+    if tls is not None:
+        _check_http2_ciphers(v, tls, raw.get("http_server_config"))
     users = _users(v, raw.get("basic_auth_users"))
     if v.errors:
         raise ConfigError(v.errors)
-    # An unknown user name is checked against the costliest real hash, so that it
-    # costs as much as a wrong password (no user enumeration by timing) without
-    # hashing anything at start-up.
-    decoy = max(users.values(), key=lambda hashed: int(hashed[4:6]), default=b"")
-    config = WebConfig(tls=tls, users=MappingProxyType(users), headers=headers, decoy_hash=decoy)
+    config = WebConfig(tls=tls, users=MappingProxyType(users), headers=headers)
     if tls is not None:
         _check_loadable(config, tls)
     return config
@@ -492,6 +457,24 @@ def _http(v: Validator, node: object) -> tuple[tuple[str, str], ...]:
         elif text:  # blank means unset, as in the toolkit
             headers.append((str(name), text))
     return tuple(headers)
+
+
+def _check_http2_ciphers(v: Validator, tls: TLSConfig, http_node: object) -> None:
+    """The toolkit's check (Go's http2 server set-up): a cipher list for TLS 1.2
+    must hold a cipher HTTP/2 requires, unless ``http2`` is off or the minimum
+    is TLS 1.3. This server speaks only HTTP/1.1; the check keeps every file it
+    accepts valid for exporter-toolkit too."""
+    http2 = http_node.get("http2") if isinstance(http_node, dict) else None
+    if http2 is not None and http2 is not True:
+        return  # false, or not a boolean (reported by _http)
+    if not tls.cipher_suites or TLS_VERSIONS[tls.min_version] >= ssl.TLSVersion.TLSv1_3:
+        return
+    if not any(name in HTTP2_REQUIRED_CIPHERS for name in tls.cipher_suites):
+        v.error(
+            f"{_TLS}.cipher_suites",
+            f"HTTP/2 needs {' or '.join(HTTP2_REQUIRED_CIPHERS)} in this list (exporter-toolkit "
+            "refuses the file without one); add one, or set http_server_config.http2: false",
+        )
 
 
 def _users(v: Validator, node: object) -> dict[str, bytes]:

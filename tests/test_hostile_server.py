@@ -225,6 +225,37 @@ def test_a_request_hidden_in_a_body_is_never_served(tmp_path: Path, sim: Simulat
             assert statuses(read_until_closed(sock, limit=3)) == [200, 404]
 
 
+SMUGGLED = b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n"
+# Header lines RFC 9112 section 5 forbids. Python's parser ends the headers at each
+# (folded: joins it to the line before), so the framing header in it was ignored and
+# the body behind it answered as a second request.
+MALFORMED_LINES = [
+    b"Content-Length : %d" % len(SMUGGLED),  # whitespace before the colon
+    b"Transfer-Encoding\t: chunked",
+    b"X-Folded: a\r\n Content-Length: %d" % len(SMUGGLED),  # obsolete line folding
+    b"Content-Length%d" % len(SMUGGLED),  # no colon
+    b"X-Note: a\rContent-Length: %d" % len(SMUGGLED),  # a bare CR
+]
+
+
+@pytest.mark.parametrize("line", MALFORMED_LINES)
+def test_a_malformed_header_line_is_refused_and_the_connection_closed(
+    tmp_path: Path, sim: SimulatorServer, line: bytes
+) -> None:
+    web = {"basic_auth_users": {"prometheus": bcrypt_hash("secret")}}
+    credentials = b"Authorization: Basic " + base64.b64encode(b"prometheus:secret") + b"\r\n"
+    with exporter_running(tmp_path, sim, web=web) as exporter:
+        # With credentials, and without: a head that cannot be read reliably gets
+        # 400 before authentication, as a malformed request line does.
+        for authorization in (credentials, b""):
+            with connect(exporter) as sock:
+                head = b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + authorization + line
+                send_quietly(sock, head + b"\r\n\r\n" + SMUGGLED)
+                answer = read_until_closed(sock, limit=3)
+            assert statuses(answer) == [400], (line, answer[:300])
+            assert b"Connection: close" in answer
+
+
 def test_a_request_head_is_bounded(tmp_path: Path, sim: SimulatorServer) -> None:
     """90 headers of 60 KB each pass the standard library's per-line and
     per-count limits (5.4 MB a request); 20 clients sending one would hold 100 MB."""
@@ -419,6 +450,52 @@ def test_the_connection_cap_closes_the_longest_idle_first(
         # The newer ones still work.
         idle[2].sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert statuses(read_until_closed(idle[2], limit=3)) == [200]
+
+
+def test_password_checks_under_way_do_not_lock_a_scrape_out(
+    tmp_path: Path, sim: SimulatorServer
+) -> None:
+    """Issue 19: the cap full of connections whose wrong passwords are being
+    checked (or wait for a hashing slot). A scrape with verified credentials
+    evicts the one waiting longest instead of being refused."""
+    slow = bcrypt.hashpw(b"alice-pw", bcrypt.gensalt(rounds=13)).decode()  # ~0.6 s a check
+    web = {"basic_auth_users": {AUTH[0]: bcrypt_hash(AUTH[1]), "alice": slow}}
+    with (
+        exporter_running(tmp_path, sim, "--web.max-connections=3", web=web) as exporter,
+        ExitStack() as stack,
+    ):
+        cpu = cpu_seconds(exporter)  # the start-up probe verified AUTH: no hash needed
+        checks = [stack.enter_context(connect(exporter, timeout=10)) for _ in range(3)]
+        for index, sock in enumerate(checks):
+            credentials = base64.b64encode(b"alice:wrong %d" % index)
+            sock.sendall(
+                b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                b"Authorization: Basic " + credentials + b"\r\n\r\n"
+            )
+        wait_for(lambda: cpu_seconds(exporter) - cpu > 0.2, timeout=10, what="a check hashing")
+        response = requests.get(f"{exporter.url}/metrics", auth=AUTH, timeout=5)
+        assert response.status_code == 200
+        answers = sorted(statuses(read_until_closed(sock, limit=10)) for sock in checks)
+        assert answers == [[], [401], [401]]  # the evicted check is closed unanswered
+
+
+def test_the_guard_wakes_the_handler_of_a_connection_it_cuts() -> None:
+    now = [0.0]
+    guard = server.ConnectionGuard(1, clock=lambda: now[0])
+    with ExitStack() as stack:
+        first, first_peer, second, _ = (
+            stack.enter_context(sock) for sock in (*socket.socketpair(), *socket.socketpair())
+        )
+        woken: list[str] = []
+        assert guard.admit(first)
+        guard.on_cut(first, lambda: woken.append("evicted"))
+        assert guard.admit(second)  # over the cap: the first, waiting, makes room
+        assert first_peer.recv(1) == b""
+        guard.on_cut(first, lambda: woken.append("already cut"))  # called at once
+        guard.on_cut(second, lambda: woken.append("expired"))
+        now[0] += REQUEST_DEADLINE
+        guard.expire()
+        assert woken == ["evicted", "already cut", "expired"]
 
 
 def test_a_connection_cap_past_the_open_files_limit_is_refused(

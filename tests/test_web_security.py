@@ -9,9 +9,13 @@ from __future__ import annotations
 import base64
 import datetime
 import ipaddress
+import itertools
+import os
+import re
 import socket
 import ssl
 import statistics
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -28,6 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from exporter.basicauth import HASHING_SLOTS
 from exporter.simulator import SimulatorServer
 from tests.harness import ExporterProcess, simulator_config, wait_for, write_config
 
@@ -286,9 +291,12 @@ def test_tls_versions_are_enforced(tmp_path: Path, simulator: SimulatorServer, p
 
 
 def test_cipher_suites_restrict_tls12(tmp_path: Path, simulator: SimulatorServer, pki: PKI) -> None:
-    web = tls_config(
-        pki, max_version="TLS12", cipher_suites=["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"]
-    )
+    web = {
+        **tls_config(
+            pki, max_version="TLS12", cipher_suites=["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"]
+        ),
+        "http_server_config": {"http2": False},  # the list lacks the cipher HTTP/2 requires
+    }
     with secure_exporter(tmp_path, simulator, web, scheme="https", verify=str(pki.ca)) as exporter:
         client = ssl.create_default_context(cafile=str(pki.ca))
         with _tls_connection(exporter.port, client) as connection:
@@ -404,21 +412,29 @@ def test_tls_and_basic_auth_together(tmp_path: Path, simulator: SimulatorServer,
         _assert_unauthorised(exporter.get("/metrics", auth=(USER, "nope")))
 
 
-def test_unknown_user_costs_as_much_as_a_wrong_password(
+def test_no_user_name_is_answered_faster_than_another(
     tmp_path: Path, simulator: SimulatorServer
 ) -> None:
     """Response time must not tell which user names exist: an unknown user is
-    verified against a decoy hash of the same cost (cost 11: ~0.1 s here)."""
-    web = {"basic_auth_users": {USER: bcrypt_hash(PASSWORD, cost=11)}}
+    checked against a decoy hash of the highest cost (cost 11: ~0.1 s here), and
+    a wrong password for a user of a lower cost is answered only after as long."""
+    web = {
+        "basic_auth_users": {
+            USER: bcrypt_hash(PASSWORD, cost=11),
+            "cheap": bcrypt_hash(PASSWORD, cost=4),
+        }
+    }
     with secure_exporter(tmp_path, simulator, web, auth=(USER, PASSWORD)) as exporter:
         session = requests.Session()  # keep-alive: time the check, not TCP set-up
+        tries = iter(range(1000))
 
         def median_seconds(user: str) -> float:
             times = []
             for _ in range(5):
+                password = f"wrong password {next(tries)}"  # repeats are cached: no hash
                 started = time.perf_counter()
                 response = session.get(
-                    exporter.url + "/-/healthy", auth=(user, "wrong password"), timeout=10
+                    exporter.url + "/-/healthy", auth=(user, password), timeout=10
                 )
                 times.append(time.perf_counter() - started)
                 assert response.status_code == 401
@@ -427,9 +443,77 @@ def test_unknown_user_costs_as_much_as_a_wrong_password(
         median_seconds(USER)  # warm up
         wrong_password = median_seconds(USER)
         unknown_user = median_seconds("no-such-user")
+        cheap_user = median_seconds("cheap")
         assert wrong_password > 0.02, "cost-11 bcrypt should be measurable"
-        ratio = unknown_user / wrong_password
-        assert 0.5 < ratio < 2.0, (unknown_user, wrong_password)
+        assert 0.5 < unknown_user / wrong_password < 2.0, (unknown_user, wrong_password)
+        # Cost 4 alone takes 1/128 of cost 11.
+        assert cheap_user > 0.5 * unknown_user, (cheap_user, unknown_user)
+
+
+FLOOD_CLIENTS = 50
+
+
+def _threads_and_cpu(exporter: ExporterProcess) -> tuple[int, float]:
+    """The exporter's thread count and CPU seconds so far, from /proc."""
+    assert exporter.process is not None
+    proc = Path(f"/proc/{exporter.process.pid}")
+    found = re.search(r"^Threads:\s+(\d+)", (proc / "status").read_text(), re.MULTILINE)
+    assert found is not None
+    fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+    return int(found[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_flood_of_wrong_passwords_does_not_slow_a_scrape(
+    tmp_path: Path, simulator: SimulatorServer
+) -> None:
+    """Issue 19: 50 clients send wrong passwords (a new one each time, so no
+    cache helps) at cost 10, the README's `htpasswd -nBC 10`. A client whose
+    password was verified before keeps scraping fast and without a failure;
+    bcrypt takes no more cores than its slots, and there is one thread per
+    connection."""
+    web = {"basic_auth_users": {USER: bcrypt_hash(PASSWORD, cost=10)}}
+    outcomes: list[int] = []  # flood answers' status codes, 0 for a failed request
+    stop = threading.Event()
+
+    def flood(client: int) -> None:
+        session = requests.Session()
+        for attempt in itertools.count():
+            if stop.is_set():
+                return
+            try:
+                auth = (USER, f"wrong {client}.{attempt}")
+                outcomes.append(session.get(url, auth=auth, timeout=15).status_code)
+            except requests.RequestException:
+                outcomes.append(0)
+
+    with secure_exporter(tmp_path, simulator, web, auth=(USER, PASSWORD)) as exporter:
+        url = exporter.url + "/metrics"
+        scraper = requests.Session()
+        assert scraper.get(url, auth=exporter.auth, timeout=5).status_code == 200  # verified
+        baseline, cpu_before = _threads_and_cpu(exporter)
+        started = time.monotonic()
+        flooders = [threading.Thread(target=flood, args=(i,)) for i in range(FLOOD_CLIENTS)]
+        for thread in flooders:
+            thread.start()
+        times, peak = [], baseline
+        while time.monotonic() - started < 6:
+            stop.wait(0.02)  # a scrape every 20 ms or so: a busy Prometheus, not a spin
+            sent = time.perf_counter()
+            response = scraper.get(url, auth=exporter.auth, timeout=5)
+            times.append(time.perf_counter() - sent)
+            assert response.status_code == 200
+            assert "nayax_ev_build_info" in response.text
+            threads, cpu = _threads_and_cpu(exporter)
+            peak = max(peak, threads)
+        cores = (cpu - cpu_before) / (time.monotonic() - started)
+        stop.set()
+    for thread in flooders:  # the exporter's stop ended their requests
+        thread.join(timeout=20)
+    assert statistics.median(times) < 0.2, statistics.quantiles(times, n=10)
+    assert cores < HASHING_SLOTS + 0.5, cores  # unbounded, bcrypt took every core
+    assert peak <= baseline + FLOOD_CLIENTS + 2, (baseline, peak)
+    assert outcomes.count(401) >= 10  # the flood's passwords were checked, some of them
+    assert set(outcomes) <= {0, 401, 503}
 
 
 def test_configured_response_headers_are_sent(tmp_path: Path, simulator: SimulatorServer) -> None:
