@@ -337,9 +337,11 @@ def test_every_fault_matrix_row_is_replayed() -> None:
 
 def test_refresh_and_access_tokens_never_show(tmp_path: Path) -> None:
     """A refresh token and the access tokens exchanged for it (each carrying the
-    marker, in its JWT signature): renewed every second or so, reflected by leaky
-    upstream answers, forced to renew by revocation, then refused. Neither kind
-    shows in logs, /metrics, the landing page or stdout."""
+    marker, in its JWT signature): renewed every second or so (the simulator
+    refuses them after 1.5 s; a lifetime that short is "unknown" to the exporter,
+    so the 401s drive the renewals), reflected by leaky upstream answers, forced to
+    renew by revocation, then refused. Neither kind shows in logs, /metrics, the
+    landing page or stdout."""
     faults = leaky_faults()[:9]
     fleet = Fleet(FleetSpec(seed=4, actors=len(faults), machines_per_actor=1))
     ids = fleet.actor_ids()
