@@ -39,7 +39,7 @@ from exporter.errors import (
     TimeoutError_,
 )
 from exporter.ratelimit import RateLimiter, TokenGate
-from exporter.tokens import TokenBroker
+from exporter.tokens import TokenBroker, usable_access_token
 from exporter.transport import ACCEPT_ENCODING, MAX_BODY_BYTES, Reply, RequestObserver, Transport
 from exporter.upstream import CUT_MARK, safe_text
 
@@ -74,8 +74,6 @@ __all__ = [  # the errors live in exporter.errors; callers import them from here
 # RefreshToken (a Secret too), exchanged for the access tokens sent as Bearer.
 Credential = Secret
 EXCHANGE_PATH = "/v1/issue-access-token"
-# A JWT is a few hundred characters; one this long is no token a header should carry.
-MAX_TOKEN_CHARS = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -318,8 +316,10 @@ class LynxClient:
         except (ValueError, UnicodeDecodeError, RecursionError):
             payload = None
         token = payload.get("Token") if isinstance(payload, dict) else None
-        if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or not _sendable(token):
-            said = vendor_detail(reply.body, (secret,))
+        if not usable_access_token(token):
+            # The vendor's reason if it sent one, never the token: a malformed one
+            # may still be a real access token, badly framed.
+            said = "" if isinstance(token, str) else vendor_detail(reply.body, (secret,))
             raise AuthError(
                 f"access token exchange answered HTTP 200 without a usable token{said}",
                 status=200,

@@ -20,10 +20,16 @@ LEVELS = ("debug", "info", "warn", "error")
 FORMATS = ("logfmt", "json")
 REDACTED = "<redacted>"
 MAX_LEARNT = 64
+# Shorter strings are never scrubbed: replacing, say, "e" would garble every line
+# (a JSON line would stop being JSON), and a token that short guards nothing.
+MIN_SECRET_CHARS = 8
 
 
 class SecretScrubber:
-    """Replaces known secret strings in rendered log lines. Thread-safe."""
+    """Replaces known secret strings in rendered log lines. Thread-safe.
+
+    Ignores secrets shorter than MIN_SECRET_CHARS. One holding a quote or a
+    backslash is looked for escaped too, as the renderers write it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -35,18 +41,20 @@ class SecretScrubber:
 
     def set(self, secrets: Iterable[str]) -> None:
         with self._lock:
-            self._configured = tuple(secrets)
+            self._configured = tuple(s for s in secrets if len(s) >= MIN_SECRET_CHARS)
             self._rebuild()
 
     def add(self, secret: str) -> None:
         """Scrub ``secret`` too, until MAX_LEARNT newer ones were added."""
+        if len(secret) < MIN_SECRET_CHARS:
+            return
         with self._lock:
             self._learnt.append(secret)
             self._rebuild()
 
     def _rebuild(self) -> None:
         # Longest first, so a secret that contains another is fully replaced.
-        secrets = {s for s in (*self._configured, *self._learnt) if s}
+        secrets = {f for s in (*self._configured, *self._learnt) for f in _rendered(s)}
         self._secrets = tuple(sorted(secrets, key=len, reverse=True))
 
     def __call__(self, _logger: Any, _method: str, line: Any) -> Any:
@@ -56,6 +64,13 @@ class SecretScrubber:
             if secret in line:
                 line = line.replace(secret, REDACTED)
         return line
+
+
+def _rendered(secret: str) -> set[str]:
+    """Pure: how ``secret`` may show in a line: as it is (a plain message, a logfmt
+    value) and escaped (JSON escapes a quote and a backslash; logfmt a quote, and
+    a backslash in a quoted value)."""
+    return {secret, secret.replace("\\", "\\\\").replace('"', '\\"')}
 
 
 def _level_name(_logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:

@@ -5,9 +5,16 @@ with ``POST {auth_url}/v1/issue-access-token`` (``Authorization: jwt <refresh>``
 for an access token, a JWT valid 24 hours, sent as ``Bearer``. The
 :class:`TokenBroker` keeps one access token per refresh token and:
 
+- counts an exchange whose answer does not look like an access token (see
+  :func:`usable_access_token`, which the client applies) as failed;
 - renews it ahead of expiry, when a quarter of its lifetime is left (``exp`` read
   from the JWT without verifying it; 24 h assumed when absent), so no poll ever
   carries an expired one;
+- takes an ``exp`` in the past, less than a minute ahead, more than a year ahead or
+  not finite as "lifetime unknown": the token is used (and assumed to last the
+  vendor's 24 h), but renewed after 15 s, then 30 s, 60 s ... 5 min while such
+  tokens keep coming, so a broken claim never costs more than a few exchanges a
+  minute;
 - exchanges once for all concurrent polls (single flight: the others wait for the
   one exchange, bounded by ``lynx.timeout``);
 - drops a token a data endpoint answered 401 to, so the next request exchanges
@@ -24,18 +31,32 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeGuard
 
 from exporter.config import RefreshToken, Secret
 
 DEFAULT_LIFETIME = 86400.0  # seconds: an access token without `exp` (the vendor's 24 h)
-MIN_LIFETIME = 1.0  # seconds: never renew more often than this, whatever `exp` says
+# An `exp` outside these bounds (from the exchange's instant) gives no lifetime: the
+# vendor's is 24 h; a shorter one than a minute would take more than one exchange a
+# minute, a longer one than a year is no access token's.
+SHORTEST_LIFETIME = 60.0
+LONGEST_LIFETIME = 365 * 86400.0
+MIN_EXCHANGE_GAP = 1.0  # seconds: never exchange more often than this, whatever happens
 RENEW_AT = 0.75  # of the lifetime: renew when a quarter is left
 BACKOFF_BASE = 1.0  # seconds after the first failed exchange; doubles per failure
 BACKOFF_MAX = 300.0
+UNKNOWN_RENEW_BASE = 15.0  # seconds: renewal of a token of unknown lifetime; doubles
+# An access token is a JWT, hundreds of characters; one shorter than this is none,
+# and the log scrubber could not hide it without garbling every line.
+MIN_ACCESS_TOKEN_CHARS = 16
+MAX_ACCESS_TOKEN_CHARS = 16 * 1024  # no header should carry more
+# RFC 6750's b64token, the grammar of a Bearer credential (a JWT is one).
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 # The exchange: a refresh token in, an access token's text out. Raises a LynxError
 # (with ``retry_after`` for a 429) when the exchange fails.
@@ -51,9 +72,20 @@ def _fresh(error: Exception) -> Exception:
     return clone
 
 
+def usable_access_token(value: object) -> TypeGuard[str]:
+    """Pure: whether ``value`` (an exchange's ``Token``) can be an access token:
+    an RFC 6750 bearer token of MIN_ACCESS_TOKEN_CHARS to MAX_ACCESS_TOKEN_CHARS."""
+    return (
+        isinstance(value, str)
+        and MIN_ACCESS_TOKEN_CHARS <= len(value) <= MAX_ACCESS_TOKEN_CHARS
+        and _BEARER_TOKEN.fullmatch(value) is not None
+    )
+
+
 def jwt_expiry(token: str) -> float | None:
     """Pure: the ``exp`` claim (Unix seconds) of a JWT, read without verifying it;
-    None when the token is no JWT or has no usable ``exp``."""
+    None when the token is no JWT or its ``exp`` no number. One too large for a
+    float reads as infinite (which :func:`token_lifetime` refuses)."""
     parts = token.split(".")
     if len(parts) != 3:
         return None
@@ -63,9 +95,22 @@ def jwt_expiry(token: str) -> float | None:
     except (ValueError, UnicodeError, RecursionError):
         return None
     exp = claims.get("exp") if isinstance(claims, dict) else None
-    if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
         return None
-    return float(exp)
+    try:
+        return float(exp)
+    except OverflowError:  # an integer of hundreds of digits
+        return math.inf if exp > 0 else -math.inf
+
+
+def token_lifetime(exp: float | None, wall: float) -> float | None:
+    """Pure: seconds an access token with the JWT ``exp`` has left at ``wall``: the
+    vendor's 24 h without an ``exp``; None, "unknown", when ``exp`` is in the past,
+    within SHORTEST_LIFETIME, beyond LONGEST_LIFETIME or not a finite number."""
+    if exp is None:
+        return DEFAULT_LIFETIME
+    left = exp - wall
+    return left if SHORTEST_LIFETIME <= left <= LONGEST_LIFETIME else None
 
 
 def exchange_backoff(failures: int, retry_after: float | None) -> float:
@@ -74,26 +119,35 @@ def exchange_backoff(failures: int, retry_after: float | None) -> float:
     return float(max(step, min(retry_after or 0.0, BACKOFF_MAX)))
 
 
+def unknown_renewal(streak: int) -> float:
+    """Pure: seconds until renewing the ``streak``-th token in a row whose lifetime
+    is unknown: 15 s, doubling to 5 min (at most three exchanges in any minute)."""
+    return float(min(BACKOFF_MAX, UNKNOWN_RENEW_BASE * 2 ** min(streak - 1, 30)))
+
+
 @dataclass(frozen=True)
 class AccessToken:
     secret: Secret
-    expires_at: float  # Unix seconds
+    expires_at: float  # Unix seconds: its `exp`, or the vendor's 24 h if that is unknown
     renew_at: float  # monotonic seconds
+    known: bool = True  # whether its lifetime is known (else renewals back off)
 
 
-def access_token(text: str, wall: float, mono: float) -> AccessToken:
-    """Pure: an exchanged token with its expiry and the instant to renew it."""
-    exp = jwt_expiry(text)
-    lifetime = DEFAULT_LIFETIME if exp is None else exp - wall
-    lifetime = max(MIN_LIFETIME, min(lifetime, 100 * 365 * DEFAULT_LIFETIME))
-    expires_at = wall + DEFAULT_LIFETIME if exp is None else exp
-    return AccessToken(Secret(text), expires_at=expires_at, renew_at=mono + RENEW_AT * lifetime)
+def access_token(text: str, wall: float, mono: float, unknown: int = 0) -> AccessToken:
+    """Pure: an exchanged token with its expiry and the instant to renew it;
+    ``unknown``: how many tokens in a row before it had an unknown lifetime."""
+    lifetime = token_lifetime(jwt_expiry(text), wall)
+    if lifetime is None:
+        renew_at = mono + unknown_renewal(unknown + 1)
+        return AccessToken(Secret(text), wall + DEFAULT_LIFETIME, renew_at, known=False)
+    return AccessToken(Secret(text), wall + lifetime, renew_at=mono + RENEW_AT * lifetime)
 
 
 @dataclass(frozen=True)
 class _State:
     token: AccessToken | None = None
     failures: int = 0  # failed exchanges in a row
+    unknown: int = 0  # exchanged tokens in a row whose lifetime was unknown
     forced: int = 0  # renewals forced by a 401, in a row (each within BACKOFF_MAX)
     forced_at: float = -math.inf  # monotonic: the last one
     not_before: float = -math.inf  # monotonic: no exchange before this
@@ -153,13 +207,14 @@ class TokenBroker:
                 )
                 return self._fallback(slot.state)
             self._on_token(text)
-            token = access_token(text, self._wall(), self._clock())
-            # Even after a successful exchange, the next waits at least MIN_LIFETIME.
+            token = access_token(text, self._wall(), self._clock(), state.unknown)
+            # Even after a successful exchange, the next waits at least MIN_EXCHANGE_GAP.
             slot.state = _State(
                 token=token,
+                unknown=0 if token.known else state.unknown + 1,
                 forced=state.forced,
                 forced_at=state.forced_at,
-                not_before=now + MIN_LIFETIME,
+                not_before=now + MIN_EXCHANGE_GAP,
                 exchanged_at=now,
             )
             return token.secret

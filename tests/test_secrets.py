@@ -10,6 +10,7 @@ the fault matrix is replayed, and the output of everything is scanned.
 from __future__ import annotations
 
 import gzip
+import json
 import pickle
 import random
 import threading
@@ -23,9 +24,11 @@ from typing import Any
 
 import pytest
 import requests
+import structlog
 
 from exporter.client import LynxClient, LynxError
 from exporter.config import LynxConfig, Secret, parse_config
+from exporter.logs import MIN_SECRET_CHARS, REDACTED, SecretScrubber
 from exporter.ratelimit import RateLimiter, TokenGate
 from exporter.reading import BadPayload, parse_payload
 from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, SimulatorServer
@@ -334,9 +337,11 @@ def test_every_fault_matrix_row_is_replayed() -> None:
 
 def test_refresh_and_access_tokens_never_show(tmp_path: Path) -> None:
     """A refresh token and the access tokens exchanged for it (each carrying the
-    marker, in its JWT signature): renewed every second or so, reflected by leaky
-    upstream answers, forced to renew by revocation, then refused. Neither kind
-    shows in logs, /metrics, the landing page or stdout."""
+    marker, in its JWT signature): renewed every second or so (the simulator
+    refuses them after 1.5 s; a lifetime that short is "unknown" to the exporter,
+    so the 401s drive the renewals), reflected by leaky upstream answers, forced to
+    renew by revocation, then refused. Neither kind shows in logs, /metrics, the
+    landing page or stdout."""
     faults = leaky_faults()[:9]
     fleet = Fleet(FleetSpec(seed=4, actors=len(faults), machines_per_actor=1))
     ids = fleet.actor_ids()
@@ -398,3 +403,42 @@ def test_refresh_and_access_tokens_never_show(tmp_path: Path) -> None:
     for line in exporter.log_lines:
         assert_no_secret(line, "a log line")
     assert_no_secret(exporter.stdout, "stdout")
+
+
+# --- the log scrubber ------------------------------------------------------------
+
+
+def rendered(scrubber: SecretScrubber, **event: Any) -> tuple[str, str]:
+    """One event as a JSON and as a logfmt line (structlog's renderers, which the
+    exporter uses), each passed through ``scrubber``."""
+    json_line = structlog.processors.JSONRenderer()(None, "info", dict(event))
+    logfmt_line = structlog.processors.LogfmtRenderer()(None, "info", dict(event))
+    return scrubber(None, "info", json_line), scrubber(None, "info", logfmt_line)
+
+
+def test_the_scrubber_never_takes_a_string_too_short_to_be_a_secret() -> None:
+    scrubber = SecretScrubber()
+    scrubber.set(["e", "x" * (MIN_SECRET_CHARS - 1), SECRET])
+    scrubber.add("e")  # an access token {"Token": "e"} would have been
+    scrubber.add("level")
+    scrubber.add(token_of(7))
+    event = {"event": "target down", "level": "warn", "error": f"echo {token_of(7)}"}
+    json_line, logfmt_line = rendered(scrubber, **event)
+    parsed = json.loads(json_line)  # still JSON: no "e" was replaced
+    assert parsed == {**event, "error": f"echo {REDACTED}"}
+    assert logfmt_line == f'event="target down" level=warn error="echo {REDACTED}"'
+    assert SECRET not in json_line + logfmt_line
+    # A secret of exactly the minimum is scrubbed.
+    scrubber.add("k" * MIN_SECRET_CHARS)
+    assert rendered(scrubber, event="k" * MIN_SECRET_CHARS)[0] == f'{{"event": "{REDACTED}"}}'
+
+
+def test_the_scrubber_finds_a_secret_as_the_renderers_escape_it() -> None:
+    quoted, backslashed = 'pa"ss-' + SECRET, "pa\\ss-" + SECRET
+    scrubber = SecretScrubber()
+    scrubber.set([quoted, backslashed])
+    for secret in (quoted, backslashed):
+        for line in rendered(scrubber, event="upstream said", body=f"token {secret} here"):
+            assert SECRET not in line and REDACTED in line, line
+        plain = scrubber(None, "error", f"problem: {secret}")  # --config.check's lines
+        assert plain == f"problem: {REDACTED}"

@@ -1,10 +1,10 @@
 """Scoped tokens (issue 14, part 1): refresh tokens exchanged for access tokens.
 
-Pure decisions first, then the broker with a fake exchange, then the client over
-real HTTP against the simulator's ``POST /v1/issue-access-token`` (short access
-token lifetimes, so a renewal happens within a test), then a real exporter process:
-a rejected refresh token, the alert's expression over its metrics (promtool), and
-a rotated ``refresh_token_file`` picked up on reload.
+Pure decisions first, then the broker with a fake exchange (renewals in virtual
+time), then the client over real HTTP against the simulator's ``POST
+/v1/issue-access-token``, then a real exporter process: a rejected refresh token,
+the alert's expression over its metrics (promtool), a rotated
+``refresh_token_file`` picked up on reload, a token server answering nonsense.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,13 +27,20 @@ from exporter.client import AuthError, LynxClient, TimeoutError_
 from exporter.config import LynxConfig, RefreshToken, parse_config
 from exporter.ratelimit import RateLimiter, TokenGate
 from exporter.simulator import Fleet, FleetSpec, SimulatorServer
+from exporter.simulator.vendor import TokenIssuer
 from exporter.tokens import (
     BACKOFF_MAX,
     DEFAULT_LIFETIME,
+    LONGEST_LIFETIME,
+    MAX_ACCESS_TOKEN_CHARS,
+    SHORTEST_LIFETIME,
     TokenBroker,
     access_token,
     exchange_backoff,
     jwt_expiry,
+    token_lifetime,
+    unknown_renewal,
+    usable_access_token,
 )
 from tests.harness import (
     REPO,
@@ -92,6 +99,65 @@ def test_access_tokens_renew_when_a_quarter_of_their_life_is_left() -> None:
     assert token.renew_at == mono + 0.75 * DEFAULT_LIFETIME
     # Already expired by our clock (skew): renewal is still at least 1 s away.
     assert access_token(jwt({"exp": wall - 100}), wall, mono).renew_at >= mono + 0.75
+
+
+def test_an_access_token_must_look_like_a_bearer_token() -> None:
+    assert usable_access_token(jwt({"exp": 1_900_000_000}))
+    assert usable_access_token("A" * 16) and usable_access_token("a-b.c_d~e+f/g0h9==")
+    assert usable_access_token("x" * MAX_ACCESS_TOKEN_CHARS)
+    for unusable in (
+        "e",
+        "x" * 15,  # too short to be a token (and to be scrubbed from logs)
+        "x" * (MAX_ACCESS_TOKEN_CHARS + 1),
+        "sixteen chars ok",  # a space
+        'quote"in-the-token',
+        "back\\slash-in-the-token",
+        "padding=in-the-middle",
+        "non-ascii-token-é-here",
+        "line\nbreak-in-the-token",
+        None,
+        12345678901234567890,
+        ["a-list-of-one-token"],
+    ):
+        assert not usable_access_token(unusable), unusable
+
+
+def test_an_exp_in_the_past_near_far_or_not_finite_gives_no_lifetime() -> None:
+    wall = 1_700_000_000.0
+    assert token_lifetime(None, wall) == DEFAULT_LIFETIME  # no exp: the vendor's 24 h
+    assert token_lifetime(wall + 4000, wall) == 4000
+    assert token_lifetime(wall + SHORTEST_LIFETIME, wall) == SHORTEST_LIFETIME
+    assert token_lifetime(wall + LONGEST_LIFETIME, wall) == LONGEST_LIFETIME
+    unknown = (
+        wall - 100,  # expired
+        -1.0,  # negative
+        0.0,
+        wall,
+        wall + SHORTEST_LIFETIME - 1,  # would be renewed every 45 s or less
+        wall + LONGEST_LIFETIME + 1,
+        32503680000.0,  # the year 3000
+        float("inf"),
+        float("-inf"),
+        float("nan"),
+    )
+    for exp in unknown:
+        assert token_lifetime(exp, wall) is None, exp
+    # An integer too large for a float is read as infinite, not raised from.
+    assert jwt_expiry(jwt({"exp": 10**400})) == float("inf")
+    assert jwt_expiry(jwt({"exp": -(10**400)})) == float("-inf")
+    assert token_lifetime(jwt_expiry(jwt({"exp": float("nan")})), wall) is None
+
+
+def test_a_token_of_unknown_lifetime_is_kept_for_24_h_and_renewed_backing_off() -> None:
+    wall, mono = 1_700_000_000.0, 50.0
+    for unknown_before, renew_in in ((0, 15.0), (1, 30.0), (2, 60.0), (10, BACKOFF_MAX)):
+        token = access_token(jwt({"exp": -1}), wall, mono, unknown_before)
+        assert not token.known
+        assert token.expires_at == wall + DEFAULT_LIFETIME  # neither 1970 nor the past
+        assert token.renew_at == mono + renew_in
+    assert access_token(jwt({"exp": wall + 4000}), wall, mono, 5).known
+    assert [unknown_renewal(n) for n in range(1, 8)] == [15, 30, 60, 120, 240, 300, 300]
+    assert unknown_renewal(10_000) == BACKOFF_MAX
 
 
 def test_exchange_backoff_doubles_up_to_a_cap_and_honours_retry_after() -> None:
@@ -190,6 +256,100 @@ def test_a_rejected_access_token_is_renewed_at_once_then_backed_off() -> None:
     assert broker.access(refresh) not in (first, second) and exchange.calls == 3
 
 
+WALL0 = 1_700_000_000.0  # the virtual wall clock's start
+
+
+class ClaimingExchange:
+    """An exchange in virtual time whose tokens claim ``exp(wall)``; records when
+    (virtual seconds) it was called."""
+
+    def __init__(self, now: list[float], exp: Callable[[float], object]) -> None:
+        self.now = now
+        self.exp = exp
+        self.times: list[float] = []
+
+    def __call__(self, refresh: RefreshToken) -> str:
+        self.times.append(self.now[0])
+        return jwt({"exp": self.exp(WALL0 + self.now[0]), "n": len(self.times)})
+
+
+@pytest.mark.parametrize(
+    "exp",
+    [
+        lambda wall: wall - 3600,
+        lambda _wall: -1,
+        lambda _wall: 0,
+        lambda wall: wall + 1,
+        lambda _wall: 32503680000,  # the year 3000
+        lambda _wall: 10**400,
+        lambda _wall: float("nan"),
+    ],
+    ids=["past", "negative", "zero", "one-second", "year-3000", "huge-int", "nan"],
+)
+def test_tokens_of_unknown_lifetime_cost_a_few_exchanges_a_minute_at_most(
+    exp: Callable[[float], object],
+) -> None:
+    """Ten minutes of polls, one a second, each given a token (none fails), while
+    the token server's `exp` claims are nonsense: 6 exchanges, not one a poll."""
+    now = [0.0]
+    exchange = ClaimingExchange(now, exp)
+    broker = TokenBroker(exchange, clock=lambda: now[0], wall=lambda: WALL0 + now[0])
+    refresh = RefreshToken(REFRESH)
+    for _ in range(600):
+        broker.access(refresh)
+        expiry = broker.expiry(refresh)
+        assert expiry is not None and WALL0 + now[0] < expiry <= WALL0 + now[0] + DEFAULT_LIFETIME
+        now[0] += 1.0
+    assert exchange.times == [0, 15, 45, 105, 225, 465]
+    assert max(sum(t <= u < t + 60 for u in exchange.times) for t in exchange.times) == 3
+
+
+def test_a_token_of_known_lifetime_ends_the_unknown_streak() -> None:
+    now = [0.0]
+    exchange = ClaimingExchange(now, lambda _wall: -1)
+    broker = TokenBroker(exchange, clock=lambda: now[0], wall=lambda: WALL0 + now[0])
+    refresh = RefreshToken(REFRESH)
+    for _ in range(120):
+        broker.access(refresh)
+        now[0] += 1.0
+    assert exchange.times == [0, 15, 45, 105]
+    exchange.exp = lambda wall: wall + 3600  # the token server is fixed
+    while now[0] < 4000:
+        broker.access(refresh)
+        now[0] += 1.0
+    assert exchange.times == [0, 15, 45, 105, 225, 225 + 2700]  # renewed at 3/4 of an hour
+    assert broker.expiry(refresh) == WALL0 + 2925 + 3600
+    exchange.exp = lambda _wall: -1  # and broken again: 15 s, 30 s... anew
+    while now[0] < 6000:
+        broker.access(refresh)
+        now[0] += 1.0
+    assert exchange.times[6:] == [5625, 5640, 5670, 5730, 5850]
+
+
+def test_access_token_renewed_ahead_of_expiry_without_a_refused_poll() -> None:
+    """The simulator's token issuer (its own tokens and its own verdict on them)
+    in virtual time: an hour's tokens, polls every 10 s for five hours, renewed
+    when a quarter of the hour is left, so the issuer never refuses a poll."""
+    now = [0.0]
+    issuer = TokenIssuer({REFRESH: None}, lifetime=3600.0, clock=lambda: WALL0 + now[0])
+
+    def exchange(refresh: RefreshToken) -> str:
+        reply = issuer.issue(f"jwt {refresh.reveal()}")
+        assert reply.status == 200
+        token: str = json.loads(reply.body)["Token"]
+        return token
+
+    broker = TokenBroker(exchange, clock=lambda: now[0], wall=lambda: WALL0 + now[0])
+    refresh = RefreshToken(REFRESH)
+    verdicts = set()
+    while now[0] < 5 * 3600:
+        verdicts.add(issuer.check(broker.access(refresh).reveal(), 1))
+        now[0] += 10.0
+    assert verdicts == {0}, "a poll carried a token the issuer refused"
+    assert issuer.issued_count() == 7  # at 0, 45 min, 90 min ... 4 h 30
+    assert broker.expiry(refresh) == WALL0 + 4.5 * 3600 + 3600
+
+
 # --- the client over HTTP -----------------------------------------------------------
 
 
@@ -226,25 +386,19 @@ def data_statuses(sim: SimulatorServer) -> list[int]:
     return [r.status for r in sim.requests() if r.path != EXCHANGE]
 
 
-def test_access_token_renewed_ahead_of_expiry_without_a_failed_poll(
+def test_one_exchange_serves_the_polls_and_only_the_exchange_sees_the_refresh_token(
     issuing: SimulatorServer,
 ) -> None:
-    issuing.issuer.lifetime = 1.6  # renewed 1.2 s after each exchange
+    issuing.issuer.lifetime = 3600.0
     client = make_client(issuing)
     refresh = RefreshToken(REFRESH, issuing.url)
     actor = issuing.fleet.actor_ids()[0]
-    deadline = time.monotonic() + 4.5
-    polls = 0
-    while time.monotonic() < deadline:
-        answer = client.fetch(actor, window(), refresh)
-        assert answer.status == 200
-        polls += 1
-        time.sleep(0.05)
-    assert polls >= 20
-    assert data_statuses(issuing) == [200] * polls, "a poll was refused"
-    assert 3 <= len(exchanges(issuing)) <= 5 and set(exchanges(issuing)) == {200}
+    for _ in range(5):
+        assert client.fetch(actor, window(), refresh).status == 200
+    assert data_statuses(issuing) == [200] * 5
+    assert exchanges(issuing) == [200]
     expiry = client.token_expiry(refresh)
-    assert expiry is not None and time.time() < expiry < time.time() + 1.7
+    assert expiry is not None and time.time() + 3590 < expiry < time.time() + 3601
     # The refresh token goes to the exchange only (scheme "jwt"), never to data.
     for record in issuing.requests():
         scheme, _, value = (record.authorization or "").partition(" ")
@@ -517,8 +671,27 @@ def test_401s_between_good_answers_do_not_cost_an_exchange_a_poll() -> None:
         '{"Token": "' + "x" * 20_000 + '"}',
         "<html>login</html>",
         '{"message": "Forbidden scope", "errorKey": "Scope", "correlationId": "c-1"}',
+        '{"Token": "e"}',
+        '{"Token": "too-short-token"}',
+        '{"Token": "an access token with spaces in it"}',
+        '{"Token": "a-quote-\\"-in-the-access-token"}',
+        '{"Token": 12345678901234567890}',
+        '{"Token": "too-short-token", "message": "too-short-token", "errorKey": "K"}',
     ],
-    ids=["empty", "null", "newline", "huge", "html", "failure-object"],
+    ids=[
+        "empty",
+        "null",
+        "newline",
+        "huge",
+        "html",
+        "failure-object",
+        "one-letter",
+        "fifteen-chars",
+        "spaces",
+        "quote",
+        "number",
+        "echoed",
+    ],
 )
 def test_an_exchange_answer_without_a_usable_token_is_auth(body: str) -> None:
     client = LynxClient(
@@ -535,3 +708,60 @@ def test_an_exchange_answer_without_a_usable_token_is_auth(body: str) -> None:
         assert len(mock.calls) == 1  # the exchange only: no data request without a token
     assert "access token exchange answered HTTP 200 without a usable token" in str(caught.value)
     assert REFRESH not in str(caught.value) and "x" * 100 not in str(caught.value)
+    assert "too-short-token" not in str(caught.value)  # an unusable token is never quoted
+
+
+def test_a_token_server_answering_one_letter_fails_the_exchange_and_backs_off(
+    issuing: SimulatorServer,
+) -> None:
+    issuing.issuer.answer = "e"
+    client = make_client(issuing)
+    refresh = RefreshToken(REFRESH, issuing.url)
+    for _ in range(5):
+        with pytest.raises(AuthError) as caught:
+            client.fetch(issuing.fleet.actor_ids()[0], window(), refresh)
+        assert caught.value.reason == "auth"
+        assert "exchange answered HTTP 200 without a usable token" in str(caught.value)
+    assert exchanges(issuing) == [200]  # then 1 s of back-off, as for any failed exchange
+    assert data_statuses(issuing) == []  # "e" never went out as a Bearer token
+    assert client.token_expiry(refresh) == 0.0
+
+
+@pytest.mark.parametrize("exp", [-1.0, 1_000_000.0, 32503680000.0, float("nan")])
+def test_a_token_with_an_unusable_exp_serves_with_a_sane_expiry(
+    issuing: SimulatorServer, exp: float
+) -> None:
+    issuing.issuer.exp = exp  # the claim only: the simulator takes the token for 24 h
+    client = make_client(issuing)
+    refresh = RefreshToken(REFRESH, issuing.url)
+    for _ in range(3):
+        assert client.fetch(issuing.fleet.actor_ids()[0], window(), refresh).status == 200
+    assert exchanges(issuing) == [200]
+    expiry = client.token_expiry(refresh)
+    assert expiry is not None
+    assert time.time() + DEFAULT_LIFETIME - 60 < expiry <= time.time() + DEFAULT_LIFETIME
+
+
+def test_a_token_server_answering_one_letter_leaves_json_logs_json(
+    tmp_path: Path, issuing: SimulatorServer
+) -> None:
+    """The probe's case end to end: ``{"Token": "e"}`` is a failed exchange; no
+    log line has an "e" redacted (every one still parses as JSON), polls fail
+    without a request, and exchanges back off."""
+    issuing.issuer.answer = "e"
+    document = refresh_config(tmp_path, issuing, refresh_token=REFRESH)
+    path = write_config(tmp_path / "config.yaml", document)
+    with running_exporter(path) as exporter:
+        wait_for(
+            lambda: len(exchanges(issuing)) >= 2,
+            timeout=15,
+            what="a second exchange, after the back-off",
+        )
+        errors = sum(scraped(exporter, "nayax_ev_poll_errors_total", reason="auth").values())
+        logs = exporter.logs()  # json.loads of every line
+        lines = list(exporter.log_lines)
+    downs = [e for e in logs if e.get("event") == "target down"]
+    assert downs and all("without a usable token" in e["error"] for e in downs)
+    assert not any("<redacted>" in line for line in lines)
+    assert data_statuses(issuing) == []
+    assert errors > len(exchanges(issuing))  # failed polls, most without an exchange

@@ -86,9 +86,11 @@ class TokenIssuer:
 
     ``refresh_tokens`` maps a refresh token to the actors its access tokens may read
     (None: all). ``lifetime`` is the access tokens' validity in seconds (the vendor's
-    is 24 h); ``with_exp`` False issues tokens without an ``exp`` claim. Setting
-    ``fail_status`` makes every exchange fail with that status (``retry_after`` as
-    the 429's header), for tests of a vendor that refuses."""
+    is 24 h); ``with_exp`` False issues tokens without an ``exp`` claim, ``exp``
+    set claims that instead of the real expiry (the token stays valid for
+    ``lifetime``). Setting ``fail_status`` makes every exchange fail with that
+    status (``retry_after`` as the 429's header), ``answer`` makes every exchange
+    answer 200 ``{"Token": answer}``, for tests of a vendor that refuses or errs."""
 
     def __init__(
         self,
@@ -103,6 +105,8 @@ class TokenIssuer:
         self._serial = 0
         self.lifetime = lifetime
         self.with_exp = True
+        self.exp: float | None = None
+        self.answer: object = None
         self.fail_status: int | None = None
         self.retry_after: str | None = None
         self.signature = "sim"  # the JWT's third part (tests put a marker in it)
@@ -138,6 +142,8 @@ class TokenIssuer:
             headers = () if self.retry_after is None else (("Retry-After", self.retry_after),)
             reply = vendor_error(self.fail_status, "Token exchange refused", key="Fail", code=1)
             return Reply(reply.status, reply.body, headers=headers)
+        if self.answer is not None:
+            return Reply(200, json_bytes({"Token": self.answer}))
         with self._lock:
             known = next((t for t in self._refresh if same(refresh, t)), None)
             if scheme.lower() != "jwt" or known is None:
@@ -146,7 +152,7 @@ class TokenIssuer:
             now = self._clock()
             claims: dict[str, object] = {"sub": f"sim-{self._serial}", "iat": int(now)}
             if self.with_exp:
-                claims["exp"] = now + self.lifetime
+                claims["exp"] = now + self.lifetime if self.exp is None else self.exp
             header = _segment({"alg": "none", "typ": "JWT"})
             token = f"{header}.{_segment(claims)}.{self.signature}"
             self._issued[token] = _Issued(known, now + self.lifetime)
