@@ -3,9 +3,10 @@
 A machine's status agrees with evDashboard: the EV machines the operator counts call
 silent at ``now`` (randomly silent in this time bucket, or forced through
 :meth:`Fleet.silence`) have an old keep-alive and no MQTT connection; the others
-sent a keep-alive within the last minute. Timestamps carry no zone, as upstream; the
-convention (``utc`` or ``machine``: local time at ``MachineTimeZoneOffset``) is the
-server's setting. Some machines send fractional seconds, others none.
+sent a keep-alive within the last minute. Timestamps carry no zone, as the vendor's
+recorded answers (its document only says ``date-time``); the convention (``utc`` or
+``machine``: local time at ``MachineTimeZoneOffset``) is the server's setting. Some
+machines send fractional seconds, others none.
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
+from exporter.simulator.context import ApiRequest, Payload, Simulated
 from exporter.simulator.fleet import VENDING_TYPE, Fleet, Machine, _uniform
-from exporter.simulator.replies import INT32, INT64, BadRequest, authorize, error, parse_int
-
-if TYPE_CHECKING:
-    from exporter.simulator.routes import ApiRequest, Payload
-    from exporter.simulator.server import SimulatorServer
+from exporter.simulator.replies import INT32, INT64, BadRequest, parse_int
+from exporter.simulator.vendor import denial, method_not_allowed, vendor_error
 
 __all__ = [
     "LIST_PATH",
@@ -154,16 +153,16 @@ def _paging(query: Mapping[str, str]) -> tuple[int, int]:
     return limit, offset
 
 
-def _visible_actors(sim: SimulatorServer, authorization: str | None) -> list[int]:
-    return [a for a in sim.fleet.actor_ids() if sim._authorize(authorization, a) == 0]
+def _visible_actors(sim: Simulated, authorization: str | None) -> list[int]:
+    return [a for a in sim.fleet.actor_ids() if sim.authorize(authorization, a) == 0]
 
 
-def machine_list(sim: SimulatorServer, request: ApiRequest) -> Payload:
+def machine_list(sim: Simulated, request: ApiRequest) -> Payload:
     """``GET /v1/machines``: filters ActorID, MachineID, MachineName; paging with a
     server-side cap (``sim.page_cap``) below large ResultsLimit values."""
     query = request.query
     if request.method != "GET":
-        return error(405, "method not allowed", ("Allow", "GET"))
+        return method_not_allowed("GET")
     try:
         raw_actor = query.get("actorid") or None
         actor_id = None if raw_actor is None else parse_int(raw_actor, INT64, "ActorID")
@@ -171,9 +170,9 @@ def machine_list(sim: SimulatorServer, request: ApiRequest) -> Payload:
         machine_id = None if raw_id is None else parse_int(raw_id, INT64, "MachineID")
         limit, offset = _paging(query)
     except BadRequest as exc:
-        denied = authorize(sim, request.authorization, None)
-        return denied if denied is not None else error(400, str(exc))
-    denied = authorize(sim, request.authorization, actor_id)
+        denied = denial(sim.authorize(request.authorization, None))
+        return denied if denied is not None else vendor_error(400, str(exc))
+    denied = denial(sim.authorize(request.authorization, actor_id))
     if denied is not None:
         return denied
     actors = [actor_id] if actor_id is not None else _visible_actors(sim, request.authorization)
@@ -185,27 +184,27 @@ def machine_list(sim: SimulatorServer, request: ApiRequest) -> Payload:
         if (machine_id is None or m.id == machine_id) and (name is None or m.name == name)
     ]
     page = found[offset : offset + min(limit, sim.page_cap)]
-    return [machine_info(m) for m in page], sim._faults.take(
-        -1 if actor_id is None else actor_id, frozenset(), "machines"
-    )
+    fault = sim.take_fault(-1 if actor_id is None else actor_id, frozenset(), "machines")
+    return [machine_info(m) for m in page], fault
 
 
-def machine_status(sim: SimulatorServer, request: ApiRequest, raw_id: str) -> Payload:
+def machine_status(sim: Simulated, request: ApiRequest, raw_id: str) -> Payload:
     """``GET /v1/machines/{MachineID}/status``: 401/403, then 400, then 404."""
     if request.method != "GET":
-        return error(405, "method not allowed", ("Allow", "GET"))
+        return method_not_allowed("GET")
     try:
         machine_id: int | None = parse_int(raw_id, INT64, "MachineID")
     except BadRequest:
         machine_id = None
     machine = None if machine_id is None else sim.fleet.machine_by_id(machine_id)
-    denied = authorize(sim, request.authorization, None if machine is None else machine.actor_id)
+    owner = None if machine is None else machine.actor_id
+    denied = denial(sim.authorize(request.authorization, owner))
     if denied is not None:
         return denied
     if machine_id is None:
-        return error(400, "MachineID must be an int64")
+        return vendor_error(400, f"MachineID:{raw_id[:32]} is not a valid int64")
     if machine is None:
-        return error(404, f"machine {machine_id} not found")
+        return vendor_error(404, f"Machine {machine_id} was not found")
     doc = status_document(sim.fleet, machine, request.wall, sim.timestamps)
     keys = frozenset((str(machine.id), machine.number))
-    return doc, sim._faults.take(machine.actor_id, keys, "status")
+    return doc, sim.take_fault(machine.actor_id, keys, "status")

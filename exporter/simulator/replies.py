@@ -1,6 +1,8 @@
 """Answer values and request-parsing helpers shared by the simulator's routes.
 
-Pure helpers: no sockets, no server state.
+Pure helpers: no sockets, no server state. The vendor's own error bodies are in
+:mod:`exporter.simulator.vendor`; :func:`sim_error` is the shape of the simulator's
+own control API (``/_sim/``), which no vendor answer uses.
 """
 
 from __future__ import annotations
@@ -10,10 +12,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final
-
-if TYPE_CHECKING:
-    from exporter.simulator.server import SimulatorServer
+from typing import Final
 
 __all__ = [
     "INT32",
@@ -21,14 +20,12 @@ __all__ = [
     "JSON_CONTENT_TYPE",
     "BadRequest",
     "Reply",
-    "authorize",
     "bearer",
-    "error",
     "json_bytes",
     "parse_datetime",
     "parse_int",
     "same",
-    "unauthorized",
+    "sim_error",
 ]
 
 JSON_CONTENT_TYPE: Final = "application/json; charset=utf-8"
@@ -53,8 +50,9 @@ def json_bytes(doc: object) -> bytes:
     return json.dumps(doc, separators=(",", ":"), allow_nan=True).encode()
 
 
-def error(status: int, message: str, *headers: tuple[str, str]) -> Reply:
-    return Reply(status, json_bytes({"error": message}), headers=headers)
+def sim_error(status: int, message: str) -> Reply:
+    """An error of the control API (``/_sim/``): ``{"error": message}``. Pure."""
+    return Reply(status, json_bytes({"error": message}))
 
 
 def parse_int(text: str, bounds: tuple[int, int], name: str) -> int:
@@ -85,21 +83,3 @@ def bearer(header: str | None) -> str | None:
 
 def same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8", "replace"), b.encode("utf-8", "replace"))
-
-
-def unauthorized() -> Reply:
-    """The vendor's 401 body: no detail, no correlation id."""
-    doc = {"message": "Unauthorized", "isUserError": False, "errorKey": None}
-    return Reply(401, json_bytes(doc), headers=(("WWW-Authenticate", "Bearer"),))
-
-
-def authorize(
-    sim: SimulatorServer, authorization: str | None, actor_id: int | None
-) -> Reply | None:
-    """None if allowed, else the 401/403 answer (before any 400/404)."""
-    denied = sim._authorize(authorization, actor_id)
-    if denied == 401:
-        return unauthorized()
-    if denied == 403:
-        return error(403, "token is not valid for this actor")
-    return None

@@ -1,4 +1,5 @@
-"""HTTP transport of the simulated Lynx API (routes in :mod:`exporter.simulator.routes`).
+"""HTTP transport of the simulated Lynx API (routes in :mod:`exporter.simulator.routes`,
+the control API in :mod:`exporter.simulator.control`).
 
 Stdlib only. One thread per connection (keep-alive friendly), per-request latency and
 faults that sleep on an Event so :meth:`SimulatorServer.stop` can interrupt them.
@@ -21,7 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Final, cast
 from urllib.parse import parse_qsl, urlsplit
 
-from exporter.simulator import routes
+from exporter.simulator.context import ApiRequest, Payload
+from exporter.simulator.control import control
 from exporter.simulator.faults import (
     TRICKLE_PIECES,
     Fault,
@@ -32,12 +34,12 @@ from exporter.simulator.faults import (
     patch_document,
 )
 from exporter.simulator.fleet import Fleet
-from exporter.simulator.replies import JSON_CONTENT_TYPE, Reply, bearer, error, json_bytes, same
-from exporter.simulator.vendor import TokenIssuer
+from exporter.simulator.replies import JSON_CONTENT_TYPE, Reply, bearer, json_bytes, same, sim_error
+from exporter.simulator.routes import find, not_found
+from exporter.simulator.vendor import TokenIssuer, vendor_error
 
 __all__ = ["RecordedRequest", "SimulatorServer"]
 
-_TEXT_CONTENT_TYPE: Final = "text/plain; charset=utf-8"
 _HTML_CONTENT_TYPE: Final = "text/html; charset=utf-8"
 _MAX_BODY: Final = 1 << 20
 _RESET_GRACE_S: Final = 0.05  # let the partial body reach the client before the RST
@@ -166,9 +168,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = split.path
         if path.startswith("/_sim/") or path == "/_sim":
             if body is None:
-                self._send(error(400, "unreadable request body"))
+                self._send(sim_error(400, "unreadable request body"))
                 return
-            self._send(routes.control(self.sim, method, path, body))
+            self._send(control(self.sim, method, path, body))
             return
         self._api(method, split.path, split.query, arrival_mono, arrival_wall)
 
@@ -176,7 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.sim
         query = dict(parse_qsl(raw_query, keep_blank_values=True))
         lowered = {k.lower(): v for k, v in query.items()}  # .NET binds case-insensitively
-        matched = routes.find(path, lowered)
+        matched = find(path, lowered)
         authorization = self.headers.get("Authorization")
         handle = sim._record_arrival(
             RecordedRequest(
@@ -197,14 +199,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._abort()
             return
         if matched is None:
-            self._reply_and_record(handle, error(404, "not found"), None)
+            self._reply_and_record(handle, not_found(), None)
             return
-        request = routes.ApiRequest(method, lowered, authorization, wall)
+        request = ApiRequest(method, lowered, authorization, wall)
         self._answer(handle, matched.answer(sim, request), authorization)
 
-    def _answer(
-        self, handle: tuple[int, int], outcome: routes.Payload, authorization: str | None
-    ) -> None:
+    def _answer(self, handle: tuple[int, int], outcome: Payload, authorization: str | None) -> None:
         """Send a route's verdict, applying its fault on the wire or in the document."""
         sim = self.sim
         if isinstance(outcome, Reply):
@@ -316,6 +316,7 @@ def _retry_after_value(fault: Fault) -> str | None:
 
 
 def _status_reply(fault: Fault, authorization: str | None) -> Reply:
+    """A STATUS fault's answer: the vendor's error body (as the vendor's 500s have)."""
     headers: tuple[tuple[str, str], ...] = ()
     retry_after = _retry_after_value(fault)
     if retry_after is not None:
@@ -326,11 +327,7 @@ def _status_reply(fault: Fault, authorization: str | None) -> Reply:
         phrase = "Error"
     if fault.echo_authorization:
         phrase = f"{phrase} (Authorization: {authorization})"
-    if fault.status in (502, 503, 504):
-        # Gateways in front of real APIs answer these with plain text, not JSON.
-        body = f"{fault.status} {phrase}\n".encode()
-        return Reply(fault.status, body, _TEXT_CONTENT_TYPE, headers)
-    return error(fault.status, phrase, *headers)
+    return vendor_error(fault.status, phrase, *headers)
 
 
 class SimulatorServer:
@@ -443,9 +440,28 @@ class SimulatorServer:
         # A wildcard bind is reachable via loopback.
         return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self._host, self._host)
 
+    # -- tokens ------------------------------------------------------------------------
+
     def set_tokens(self, tokens: Mapping[int, str] | str) -> None:
         """Rotate the accepted tokens (e.g. a token revoked in the back office)."""
         self._tokens = tokens if isinstance(tokens, str) else dict(tokens)
+
+    def authorize(self, authorization: str | None, actor_id: int | None) -> int:
+        """0 if allowed, else 401 (no/unknown token) or 403 (token of another actor)."""
+        token = bearer(authorization)
+        if token is None:
+            return 401
+        issued = self.issuer.check(token, actor_id)  # an exchanged access token
+        if issued is not None:
+            return issued
+        tokens = self._tokens  # one read: set_tokens may swap it meanwhile
+        if isinstance(tokens, str):
+            return 0 if same(token, tokens) else 401
+        valid_for = {actor for actor, t in tokens.items() if same(token, t)}
+        if not valid_for:
+            return 401
+        # A malformed ActorID with a genuine token falls through to the 400.
+        return 0 if actor_id is None or actor_id in valid_for else 403
 
     # -- faults ------------------------------------------------------------------------
 
@@ -459,6 +475,12 @@ class SimulatorServer:
         """Active faults (``remaining`` = live countdown)."""
         return self._faults.active()
 
+    def take_fault(
+        self, actor_id: int, machine_keys: frozenset[str], endpoint: str
+    ) -> Fault | None:
+        """The fault a request meets (the routes ask once it would have succeeded)."""
+        return self._faults.take(actor_id, machine_keys, endpoint)
+
     # -- request log -------------------------------------------------------------------
 
     def requests(self) -> list[RecordedRequest]:
@@ -469,6 +491,10 @@ class SimulatorServer:
         with self._log_lock:
             self._log.clear()
             self._log_generation += 1
+
+    def request_log(self) -> list[dict[str, object]]:
+        """The request log as ``GET /_sim/requests`` shows it."""
+        return [_log_entry(r) for r in self.requests()]
 
     def _record_arrival(self, record: RecordedRequest) -> tuple[int, int]:
         # Logged at arrival (status 0) so the log keeps arrival order even when
@@ -504,23 +530,3 @@ class SimulatorServer:
     def _sleep(self, seconds: float) -> bool:
         """Sleep unless stopping; True if the server is stopping (caller aborts)."""
         return self._stopping.wait(seconds)
-
-    def _authorize(self, authorization: str | None, actor_id: int | None) -> int:
-        """0 if allowed, else 401 (no/unknown token) or 403 (token of another actor)."""
-        token = bearer(authorization)
-        if token is None:
-            return 401
-        issued = self.issuer.check(token, actor_id)  # an exchanged access token
-        if issued is not None:
-            return issued
-        tokens = self._tokens  # one read: set_tokens may swap it meanwhile
-        if isinstance(tokens, str):
-            return 0 if same(token, tokens) else 401
-        valid_for = {actor for actor, t in tokens.items() if same(token, t)}
-        if not valid_for:
-            return 401
-        # A malformed ActorID with a genuine token falls through to the 400.
-        return 0 if actor_id is None or actor_id in valid_for else 403
-
-    def _log_entries(self) -> list[dict[str, object]]:
-        return [_log_entry(r) for r in self.requests()]

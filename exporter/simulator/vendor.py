@@ -1,7 +1,10 @@
 """The vendor's own ways, simulated: its error bodies, its request rules, its tokens.
 
-- **Error bodies** as Lynx sends them: a 400 is ``{"message", "errorKey",
-  "errorCode", "errorMessage", "correlationId", "isUserError"}``; a 401 is
+- **Error bodies** as Lynx sends them, for every error the API routes answer (400,
+  403, 404, 405, 429, 5xx): ``{"message", "errorKey", "errorCode", "errorMessage",
+  "correlationId", "isUserError"}`` with a fresh correlation id (the shape seen on
+  the vendor's QA system for 400 and 500; the vendor's ``errorKey``/``errorCode``
+  values are not known, so the simulator names the HTTP status). A 401 is
   ``{"message": "Unauthorized", "isUserError": false, "errorKey": null}``.
 - **evDashboard's rule** (strict mode, the default): ``TimePeriod`` *or* both
   ``StartDate`` and ``EndDate``, never both, never neither.
@@ -23,15 +26,21 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from http import HTTPStatus
+from typing import Final
 
-from exporter.simulator.replies import Reply, json_bytes, same, unauthorized
+from exporter.simulator.replies import Reply, json_bytes, same
 
-if TYPE_CHECKING:
-    from exporter.simulator.routes import ApiRequest
-    from exporter.simulator.server import SimulatorServer
-
-__all__ = ["ISSUE_PATH", "PERIOD_OR_DATES", "TokenIssuer", "dashboard_rule", "unauthorized"]
+__all__ = [
+    "ISSUE_PATH",
+    "PERIOD_OR_DATES",
+    "TokenIssuer",
+    "dashboard_rule",
+    "denial",
+    "method_not_allowed",
+    "unauthorized",
+    "vendor_error",
+]
 
 # The exchange lives on its own host in production (https://lynx-api.nayax.com).
 ISSUE_PATH: Final = re.compile(r"^(?:/operational)?/v1/issue-access-token/?$", re.I)
@@ -40,17 +49,49 @@ PERIOD_OR_DATES: Final = (
 )
 
 
-def vendor_error(status: int, message: str, *, key: str, code: int) -> Reply:
-    """A 4xx/5xx body in the vendor's shape, with a fresh correlation id."""
+def _status_key(status: int) -> str:
+    """``"MethodNotAllowed"`` for 405: the status's phrase as one word. Pure."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+    return "".join(word[:1].upper() + word[1:] for word in re.split(r"[^A-Za-z0-9]+", phrase))
+
+
+def vendor_error(
+    status: int, message: str, *headers: tuple[str, str], key: str | None = None
+) -> Reply:
+    """A 4xx/5xx in the vendor's shape, with a fresh correlation id. ``key``: the
+    ``errorKey`` (default: the status's phrase, e.g. ``NotFound``)."""
     doc = {
         "message": message,
-        "errorKey": key,
-        "errorCode": code,
+        "errorKey": _status_key(status) if key is None else key,
+        "errorCode": status,
         "errorMessage": message,
         "correlationId": str(uuid.uuid4()),
         "isUserError": status < 500,
     }
-    return Reply(status, json_bytes(doc))
+    return Reply(status, json_bytes(doc), headers=headers)
+
+
+def unauthorized() -> Reply:
+    """The vendor's 401 body: no detail, no correlation id."""
+    doc = {"message": "Unauthorized", "isUserError": False, "errorKey": None}
+    return Reply(401, json_bytes(doc), headers=(("WWW-Authenticate", "Bearer"),))
+
+
+def denial(verdict: int) -> Reply | None:
+    """The answer to an authorization verdict (0 allowed, 401, 403): None when
+    allowed. Pure."""
+    if verdict == 0:
+        return None
+    if verdict == 403:
+        return vendor_error(403, "The token does not grant access to this actor")
+    return unauthorized()
+
+
+def method_not_allowed(allow: str) -> Reply:
+    return vendor_error(405, "Method Not Allowed", ("Allow", allow))
 
 
 def dashboard_rule(query: Mapping[str, str], time_periods: frozenset[int] | None) -> Reply | None:
@@ -61,12 +102,12 @@ def dashboard_rule(query: Mapping[str, str], time_periods: frozenset[int] | None
     period = query.get("timeperiod") or ""
     dates = [bool(query.get("startdate")), bool(query.get("enddate"))]
     if not ((period and not any(dates)) or (not period and all(dates))):
-        return vendor_error(400, PERIOD_OR_DATES, key="InvalidParameters", code=400)
+        return vendor_error(400, PERIOD_OR_DATES, key="InvalidParameters")
     if period and time_periods is not None:
         code = int(period) if re.fullmatch(r"[+-]?[0-9]{1,10}", period) else None
         if code not in time_periods:
             message = f"TimePeriod:{period[:32]} is not valid"
-            return vendor_error(400, message, key="InvalidTimePeriod", code=400)
+            return vendor_error(400, message, key="InvalidTimePeriod")
     return None
 
 
@@ -140,8 +181,7 @@ class TokenIssuer:
         refresh = refresh.strip()
         if self.fail_status is not None:
             headers = () if self.retry_after is None else (("Retry-After", self.retry_after),)
-            reply = vendor_error(self.fail_status, "Token exchange refused", key="Fail", code=1)
-            return Reply(reply.status, reply.body, headers=headers)
+            return vendor_error(self.fail_status, "Token exchange refused", *headers)
         if self.answer is not None:
             return Reply(200, json_bytes({"Token": self.answer}))
         with self._lock:
@@ -171,12 +211,3 @@ class TokenIssuer:
         if actor_id is None or actors is None or actor_id in actors:
             return 0
         return 403
-
-
-def issue_access_token(sim: SimulatorServer, request: ApiRequest) -> Reply:
-    """The route of ``POST /v1/issue-access-token``."""
-    if request.method != "POST":
-        return Reply(
-            405, json_bytes({"message": "Method Not Allowed"}), headers=(("Allow", "POST"),)
-        )
-    return sim.issuer.issue(request.authorization)

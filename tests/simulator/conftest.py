@@ -15,7 +15,7 @@ from exporter.simulator import Fleet, FleetSpec, SimulatorServer
 def sim() -> Iterator[SimulatorServer]:
     """Lenient: these tests send raw requests that exercise the simulator's own
     parameter handling (defaulted windows, TimePeriod echoed beside dates), which
-    the vendor's rule would cut short with a 400; tests/simulator/test_vendor.py
+    the vendor's rule would cut short with a 400; tests/test_vendor_errors.py
     covers the strict mode every exporter-facing test runs against."""
     with SimulatorServer(Fleet(FleetSpec(silent_probability=0.0)), strict=False) as server:
         yield server

@@ -41,10 +41,32 @@ def get(
     )
 
 
+VENDOR_ERROR_FIELDS = {
+    "message",
+    "errorKey",
+    "errorCode",
+    "errorMessage",
+    "correlationId",
+    "isUserError",
+}
+
+
 def error_of(resp: requests.Response) -> str:
+    """The message of an API error, which has the vendor's shape."""
     assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
     body = resp.json()
-    assert isinstance(body, dict)
+    assert isinstance(body, dict) and set(body) == VENDOR_ERROR_FIELDS
+    assert body["errorCode"] == resp.status_code and body["correlationId"]
+    message = body["message"]
+    assert isinstance(message, str) and message == body["errorMessage"]
+    return message
+
+
+def control_error_of(resp: requests.Response) -> str:
+    """The message of a control API (/_sim/) error: its own ``{"error": ...}``."""
+    assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
+    body = resp.json()
+    assert isinstance(body, dict) and set(body) == {"error"}
     message = body["error"]
     assert isinstance(message, str) and message
     return message
@@ -322,6 +344,7 @@ def test_production_style_prefix_and_wrong_method(
     post = client.post(dash_url(sim), headers=AUTH, timeout=5)
     assert post.status_code == 405
     assert post.headers["Allow"] == "GET"
+    error_of(post)
 
 
 # -- request log -----------------------------------------------------------------------
@@ -447,7 +470,7 @@ def test_control_errors(sim: SimulatorServer, client: requests.Session) -> None:
     assert client.get(f"{sim.url}/_sim/nothing", timeout=5).status_code == 404
     resp = client.post(f"{sim.url}/_sim/faults", data=b"{not json", timeout=5)
     assert resp.status_code == 400
-    error_of(resp)
+    control_error_of(resp)
 
 
 # -- connection handling ---------------------------------------------------------------
