@@ -21,6 +21,8 @@ __all__ = [
     "DEFAULT_WINDOW",
     "ELECTRICITY_TYPE",
     "EV_CHARGER_TYPE",
+    "EV_TYPES",
+    "OTHER_KINDS",
     "VENDING_TYPE",
     "Fleet",
     "FleetSpec",
@@ -44,23 +46,34 @@ _SITES: Final = (
     "Tech Campus",
     "Hospital East",
 )
-# site -> (city, country, latitude, longitude, MachineTimeZoneOffset in hours)
+# site -> (city, GeoCountry, latitude, longitude, MachineTimeZoneOffset in hours).
+# GeoCountry is an int32 country id; the vendor's own ids (GET /v1/countries) are
+# not published, so the simulator uses the ISO 3166-1 numeric codes.
 _PLACES: Final = MappingProxyType(
     {
-        "Harbour Depot": ("Hamburg", "DE", 53.5461, 9.9661, 1.0),
-        "Central Station": ("Zurich", "CH", 47.3782, 8.5402, 1.0),
-        "North Park": ("Chicago", "US", 41.8781, -87.6298, -6.0),
-        "Airport P3": ("Tel Aviv", "IL", 32.0055, 34.8854, 2.0),
-        "Old Town Garage": ("Lisbon", "PT", 38.7139, -9.1334, 0.0),
-        "Riverside Mall": ("Brisbane", "AU", -27.4698, 153.0251, 10.0),
-        "Tech Campus": ("Bangalore", "IN", 12.9716, 77.5946, 5.5),
-        "Hospital East": ("Athens", "GR", 37.9838, 23.7275, 2.0),
+        "Harbour Depot": ("Hamburg", 276, 53.5461, 9.9661, 1.0),
+        "Central Station": ("Zurich", 756, 47.3782, 8.5402, 1.0),
+        "North Park": ("Chicago", 840, 41.8781, -87.6298, -6.0),
+        "Airport P3": ("Tel Aviv", 376, 32.0055, 34.8854, 2.0),
+        "Old Town Garage": ("Lisbon", 620, 38.7139, -9.1334, 0.0),
+        "Riverside Mall": ("Brisbane", 36, -27.4698, 153.0251, 10.0),
+        "Tech Campus": ("Bangalore", 356, 12.9716, 77.5946, 5.5),
+        "Hospital East": ("Athens", 300, 37.9838, 23.7275, 2.0),
     }
 )
-# MachineTypeID: the EV kinds, and a vending machine (a kind an EV exporter skips).
-EV_CHARGER_TYPE: Final = 555007
-ELECTRICITY_TYPE: Final = 30000526
-VENDING_TYPE: Final = 1
+# MachineTypeID codes of the vendor's MachineTypeIDEnum: the two EV kinds, and the
+# other kinds an operator's listing holds beside them (an EV exporter skips those).
+EV_CHARGER_TYPE: Final = 555007  # "OCPP Electrical Vehicle"
+ELECTRICITY_TYPE: Final = 30000526  # "Electricity"
+EV_TYPES: Final = frozenset({EV_CHARGER_TYPE, ELECTRICITY_TYPE})
+VENDING_TYPE: Final = 30000515  # "Cold Drinks"
+# (MachineTypeID, MachineNumber prefix, name): the non-EV machines, in turn.
+OTHER_KINDS: Final = (
+    (VENDING_TYPE, "VM", "drinks machine"),
+    (555008, "PK", "parking meter"),  # "Parking"
+    (30000578, "CW", "car wash"),  # "Car Wash Machine"
+    (30000579, "LM", "laundry machine"),  # "Laundry Machine"
+)
 # symbol -> (human name, multiplier applied to kWh figures)
 _UNITS: Final = MappingProxyType(
     {
@@ -111,11 +124,16 @@ class Machine:
     name: str
     machine_type: int = EV_CHARGER_TYPE
     city: str = ""
-    country: str = ""
+    country: int | None = None  # GeoCountry: an int32 country id
     latitude: float = 0.0
     longitude: float = 0.0
     tz_offset_hours: float = 0.0
     has_device: bool = True
+
+    @property
+    def ev(self) -> bool:
+        """Is it of a kind evDashboard counts (an EV charger)?"""
+        return self.machine_type in EV_TYPES
 
 
 @dataclass(frozen=True)
@@ -259,7 +277,8 @@ class Fleet:
             )
         else:
             k = m - spec.machines_per_actor
-            kind, number, name = VENDING_TYPE, f"VM-{a:03d}-{k:04d}", f"{site} kiosk {k + 1}"
+            kind, prefix, label = OTHER_KINDS[k % len(OTHER_KINDS)]
+            number, name = f"{prefix}-{a:03d}-{k:04d}", f"{site} {label} {k + 1}"
         last = m == spec.machines_per_actor + spec.other_machines_per_actor - 1
         return Machine(
             id=machine_id,
@@ -402,6 +421,8 @@ class Fleet:
         now: datetime,
     ) -> dict[str, object]:
         """The evDashboard response body for one actor (see the reference doc).
+        ``TotalEnergyConsumption`` keeps its decimals although the vendor's document
+        types it int32: an integer cannot hold a realistic kWh (or MWh) figure.
 
         Raises KeyError for an unknown actor and ValueError for a machine of another
         actor or start > end. The window is clipped at ``now`` (no data from the future).

@@ -6,7 +6,8 @@ silent at ``now`` (randomly silent in this time bucket, or forced through
 sent a keep-alive within the last minute. Timestamps carry no zone, as the vendor's
 recorded answers (its document only says ``date-time``); the convention (``utc`` or
 ``machine``: local time at ``MachineTimeZoneOffset``) is the server's setting. Some
-machines send fractional seconds, others none.
+machines send fractional seconds, others none. Records have the document's field
+types: ``GeoCountry`` an int32 id, ``MachineTypeID`` a code of its enum.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from exporter.simulator.context import ApiRequest, Payload, Simulated
-from exporter.simulator.fleet import VENDING_TYPE, Fleet, Machine, _uniform
+from exporter.simulator.fleet import Fleet, Machine, _uniform
 from exporter.simulator.replies import INT32, INT64, BadRequest, parse_int
 from exporter.simulator.vendor import denial, method_not_allowed, vendor_error
 
@@ -89,7 +90,7 @@ def _keepalive(fleet: Fleet, machine: Machine, now: float) -> tuple[float, bool]
         since = fleet.forced_since(machine.actor_id)
         return (now - 7200.0 if since is None else since), True
     silent = machine.id in random_silent or (
-        machine.machine_type == VENDING_TYPE
+        not machine.ev
         and _uniform(seed, "silent", machine.id, bucket) < fleet.spec.silent_probability
     )
     if silent:  # silent since before this bucket: 1 h to 1 day before it began

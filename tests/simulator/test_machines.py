@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from exporter.simulator import Fleet, FleetSpec, SimulatorServer
-from exporter.simulator.fleet import ELECTRICITY_TYPE, EV_CHARGER_TYPE, VENDING_TYPE
+from exporter.simulator.fleet import ELECTRICITY_TYPE, EV_CHARGER_TYPE, EV_TYPES, VENDING_TYPE
 from exporter.simulator.machines import format_timestamp
 
 ACTOR = 2001492652
@@ -143,7 +143,7 @@ def test_machine_without_device_answers_nulls(
 ) -> None:
     listed = listing(client, sim, ActorID=ACTOR).json()
     bare = [m for m in listed if m["DeviceSerialNumber"] is None]
-    assert len(bare) == 1 and bare[0]["MachineTypeID"] == VENDING_TYPE
+    assert len(bare) == 1 and bare[0]["MachineTypeID"] not in EV_TYPES
     doc = status(client, sim, bare[0]["MachineID"]).json()
     assert doc["MachineMQTTStatus"] is False
     assert doc["LastKeepAliveDateTime"] is None and doc["LastReceptionLevel(RSSI)"] is None
