@@ -1,15 +1,17 @@
 """The vendor's own error texts, and a simulator as strict as the vendor (issue 14,
-parts 2 and 3).
+parts 2 and 3; issue 20).
 
 The client's reading of error bodies is pinned with ``responses``; the simulator's
-rules over real HTTP; and a real exporter shows a vendor 400's message and
-correlation id in its ``target down`` log line and on its landing page.
+rules over real HTTP; and a real exporter shows the message and correlation id of
+a vendor 400, 403 and 404 in its ``target down`` log lines and on its landing page.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import random
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -216,6 +218,34 @@ def test_a_vendor_400_shows_in_the_log_and_on_the_landing_page(tmp_path: Path) -
     assert down["error"].startswith('HTTP 400: request rejected: "TimePeriod:7 is not valid"')
     assert "(correlationId " in down["error"]
     assert "TimePeriod:7 is not valid" in page and "correlationId" in page
+
+
+def test_a_vendor_403_and_404_show_in_the_log_and_on_the_landing_page(tmp_path: Path) -> None:
+    fleet = Fleet(FleetSpec(seed=2, actors=1, machines_per_actor=1))
+    (actor,) = fleet.actor_ids()
+    unknown = 12345  # a token exists for it, no machine: the vendor's 404
+    tokens = {actor: "token-a", unknown: "token-b", actor + 1: "token-c"}
+    with SimulatorServer(fleet, tokens=tokens) as sim:
+        document = simulator_config(
+            sim.url, [{"id": actor, "token": "token-c"}, {"id": unknown, "token": "token-b"}]
+        )
+        with running_exporter(write_config(tmp_path / "c.yaml", document)) as exporter:
+
+            def downs() -> dict[str, dict[str, Any]]:
+                lines = [e for e in exporter.logs() if e.get("event") == "target down"]
+                return {e["reason"]: e for e in lines}
+
+            wait_for(lambda: len(downs()) == 2, timeout=15, what="both target down lines")
+            page = html.unescape(requests.get(exporter.url, timeout=5).text)
+    correlated = r' "{}" \(correlationId [0-9a-f]{{8}}-[0-9a-f-]{{27}}\)'
+    for reason, start, message in (
+        ("auth", "HTTP 403: token rejected:", "The token does not grant access to this actor"),
+        ("not_found", "HTTP 404: unknown actor or machine:", f"Actor {unknown} was not found"),
+    ):
+        shown = re.escape(start) + correlated.format(re.escape(message))
+        assert re.fullmatch(shown, downs()[reason]["error"]), downs()[reason]["error"]
+        assert re.search(shown, page)  # the latest poll's, with its own correlation id
+    assert "token-" not in page
 
 
 def test_nothing_the_exporter_sends_is_refused_by_the_strict_simulator(tmp_path: Path) -> None:
