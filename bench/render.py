@@ -14,14 +14,14 @@ from datetime import UTC, datetime, timedelta
 import yaml
 
 from bench.procs import FleetShape
+from exporter.app import Exporter
 from exporter.config import Config, parse_config
-from exporter.daemon import Exporter
-from exporter.exposition import GZIP_LEVEL, DataRenderer, render_reference
+from exporter.kinds.ev_dashboard import parse_payload
 from exporter.logs import SecretScrubber, configure
-from exporter.reading import parse_payload
+from exporter.metrics.exposition import GZIP_LEVEL, DataRenderer, render_reference
+from exporter.polling.store import PollOutcome
 from exporter.simulator import Fleet, FleetSpec
 from exporter.simulator.fleet import resolve_window
-from exporter.store import PollOutcome
 from exporter.targets import Target, build_targets
 
 CHANGED_SHARE = 0.05  # share of targets whose state changes between two renders

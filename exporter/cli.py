@@ -13,17 +13,17 @@ from typing import TypeVar
 from structlog.typing import FilteringBoundLogger
 
 from exporter import __version__
-from exporter.budget import notes, request_budget, summary, warnings
+from exporter.app import Exporter, Options
 from exporter.config import Config, ConfigError, load_config
-from exporter.daemon import Exporter, Options
+from exporter.config.web import WebConfig, load_web_config
 from exporter.demo import demo_config, start_simulator
-from exporter.launch import Signals
 from exporter.logs import FORMATS, LEVELS, SecretScrubber, configure
-from exporter.routes import Routes
-from exporter.server import DEFAULT_MAX_CONNECTIONS, ExporterHTTPServer, parse_listen_address
+from exporter.polling.budget import notes, request_budget, summary, warnings
+from exporter.signals import Signals
 from exporter.simulator import SimulatorServer
 from exporter.targets import Shard, build_targets
-from exporter.webconfig import WebConfig, load_web_config
+from exporter.web.routes import Routes
+from exporter.web.server import DEFAULT_MAX_CONNECTIONS, ExporterHTTPServer, parse_listen_address
 
 DEFAULT_CONFIG_FILE = "config.yaml"
 SHUTDOWN_GRACE = 3.0  # seconds; SIGTERM must end the process well within 5 s

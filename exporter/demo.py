@@ -5,12 +5,13 @@ from __future__ import annotations
 from exporter.config import (
     ActorConfig,
     Config,
+    DiscoveryConfig,
     LynxConfig,
+    MachineStatusConfig,
     PollConfig,
     Secret,
     WindowConfig,
 )
-from exporter.machine_config import DiscoveryConfig, MachineStatusConfig
 from exporter.simulator import Fleet, FleetSpec, SimulatorServer
 
 DEMO_TOKEN = "demo-token-not-a-secret"  # noqa: S105 - the simulator's own token

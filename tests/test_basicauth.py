@@ -1,4 +1,4 @@
-"""Unit tests of ``exporter.basicauth``: bounded hashing slots, checks that stop
+"""Unit tests of ``exporter.web.basicauth``: bounded hashing slots, checks that stop
 when their connection is cut, the failed-credentials cache and equal-work padding.
 Over real sockets: tests/test_web_security.py (a flood of wrong passwords)."""
 
@@ -12,13 +12,7 @@ from dataclasses import dataclass, field
 import bcrypt
 import pytest
 
-from exporter.basicauth import (
-    BasicAuth,
-    Interrupt,
-    Verdict,
-    equal_work_padding,
-    hashing_slots,
-)
+from exporter.web.basicauth import BasicAuth, Interrupt, Verdict, equal_work_padding, hashing_slots
 from tests.harness import wait_for
 from tests.test_web_security import bcrypt_hash
 

@@ -18,7 +18,8 @@ import requests
 import responses
 from responses import matchers
 
-from exporter.client import (
+from exporter.config import LynxConfig, Secret
+from exporter.lynx.client import (
     AuthError,
     BadPayloadError,
     ClientRequestError,
@@ -30,8 +31,7 @@ from exporter.client import (
     TimeoutError_,
     parse_retry_after,
 )
-from exporter.config import LynxConfig, Secret
-from exporter.ratelimit import RateLimiter, TokenGate
+from exporter.lynx.ratelimit import RateLimiter, TokenGate
 
 BASE = "https://lynx.test/operational"
 URL = f"{BASE}/v1/actors/42/evDashboard"

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import requests
 
-from exporter.samples import DATA_FAMILIES
+from exporter.metrics.families import DATA_FAMILIES
 from tests.conftest import require_tool
 from tests.harness import REPO, free_port, parse_exposition, wait_for
 

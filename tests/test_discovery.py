@@ -6,27 +6,22 @@ from collections.abc import Mapping
 
 import pytest
 
-from exporter.client import Answer
-from exporter.config import MachineConfig, Secret, parse_config
-from exporter.discovery import (
-    MachineInfo,
+from exporter.config import EV_MACHINE_TYPES, MachineConfig, Secret, parse_config
+from exporter.config.machines import parse_discover_flag, parse_discovery, parse_machine_status
+from exporter.kinds.base import BadPayload
+from exporter.kinds.discovery import (
+    MAX_RECORDS,
+    DiscoveryKind,
     PageResult,
-    merge_machines,
+    fetch_pages,
     next_offset,
     parse_machine_page,
     settle_listing,
 )
-from exporter.machine_config import (
-    EV_MACHINE_TYPES,
-    parse_discover_flag,
-    parse_discovery,
-    parse_machine_status,
-)
-from exporter.machine_kinds import MAX_RECORDS, DiscoveryKind, fetch_pages
-from exporter.machine_samples import discovered_sample, info_sample
-from exporter.reading import BadPayload
-from exporter.targets import build_targets
-from exporter.upstream import Dropped
+from exporter.lynx.client import Answer
+from exporter.lynx.upstream import Dropped
+from exporter.metrics.machine_families import discovered_sample, info_sample
+from exporter.targets import MachineInfo, build_targets, merge_machines
 
 PAGE = [
     {
@@ -171,9 +166,6 @@ def test_config_sections() -> None:
     discovery = parse_discovery({"interval": "30m", "machine_types": []}, errors)
     assert (discovery.interval, discovery.machine_types, errors) == (1800.0, (), [])
     assert parse_discovery(None, errors).machine_types == EV_MACHINE_TYPES
-    assert parse_discovery(None, errors).keeps(555007) and not parse_discovery(None, errors).keeps(
-        1
-    )
     status = parse_machine_status(
         {"enabled": False, "interval": "1m", "timestamps": "Europe/Berlin"}, errors
     )

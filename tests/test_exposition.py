@@ -20,18 +20,18 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as om_generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collector import SelfCollector, SnapshotCollector
 from exporter.config import parse_config
-from exporter.exposition import (
+from exporter.kinds.ev_dashboard import parse_payload
+from exporter.metrics.collector import SelfCollector, SnapshotCollector
+from exporter.metrics.exposition import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
     DataRenderer,
     ExpositionCache,
     render_reference,
 )
-from exporter.reading import parse_payload
-from exporter.stats import POLL_ERROR_REASONS, Stats
-from exporter.store import PollOutcome, SnapshotStore, TargetState, apply_outcome
+from exporter.metrics.stats import POLL_ERROR_REASONS, Stats
+from exporter.polling.store import PollOutcome, SnapshotStore, TargetState, apply_outcome
 from exporter.targets import build_targets
 from tests.harness import SeriesKey, parse_exposition, select
 
@@ -197,7 +197,7 @@ def test_gzip_body_follows_the_plain_body_through_reused_and_rerendered_blocks(
     """The gzip body is stitched from per-block segments, some compressed in an
     earlier render: after every kind of change it is one valid gzip member of
     exactly the plain body, which equals the reference."""
-    from exporter import exposition
+    from exporter.metrics import exposition
 
     monkeypatch.setattr(exposition, "BLOCK_SIZE", 3)
     store = populated_store()
@@ -392,7 +392,7 @@ def test_reload_keeps_unchanged_states_and_updates_renamed_ones() -> None:
 def test_block_cache_rerenders_only_what_changed_and_what_went_stale(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from exporter import exposition
+    from exporter.metrics import exposition
 
     monkeypatch.setattr(exposition, "BLOCK_SIZE", 3)  # 8 targets: blocks of 3, 3, 2
     store = populated_store()

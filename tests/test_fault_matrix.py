@@ -42,14 +42,14 @@ import requests
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from exporter.client import ATTEMPT_HEADER
 from exporter.config import parse_config
-from exporter.poller import Poller
-from exporter.reading import MachineFigures, OperatorStatus, Reading
+from exporter.kinds.ev_dashboard import MachineFigures, OperatorStatus, Reading
+from exporter.lynx.client import ATTEMPT_HEADER
+from exporter.metrics.stats import Stats
+from exporter.polling.poller import Poller
+from exporter.polling.store import PollOutcome, SnapshotStore
 from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, RecordedRequest, SimulatorServer
 from exporter.simulator.server import ATTEMPT_HEADER as SIMULATOR_ATTEMPT_HEADER
-from exporter.stats import Stats
-from exporter.store import PollOutcome, SnapshotStore
 from exporter.targets import build_targets
 from tests.harness import (
     ExporterProcess,

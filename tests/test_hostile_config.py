@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from exporter.config import ConfigError, parse_config
-from exporter.yamlload import ALIAS_BUDGET, load_yaml
+from exporter.config.yamlload import ALIAS_BUDGET, load_yaml
 from tests.harness import (
     REPO,
     config_check,

@@ -161,8 +161,8 @@ raise SystemExit(main())
 @pytest.mark.parametrize(
     ("module", "owner", "name", "thread"),
     [
-        ("exporter.exposition", "DataRenderer", "render_bodies", "exposition"),
-        ("exporter.poller", "Poller", "_drain", "poll-scheduler"),
+        ("exporter.metrics.exposition", "DataRenderer", "render_bodies", "exposition"),
+        ("exporter.polling.poller", "Poller", "_drain", "poll-scheduler"),
     ],
     ids=["render_thread", "poll_scheduler"],
 )

@@ -26,10 +26,10 @@ import pytest
 import requests
 import yaml
 
-from exporter import server
-from exporter.routes import Request, Response, Routes
-from exporter.server import REQUEST_DEADLINE
 from exporter.simulator import Fleet, FleetSpec, SimulatorServer
+from exporter.web import server
+from exporter.web.routes import Request, Response, Routes
+from exporter.web.server import REQUEST_DEADLINE
 from tests.harness import ExporterProcess, simulator_config, wait_for, write_config
 
 MB = 1024 * 1024

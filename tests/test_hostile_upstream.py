@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.client import (
+from exporter.config import LynxConfig, Secret
+from exporter.lynx.client import (
     AuthError,
     BadPayloadError,
     LynxClient,
@@ -29,9 +30,8 @@ from exporter.client import (
     RedirectError,
     TimeoutError_,
 )
-from exporter.config import LynxConfig, Secret
-from exporter.ratelimit import RateLimiter, TokenGate
-from exporter.stats import POLL_ERROR_REASONS
+from exporter.lynx.ratelimit import RateLimiter, TokenGate
+from exporter.metrics.stats import POLL_ERROR_REASONS
 from tests.harness import running_exporter, select, simulator_config, wait_for, write_config
 
 TOKEN = "hostile-upstream-token-6f1c"

@@ -1,6 +1,6 @@
 """Nothing the vendor's API sends takes the exporter down (issue 19): the probe's
 examples, served by the simulator over real HTTP to a real exporter process and to
-``--once``. Every value crosses one boundary (exporter/upstream.py); a record that
+``--once``. Every value crosses one boundary (exporter/lynx/upstream.py); a record that
 fails is skipped and counted; the process stays healthy and every page answers."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from exporter.lynx.upstream import CUT_MARK, MAX_TEXT
 from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, SimulatorServer
-from exporter.upstream import CUT_MARK, MAX_TEXT
 from tests.harness import (
     REPO,
     parse_exposition,

@@ -6,19 +6,18 @@ from __future__ import annotations
 import time
 
 from exporter.config import parse_config
-from exporter.discovery import MachineInfo
-from exporter.landing import (
+from exporter.kinds.ev_dashboard import MachineFigures, OperatorStatus, Reading
+from exporter.kinds.machine_status import MachineStatus
+from exporter.polling.store import PollOutcome, SnapshotStore
+from exporter.targets import MACHINE_STATUS, MachineInfo, build_targets
+from exporter.web.landing import (
     TARGETS_ON_LANDING,
     TARGETS_PER_PAGE,
     PageInfo,
     render_landing,
     render_target_page,
 )
-from exporter.machine_status import MachineStatus
-from exporter.reading import MachineFigures, OperatorStatus, Reading
-from exporter.routes import TARGET_PAGE
-from exporter.store import PollOutcome, SnapshotStore
-from exporter.targets import MACHINE_STATUS, build_targets
+from exporter.web.routes import TARGET_PAGE
 
 NOW = 1_800_000_000.0
 INFO = PageInfo("1.0", "/metrics", "0/1", "c.yaml", 60.0, "http://api")

@@ -6,11 +6,11 @@ from datetime import UTC, datetime, tzinfo
 
 import pytest
 
-from exporter.discovery import KnownMachine
-from exporter.machine_samples import machine_labels, status_samples
-from exporter.machine_status import parse_status, zone_for
-from exporter.reading import BadPayload
-from exporter.upstream import Dropped, read_timestamp
+from exporter.kinds.base import BadPayload
+from exporter.kinds.machine_status import parse_status, zone_for
+from exporter.lynx.upstream import Dropped, read_timestamp
+from exporter.metrics.machine_families import machine_labels, status_samples
+from exporter.targets import KnownMachine
 
 NOW = datetime(2026, 5, 14, 23, 0, 0, tzinfo=UTC).timestamp()
 KEEPALIVE_UTC = datetime(2026, 5, 14, 22, 17, 2, 877000, tzinfo=UTC).timestamp()
@@ -156,9 +156,9 @@ def test_the_clock_skew_warning_set_keeps_only_machines_still_polled() -> None:
 
     from exporter.config import parse_config
     from exporter.logs import SecretScrubber, configure
-    from exporter.machine_watch import MachineWatch
-    from exporter.stats import Stats
-    from exporter.store import PollOutcome, SnapshotStore
+    from exporter.metrics.stats import Stats
+    from exporter.polling.machine_watch import MachineWatch
+    from exporter.polling.store import PollOutcome, SnapshotStore
     from exporter.targets import MACHINE_STATUS, build_targets
 
     config = parse_config(

@@ -13,9 +13,8 @@ import pytest
 import requests
 
 from exporter.config import parse_config
-from exporter.discovery import MachineInfo
 from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, SimulatorServer
-from exporter.targets import DISCOVERY, MACHINE_STATUS, Shard, build_targets
+from exporter.targets import DISCOVERY, MACHINE_STATUS, MachineInfo, Shard, build_targets
 from tests.harness import (
     REPO,
     ExporterProcess,
@@ -245,7 +244,7 @@ def test_reload_keeps_discovered_machines(tmp_path: Path) -> None:
 
 
 def test_request_budget_counts_each_kind_at_its_own_interval() -> None:
-    from exporter.budget import request_budget, summary
+    from exporter.polling.budget import request_budget, summary
 
     config = parse_config(CONFIG, environ={})
     targets = build_targets(config, discovered={10: LISTED})

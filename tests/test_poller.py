@@ -20,12 +20,16 @@ from typing import cast
 
 import pytest
 
-from exporter.client import Answer, LynxClient, RateLimitedError
+from exporter.app import Exporter
 from exporter.config import Config, parse_config
-from exporter.daemon import Exporter
-from exporter.kinds import KINDS, Request
+from exporter.kinds import KINDS
+from exporter.kinds.base import Problem, Request
 from exporter.logs import SecretScrubber, configure
-from exporter.poller import (
+from exporter.lynx.client import Answer, LynxClient, RateLimitedError
+from exporter.lynx.ratelimit import TokenGate
+from exporter.lynx.upstream import Dropped
+from exporter.metrics.stats import Stats
+from exporter.polling.poller import (
     BATCH_WINDOW,
     COMMIT_DELAY,
     IDLE_WAKE,
@@ -36,13 +40,9 @@ from exporter.poller import (
     poll_target,
     sleep_for,
 )
-from exporter.ratelimit import TokenGate
-from exporter.reading import Problem
+from exporter.polling.store import SnapshotStore
 from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, SimulatorServer
-from exporter.stats import Stats
-from exporter.store import SnapshotStore
 from exporter.targets import EV_DASHBOARD, Target, build_targets
-from exporter.upstream import Dropped
 from tests.harness import wait_for
 
 

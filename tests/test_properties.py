@@ -23,13 +23,9 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from exporter.config import (
-    DURATION_UNITS,
-    ENERGY_UNITS,
-    ConfigError,
-    parse_config,
-)
-from exporter.reading import BadPayload, MachineFigures, OperatorStatus, Reading, parse_payload
+from exporter.config import DURATION_UNITS, ENERGY_UNITS, ConfigError, parse_config
+from exporter.kinds.base import BadPayload
+from exporter.kinds.ev_dashboard import MachineFigures, OperatorStatus, Reading, parse_payload
 
 SETTINGS = settings(
     max_examples=200,

@@ -17,18 +17,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.config import parse_config
-from exporter.discovery import MachineInfo
-from exporter.exposition import ExpositionCache
 from exporter.kinds import all_kinds
-from exporter.landing import PageInfo, render_landing
+from exporter.kinds.base import BadPayload
 from exporter.logs import SecretScrubber, configure
-from exporter.machine_watch import discovered_machines
-from exporter.poller import count_errors
-from exporter.reading import BadPayload
-from exporter.render_guard import RenderGuard
-from exporter.stats import Stats
-from exporter.store import PollOutcome, SnapshotStore
-from exporter.targets import build_targets
+from exporter.metrics.exposition import ExpositionCache
+from exporter.metrics.render_guard import RenderGuard
+from exporter.metrics.stats import Stats
+from exporter.polling.machine_watch import discovered_machines
+from exporter.polling.poller import count_errors
+from exporter.polling.store import PollOutcome, SnapshotStore
+from exporter.targets import MachineInfo, build_targets
+from exporter.web.landing import PageInfo, render_landing
 from tests.harness import promtool_check_metrics
 
 NOW = 1_780_000_000.0

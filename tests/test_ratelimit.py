@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from exporter.ratelimit import RateLimiter, TokenGate
+from exporter.lynx.ratelimit import RateLimiter, TokenGate
 
 
 class Clock:

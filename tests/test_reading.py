@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from exporter.reading import BadPayload, energy_factor, parse_payload
+from exporter.kinds.base import BadPayload
+from exporter.kinds.ev_dashboard import energy_factor, parse_payload
 
 FULL: dict[str, Any] = {
     "OperatorDashboard": {

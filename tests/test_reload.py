@@ -20,11 +20,11 @@ from typing import Any, cast
 import pytest
 import requests
 
-from exporter.client import LynxClient
+from exporter.app import reusing
 from exporter.config import parse_config
-from exporter.daemon import reusing
-from exporter.poller import Plan
-from exporter.ratelimit import TokenGate
+from exporter.lynx.client import LynxClient
+from exporter.lynx.ratelimit import TokenGate
+from exporter.polling.poller import Plan
 from exporter.simulator import Fleet, FleetSpec, SimulatorServer
 from exporter.targets import build_targets
 from tests.harness import (

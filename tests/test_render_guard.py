@@ -1,4 +1,4 @@
-"""Rendering can never die from data (exporter/render_guard.py): a target that fails
+"""Rendering can never die from data (exporter/metrics/render_guard.py): a target that fails
 to render is shown as down, counted as ``internal`` and logged once per change;
 every other target, ``/``, ``/metrics`` and the render thread go on."""
 
@@ -12,12 +12,12 @@ from types import MappingProxyType
 
 from prometheus_client import CollectorRegistry
 
-from exporter.exposition import DataRenderer, ExpositionCache
-from exporter.landing import PageInfo, render_landing, render_target_page
 from exporter.logs import SecretScrubber, configure
-from exporter.render_guard import RenderGuard
-from exporter.store import Snapshot, SnapshotStore
+from exporter.metrics.exposition import DataRenderer, ExpositionCache
+from exporter.metrics.render_guard import RenderGuard
+from exporter.polling.store import Snapshot, SnapshotStore
 from exporter.targets import TargetKey
+from exporter.web.landing import PageInfo, render_landing, render_target_page
 from tests.harness import parse_exposition, select
 from tests.test_exposition import NOW, populated_store
 

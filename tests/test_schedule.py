@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.schedule import first_due, next_due, phases
+from exporter.polling.schedule import first_due, next_due, phases
 from exporter.targets import TargetKey
 
 

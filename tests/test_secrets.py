@@ -26,11 +26,12 @@ import pytest
 import requests
 import structlog
 
-from exporter.client import LynxClient, LynxError
 from exporter.config import LynxConfig, Secret, parse_config
+from exporter.kinds.base import BadPayload
+from exporter.kinds.ev_dashboard import parse_payload
 from exporter.logs import MIN_SECRET_CHARS, REDACTED, SecretScrubber
-from exporter.ratelimit import RateLimiter, TokenGate
-from exporter.reading import BadPayload, parse_payload
+from exporter.lynx.client import LynxClient, LynxError
+from exporter.lynx.ratelimit import RateLimiter, TokenGate
 from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, SimulatorServer
 from exporter.targets import build_targets
 from tests.harness import (

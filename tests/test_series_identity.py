@@ -1,6 +1,6 @@
 """Series identity is unique by construction: whatever names the API sends, no two
-targets publish the same metric name and label set (exporter/discovery.py
-``unique_labels``, the reserved window names in exporter/config.py)."""
+targets publish the same metric name and label set (exporter/targets/machines.py
+``unique_labels``, the reserved window names in exporter/config/parse.py)."""
 
 from __future__ import annotations
 
@@ -20,13 +20,20 @@ from exporter.config import (
     WindowConfig,
     parse_config,
 )
-from exporter.discovery import MachineInfo, merge_machines, unique_labels
-from exporter.machine_kinds import Discovery
-from exporter.machine_status import MachineStatus
-from exporter.reading import MachineFigures, OperatorStatus, Reading
-from exporter.samples import state_samples
-from exporter.store import Result, TargetState
-from exporter.targets import DISCOVERY, EV_DASHBOARD, build_targets
+from exporter.kinds.base import Result
+from exporter.kinds.discovery import Discovery
+from exporter.kinds.ev_dashboard import MachineFigures, OperatorStatus, Reading
+from exporter.kinds.machine_status import MachineStatus
+from exporter.metrics.families import state_samples
+from exporter.polling.store import TargetState
+from exporter.targets import (
+    DISCOVERY,
+    EV_DASHBOARD,
+    MachineInfo,
+    build_targets,
+    merge_machines,
+    unique_labels,
+)
 
 NOW = 1_780_000_000.0
 NAMES = st.sampled_from(["dup", "dup (1)", "dup (2)", "dup (1) (2)", "1", "2", "A", "x"])

@@ -28,11 +28,11 @@ from exporter.config import (
     Config,
     LynxConfig,
     MachineConfig,
+    MachineStatusConfig,
     Secret,
     WindowConfig,
     load_config,
 )
-from exporter.machine_config import MachineStatusConfig
 from exporter.simulator import SimulatorServer
 from exporter.targets import Shard, Target, TargetKey, build_targets, shard_of
 from tests.harness import (

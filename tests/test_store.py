@@ -6,8 +6,9 @@ import threading
 import time
 
 from exporter.config import parse_config
-from exporter.reading import MachineFigures, OperatorStatus, Problem, Reading
-from exporter.store import PollOutcome, SnapshotStore, Transition
+from exporter.kinds.base import Problem
+from exporter.kinds.ev_dashboard import MachineFigures, OperatorStatus, Reading
+from exporter.polling.store import PollOutcome, SnapshotStore, Transition
 from exporter.targets import Target, build_targets
 
 READING = Reading(OperatorStatus(machines=3), MachineFigures(), energy_unit=None, time_period=None)

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from exporter.config import WindowConfig, parse_config
-from exporter.schedule import first_due, next_due, phases
+from exporter.kinds.windows import calendar_start, format_instant, window_params
+from exporter.polling.schedule import first_due, next_due, phases
 from exporter.targets import Shard, TargetKey, build_targets
-from exporter.windows import calendar_start, format_instant, window_params
 
 CONFIG = """
 lynx: {token: global}

@@ -23,12 +23,10 @@ import requests
 import responses
 import yaml
 
-from exporter.client import AuthError, LynxClient, TimeoutError_
 from exporter.config import LynxConfig, RefreshToken, parse_config
-from exporter.ratelimit import RateLimiter, TokenGate
-from exporter.simulator import Fleet, FleetSpec, SimulatorServer
-from exporter.simulator.vendor import TokenIssuer
-from exporter.tokens import (
+from exporter.lynx.client import AuthError, LynxClient, TimeoutError_
+from exporter.lynx.ratelimit import RateLimiter, TokenGate
+from exporter.lynx.tokens import (
     BACKOFF_MAX,
     DEFAULT_LIFETIME,
     LONGEST_LIFETIME,
@@ -42,6 +40,8 @@ from exporter.tokens import (
     unknown_renewal,
     usable_access_token,
 )
+from exporter.simulator import Fleet, FleetSpec, SimulatorServer
+from exporter.simulator.vendor import TokenIssuer
 from tests.harness import (
     REPO,
     ExporterProcess,

@@ -1,4 +1,4 @@
-"""The upstream boundary's readers (exporter/upstream.py): every value the API sends
+"""The upstream boundary's readers (exporter/lynx/upstream.py): every value the API sends
 comes out safe, or as a Rejected with a reason; nothing raises."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.upstream import (
+from exporter.lynx.upstream import (
     CUT_MARK,
     INT64_MAX,
     MAX_FIGURE,

@@ -20,7 +20,8 @@ import pytest
 import requests
 import responses
 
-from exporter.client import (
+from exporter.config import LynxConfig, Secret
+from exporter.lynx.client import (
     AuthError,
     BadPayloadError,
     ClientRequestError,
@@ -28,8 +29,7 @@ from exporter.client import (
     ServerError,
     vendor_detail,
 )
-from exporter.config import LynxConfig, Secret
-from exporter.ratelimit import RateLimiter, TokenGate
+from exporter.lynx.ratelimit import RateLimiter, TokenGate
 from exporter.simulator import Fleet, FleetSpec, SimulatorServer
 from exporter.simulator.vendor import PERIOD_OR_DATES
 from tests.harness import running_exporter, simulator_config, wait_for, write_config

@@ -32,8 +32,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from exporter.basicauth import HASHING_SLOTS
 from exporter.simulator import SimulatorServer
+from exporter.web.basicauth import HASHING_SLOTS
 from tests.harness import ExporterProcess, simulator_config, wait_for, write_config
 
 ACTOR = 2001492652

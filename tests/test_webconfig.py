@@ -1,4 +1,4 @@
-"""Unit tests of ``exporter.webconfig``: the exporter-toolkit file format, its
+"""Unit tests of ``exporter.config.web``: the exporter-toolkit file format, its
 errors (each naming a key path, none quoting a secret), the SSL context it
 builds, and the basic-auth check."""
 
@@ -8,6 +8,7 @@ import base64
 import re
 import ssl
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from exporter.config import ConfigError
-from exporter.webconfig import (
+from exporter.config.web import (
     HTTP_KEYS,
     TLS_KEYS,
     TOP_LEVEL_KEYS,
@@ -27,7 +28,22 @@ from exporter.webconfig import (
     load_web_config,
     parse_web_config,
 )
+from exporter.web.basicauth import BasicAuth, Verdict
 from tests.test_web_security import PKI, bcrypt_hash, make_pki
+
+_CHECKERS: weakref.WeakKeyDictionary[WebConfig, BasicAuth] = weakref.WeakKeyDictionary()
+
+
+def checker(config: WebConfig) -> BasicAuth:
+    """The server's password checker for ``config`` (one per config: caches shared)."""
+    if config not in _CHECKERS:
+        _CHECKERS[config] = BasicAuth(config.users)
+    return _CHECKERS[config]
+
+
+def allowed(config: WebConfig, header: str | None) -> bool:
+    return checker(config).check(header) is Verdict.ALLOWED
+
 
 KEY_PATH = re.compile(
     r"^(<yaml> line \d+, column \d+"
@@ -85,7 +101,7 @@ def test_empty_file_means_no_tls_and_no_auth(tmp_path: Path) -> None:
     assert config.tls is None
     assert config.ssl_context() is None
     assert not config.auth_required
-    assert config.check_basic_auth(None)
+    assert allowed(config, None)
 
 
 def test_tls_section_without_certificates_means_plain_http(tmp_path: Path) -> None:
@@ -463,9 +479,9 @@ def users_config() -> WebConfig:
 
 def test_basic_auth_accepts_only_the_right_password(users_config: WebConfig) -> None:
     assert users_config.auth_required
-    assert users_config.check_basic_auth(header("alice", "alice-pw"))
-    assert users_config.check_basic_auth(header("alice", "alice-pw", scheme="bAsIc"))
-    assert users_config.check_basic_auth(header("bob", "bob"))
+    assert allowed(users_config, header("alice", "alice-pw"))
+    assert allowed(users_config, header("alice", "alice-pw", scheme="bAsIc"))
+    assert allowed(users_config, header("bob", "bob"))
     for value in (
         None,
         "",
@@ -479,7 +495,7 @@ def test_basic_auth_accepts_only_the_right_password(users_config: WebConfig) -> 
         "Basic " + base64.b64encode(b"alice:\xff\xfe").decode(),  # not UTF-8
         header("alice", "alice-pw" + "x" * 80),  # beyond bcrypt's 72 bytes
     ):
-        assert not users_config.check_basic_auth(value), value
+        assert not allowed(users_config, value), value
 
 
 def test_unknown_user_costs_one_bcrypt_verification_at_the_highest_cost(
@@ -505,42 +521,42 @@ def test_unknown_user_costs_one_bcrypt_verification_at_the_highest_cost(
 
     monkeypatch.setattr(bcrypt, "checkpw", counting_checkpw)
 
-    assert not users_config.check_basic_auth(header("mallory", "alice-pw"))
+    assert not allowed(users_config, header("mallory", "alice-pw"))
     assert len(calls) == 1
     # As slow as the slowest real user (bob's hash, cost 6): no enumeration by timing,
     # and no hashing at load time (a high cost would delay the start by minutes).
-    assert calls[0] == users_config.users["bob"] == users_config.decoy_hash
-    assert not users_config.check_basic_auth(header("mallory", "bob"))  # bob's password
+    assert calls[0] == users_config.users["bob"] == checker(users_config).decoy
+    assert not allowed(users_config, header("mallory", "bob"))  # bob's password
 
     calls.clear()
-    assert not users_config.check_basic_auth(header("alice", "wrong"))
-    assert not users_config.check_basic_auth(header("alice", "wrong"))  # a repeat costs no hash
-    assert not users_config.check_basic_auth(header("mallory", "alice-pw"))  # nor for a stranger
-    assert not users_config.check_basic_auth(header("alice", "wronger"))
+    assert not allowed(users_config, header("alice", "wrong"))
+    assert not allowed(users_config, header("alice", "wrong"))  # a repeat costs no hash
+    assert not allowed(users_config, header("mallory", "alice-pw"))  # nor for a stranger
+    assert not allowed(users_config, header("alice", "wronger"))
     assert calls == [users_config.users["alice"]] * 2
 
     calls.clear()
-    assert users_config.check_basic_auth(header("bob", "bob"))
+    assert allowed(users_config, header("bob", "bob"))
     assert calls == [users_config.users["bob"]]
     # A verified user:password pair is remembered (as a keyed digest), as the toolkit
     # does: a high cost is paid once, not on every scrape.
     calls.clear()
-    assert users_config.check_basic_auth(header("bob", "bob"))
+    assert allowed(users_config, header("bob", "bob"))
     assert calls == []
-    assert not users_config.check_basic_auth(header("alice", "bob"))
+    assert not allowed(users_config, header("alice", "bob"))
 
 
 def test_decoy_matching_does_not_let_anyone_in(users_config: WebConfig) -> None:
     """Even a password that happens to match the decoy is refused for an unknown user."""
-    assert not users_config.check_basic_auth(header("", ""))
-    assert not users_config.check_basic_auth(header("nobody", ""))
+    assert not allowed(users_config, header("", ""))
+    assert not allowed(users_config, header("nobody", ""))
 
 
 def test_hashes_are_not_in_repr(users_config: WebConfig) -> None:
     text = repr(users_config)
     for hashed in users_config.users.values():
         assert hashed.decode() not in text
-    assert users_config.decoy_hash.decode() not in text
+    assert checker(users_config).decoy.decode() not in text
 
 
 # --- client certificate SANs ------------------------------------------------------------------

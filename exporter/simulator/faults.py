@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Final
 
-from exporter.validate import Validator
+from exporter.config.validate import Validator
 
 __all__ = [
     "ENDPOINTS",

@@ -32,10 +32,10 @@ from prometheus_client import exposition as text_format
 from prometheus_client.openmetrics import exposition as openmetrics_format
 from prometheus_client.utils import floatToGoString
 
-from exporter.collector import SnapshotCollector
-from exporter.render_guard import RenderGuard
-from exporter.samples import DATA_FAMILIES, FAMILY_INDEX, TARGET_UP, Sample, state_samples
-from exporter.store import Snapshot, SnapshotStore, TargetState
+from exporter.metrics.collector import SnapshotCollector
+from exporter.metrics.families import DATA_FAMILIES, FAMILY_INDEX, TARGET_UP, Sample, state_samples
+from exporter.metrics.render_guard import RenderGuard
+from exporter.polling.store import Snapshot, SnapshotStore, TargetState
 from exporter.targets import TargetKey
 
 TEXT_CONTENT_TYPE = text_format.CONTENT_TYPE_LATEST

@@ -17,8 +17,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from exporter.config import Secret
-from exporter.samples import DATA_FAMILIES, family_label_names, state_samples
-from exporter.store import Snapshot
+from exporter.metrics.families import DATA_FAMILIES, family_label_names, state_samples
+from exporter.polling.store import Snapshot
 
 Clock = Callable[[], float]
 

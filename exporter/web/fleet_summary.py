@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from exporter.machine_status import MachineStatus
-from exporter.store import TargetState
+from exporter.kinds.machine_status import MachineStatus
+from exporter.polling.store import TargetState
 from exporter.targets import MACHINE_STATUS
 
 __all__ = ["SILENT_AFTER", "ActorSummary", "FleetSummary", "SilentMachine", "summarize"]

@@ -11,26 +11,12 @@ half-applied batch.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Protocol
 
-from exporter.reading import Problem
+from exporter.kinds.base import Result
 from exporter.targets import Target, TargetKey
-from exporter.upstream import Dropped
-
-
-class Result(Protocol):
-    """What a request kind's parse function returns (e.g. a :class:`Reading`):
-    anything that says which of its fields were unusable (``problems``: the target
-    is down) and which values it read as absent (``dropped``: only counted)."""
-
-    @property
-    def problems(self) -> Sequence[Problem]: ...
-
-    @property
-    def dropped(self) -> Sequence[Dropped]: ...
 
 
 @dataclass(frozen=True)

@@ -49,9 +49,9 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
-from exporter.basicauth import SLOT_WAIT, Interrupt, Verdict
-from exporter.routes import Request, Response, Routes, text
-from exporter.webconfig import WebConfig
+from exporter.config.web import WebConfig
+from exporter.web.basicauth import SLOT_WAIT, BasicAuth, Interrupt, Verdict
+from exporter.web.routes import Request, Response, Routes, text
 
 DEFAULT_MAX_CONNECTIONS = 64
 REQUEST_DEADLINE = 10.0  # seconds: TLS handshake and request head, from accept / first byte
@@ -391,13 +391,13 @@ class _Handler(BaseHTTPRequestHandler):
             sock.settimeout(SOCKET_TIMEOUT)
 
     def _verdict(self) -> Verdict:
-        web = self.server.web_config
-        if web is None or not web.auth_required:
+        auth = self.server.basic_auth
+        if auth is None:
             return Verdict.ALLOWED
         # Until the password is checked the connection may be evicted like an
         # idle one: checks waiting for a hashing slot never lock out a scrape.
         self.server.guard.phase(self.connection, RESPONSE_DEADLINE, busy=False)
-        return web.authenticate(self.headers.get("Authorization"), self._interrupt)
+        return auth.check(self.headers.get("Authorization"), self._interrupt)
 
     def _answer(self, method: str) -> Response | None:
         """The response, or None when the connection was cut during the check."""
@@ -458,6 +458,12 @@ class ExporterHTTPServer(ThreadingHTTPServer):
     ) -> None:
         self.routes = routes
         self.web_config = web_config
+        # The password checks' shared state: caches, hashing slots, equal-work pacing.
+        self.basic_auth = (
+            BasicAuth(web_config.users)
+            if web_config is not None and web_config.auth_required
+            else None
+        )
         check_open_files(max_connections)
         self.guard = ConnectionGuard(max_connections)
         self._ssl: ssl.SSLContext | None = web_config.ssl_context() if web_config else None

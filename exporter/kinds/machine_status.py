@@ -23,18 +23,22 @@ failing the poll. Null or missing fields give no sample; an unreadable field is 
 from __future__ import annotations
 
 import math
+import time
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Final
 
-from exporter.reading import BadPayload, Problem
-from exporter.upstream import INT32_MAX, Dropped, Rejected, read_int, read_timestamp
+from exporter.config import Config
+from exporter.kinds.base import BadPayload, Problem, Request
+from exporter.lynx.upstream import INT32_MAX, Dropped, Rejected, read_int, read_timestamp
+from exporter.targets import MACHINE_STATUS, Target
 
 __all__ = [
     "CLOCK_SKEW_SECONDS",
     "MachineStatus",
+    "MachineStatusKind",
     "parse_status",
     "zone_for",
 ]
@@ -115,3 +119,17 @@ def parse_status(payload: object, *, zone: tzinfo, now: float) -> MachineStatus:
         problems=tuple(problems),
         dropped=tuple(dropped),
     )
+
+
+@dataclass(frozen=True)
+class MachineStatusKind:
+    name: str = MACHINE_STATUS
+
+    def request(self, target: Target, now: datetime) -> Request:
+        """Pure."""
+        return Request(f"/v1/machines/{target.machine_id}/status", {})
+
+    def parse(self, payload: object, target: Target, config: Config) -> MachineStatus:
+        offset = None if target.info is None else target.info.tz_offset_hours
+        zone = zone_for(config.machine_status.timestamps, offset)
+        return parse_status(payload, zone=zone, now=time.time())

@@ -38,7 +38,7 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from exporter.errors import BadPayloadError, ConnectionFailed, LynxError, TimeoutError_
+from exporter.lynx.errors import BadPayloadError, ConnectionFailed, LynxError, TimeoutError_
 
 # An evDashboard answer is a few hundred bytes and a vendor error body a few hundred
 # more; anything this large is not one, and reading it unbounded would let a broken

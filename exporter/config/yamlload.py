@@ -21,7 +21,7 @@ from __future__ import annotations
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from exporter.validate import ConfigError, join
+from exporter.config.validate import ConfigError, join
 
 # Nodes that aliases may add beyond the document's own (a shared list of a few
 # thousand machines fits many times; a bomb's 10^9 does not).

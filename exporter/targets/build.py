@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from exporter.config import ActorConfig, Config, Secret, WindowConfig
-from exporter.discovery import KnownMachine, MachineInfo, merge_machines
+from exporter.targets.machines import KnownMachine, MachineInfo, merge_machines
 
 EV_DASHBOARD = "ev_dashboard"  # the request kinds of the targets built here
 MACHINE_STATUS = "machine_status"

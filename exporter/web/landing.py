@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Final
 
-from exporter.fleet_summary import FleetSummary, SilentMachine, summarize
-from exporter.render_guard import RenderGuard
-from exporter.store import Snapshot, TargetState
+from exporter.metrics.render_guard import RenderGuard
+from exporter.polling.store import Snapshot, TargetState
 from exporter.targets import TargetKey
+from exporter.web.fleet_summary import FleetSummary, SilentMachine, summarize
 
 TARGETS_ON_LANDING: Final = 100  # of the full list, failing ones first
 FAILING_ON_LANDING: Final = 100

@@ -15,46 +15,22 @@ paths, to ``errors`` (the config loader reports every problem at once).
 from __future__ import annotations
 
 import zoneinfo
-from dataclasses import dataclass
 from typing import Final
 
-from exporter.validate import Validator
+from exporter.config.model import TIMESTAMP_CONVENTIONS, DiscoveryConfig, MachineStatusConfig
+from exporter.config.validate import Validator
 
 __all__ = [
-    "EV_MACHINE_TYPES",
-    "TIMESTAMP_CONVENTIONS",
-    "DiscoveryConfig",
-    "MachineStatusConfig",
     "parse_discover_flag",
     "parse_discovery",
     "parse_machine_status",
 ]
 
-# MachineTypeID 555007 = "OCPP Electrical Vehicle", 30000526 = "Electricity".
-EV_MACHINE_TYPES: Final = (555007, 30000526)
-TIMESTAMP_CONVENTIONS: Final = ("utc", "machine")
 _INT32_MAX: Final = 2**31 - 1
 # Bounds for the two intervals: below a second would flood the API, above a week
 # would make a removed machine linger for ever.
 _MIN_INTERVAL: Final = 1.0
 _MAX_INTERVAL: Final = 7 * 86400.0
-
-
-@dataclass(frozen=True)
-class DiscoveryConfig:
-    interval: float = 3600.0
-    machine_types: tuple[int, ...] = EV_MACHINE_TYPES  # () = every kind
-
-    def keeps(self, machine_type: int | None) -> bool:
-        """Is a machine of this MachineTypeID kept? Unknown kinds only with ``[]``."""
-        return not self.machine_types or machine_type in self.machine_types
-
-
-@dataclass(frozen=True)
-class MachineStatusConfig:
-    enabled: bool | None = None  # None: on when any machine is configured or discovered
-    interval: float = 300.0
-    timestamps: str = "utc"  # "utc", "machine" or an IANA zone name
 
 
 def parse_discovery(node: object, errors: list[str]) -> DiscoveryConfig:

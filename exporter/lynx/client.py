@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from exporter.config import LynxConfig, RefreshToken, Secret
-from exporter.errors import (
+from exporter.lynx.errors import (
     AuthError,
     BadPayloadError,
     ClientRequestError,
@@ -38,10 +38,16 @@ from exporter.errors import (
     Stopped,
     TimeoutError_,
 )
-from exporter.ratelimit import RateLimiter, TokenGate
-from exporter.tokens import TokenBroker, usable_access_token
-from exporter.transport import ACCEPT_ENCODING, MAX_BODY_BYTES, Reply, RequestObserver, Transport
-from exporter.upstream import CUT_MARK, safe_text
+from exporter.lynx.ratelimit import RateLimiter, TokenGate
+from exporter.lynx.tokens import TokenBroker, usable_access_token
+from exporter.lynx.transport import (
+    ACCEPT_ENCODING,
+    MAX_BODY_BYTES,
+    Reply,
+    RequestObserver,
+    Transport,
+)
+from exporter.lynx.upstream import CUT_MARK, safe_text
 
 USER_AGENT_PREFIX = "nayax-ev-exporter"
 # Sent with every request as "<poll id> <attempt>/<attempts allowed>": the retries of

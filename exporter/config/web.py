@@ -59,9 +59,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
-from exporter.basicauth import BasicAuth, Interrupt, Verdict
-from exporter.validate import ConfigError, Secret, Validator
-from exporter.yamlload import load_yaml
+from exporter.config.validate import ConfigError, Secret, Validator
+from exporter.config.yamlload import load_yaml
 
 CLIENT_AUTH_TYPES: Mapping[str, ssl.VerifyMode] = MappingProxyType(
     {
@@ -179,17 +178,6 @@ class WebConfig:
     tls: TLSConfig | None = None
     users: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     headers: tuple[tuple[str, str], ...] = ()
-    # The checks' shared state: caches, hashing slots, equal-work pacing.
-    basic_auth: BasicAuth = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "basic_auth", BasicAuth(self.users))
-
-    @property
-    def decoy_hash(self) -> bytes:
-        """The hash of the highest configured cost, checked for unknown user names
-        so that a wrong name costs as much as a wrong password."""
-        return self.basic_auth.decoy
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if self.tls is None:
@@ -238,16 +226,8 @@ class WebConfig:
 
     @property
     def auth_required(self) -> bool:
+        """Whether requests need basic auth (checked by exporter/web/basicauth.py)."""
         return bool(self.users)
-
-    def check_basic_auth(self, header: str | None) -> bool:
-        """True when the Authorization header carries a configured user's password."""
-        return self.authenticate(header) is Verdict.ALLOWED
-
-    def authenticate(self, header: str | None, interrupt: Interrupt | None = None) -> Verdict:
-        """Check the Authorization header (see exporter/basicauth.py); ``interrupt``
-        is the connection's, so a check whose connection is cut stops waiting."""
-        return self.basic_auth.check(header, interrupt)
 
 
 class EncryptedKeyError(ValueError):

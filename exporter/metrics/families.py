@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from exporter.discovery import KnownMachine
-from exporter.machine_kinds import Discovery
-from exporter.machine_samples import (
+from exporter.kinds.discovery import Discovery
+from exporter.kinds.ev_dashboard import Reading
+from exporter.kinds.machine_status import MachineStatus
+from exporter.metrics.machine_families import (
     MACHINE_FAMILIES,
     MachineSample,
     discovered_sample,
@@ -19,10 +20,8 @@ from exporter.machine_samples import (
     machine_labels,
     status_samples,
 )
-from exporter.machine_status import MachineStatus
-from exporter.reading import Reading
-from exporter.store import TargetState
-from exporter.targets import EV_DASHBOARD, Target
+from exporter.polling.store import TargetState
+from exporter.targets import EV_DASHBOARD, KnownMachine, Target
 
 _POLLED = "Polled in the background from the Lynx API evDashboard endpoint"
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from exporter.discovery import KnownMachine
-from exporter.machine_status import MachineStatus
+from exporter.kinds.machine_status import MachineStatus
+from exporter.targets import KnownMachine
 
 __all__ = [
     "DISCOVERED_MACHINES",

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import disable_created_metrics
 
-from exporter.upstream import Dropped
+from exporter.lynx.upstream import Dropped
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide: ours are the only ones
 

@@ -19,27 +19,27 @@ from prometheus_client.process_collector import ProcessCollector
 from structlog.typing import FilteringBoundLogger
 
 from exporter import __version__
-from exporter.budget import notes, once_deadline, request_budget, warnings
-from exporter.client import LynxClient, RequestObserver
-from exporter.collector import (
+from exporter.config import Config, ConfigError, LynxConfig
+from exporter.logs import SecretScrubber
+from exporter.lynx.client import LynxClient, RequestObserver
+from exporter.lynx.ratelimit import RateLimiter, TokenGate
+from exporter.metrics.collector import (
     AccessTokenCollector,
     BudgetCollector,
     PollCollector,
     SelfCollector,
     token_expiries,
 )
-from exporter.config import Config, ConfigError, LynxConfig
-from exporter.exposition import ExpositionCache
-from exporter.landing import PageInfo, render_landing, render_target_page
-from exporter.logs import SecretScrubber
-from exporter.machine_watch import MachineWatch, discovered_machines
-from exporter.poller import Plan, Poller
-from exporter.ratelimit import RateLimiter, TokenGate
-from exporter.render_guard import RenderGuard
-from exporter.routes import Response
-from exporter.stats import Stats
-from exporter.store import SnapshotStore, Transition
+from exporter.metrics.exposition import ExpositionCache
+from exporter.metrics.render_guard import RenderGuard
+from exporter.metrics.stats import Stats
+from exporter.polling.budget import notes, once_deadline, request_budget, warnings
+from exporter.polling.machine_watch import MachineWatch, discovered_machines
+from exporter.polling.poller import Plan, Poller
+from exporter.polling.store import SnapshotStore, Transition
 from exporter.targets import DISCOVERY, Shard, Target, TargetKey, build_targets
+from exporter.web.landing import PageInfo, render_landing, render_target_page
+from exporter.web.routes import Response
 
 ConfigLoader = Callable[[], Config]
 MAX_RENDER_GAP = 60.0  # seconds: even at a very long interval, render at least this often

@@ -1,30 +1,24 @@
-"""Machine discovery: ``GET /v1/machines?ActorID=`` pages → the actor's machines. Pure.
+"""The ``discovery`` request kind (see exporter/kinds/base.py).
 
-Rules:
-- page with ``ResultsLimit``/``ResultsOffset`` until an **empty** page: a short page
-  does not prove the end (the server may cap the page size);
-- a listing is *complete* only when every page up to the empty one succeeded; a
-  failed or partial listing keeps the last complete one, so a machine disappears
-  only after a complete, successful listing without it;
-- kept kinds: ``discovery.machine_types`` (default the EV kinds);
-- configured machines override the names of discovered ones and are added when
-  the API does not list them;
-- the ``machine`` label: configured name, else ``MachineName``, else the id, else
-  the number; names that repeat within an actor get `` (id)`` appended (and a
-  counter if even that is taken: :func:`unique_labels`) so every machine keeps
-  its own series.
+- ``discovery``: ``GET /v1/machines?ActorID=`` for one actor, every page until an
+  empty one (:func:`fetch_pages`); the answer becomes a :class:`Discovery`, the
+  kept machines of a *complete* listing. A failed page fails the whole poll, so
+  the store keeps the previous listing (a machine disappears only after a
+  complete, successful listing without it).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Final, TypeVar
 
-from exporter.config import MachineConfig
-from exporter.reading import BadPayload
-from exporter.upstream import (
+from exporter.config import Config, Secret
+from exporter.kinds.base import BadPayload, Problem, Request
+from exporter.lynx.client import Answer
+from exporter.lynx.upstream import (
     INT32_MAX,
     Dropped,
     Rejected,
@@ -33,13 +27,16 @@ from exporter.upstream import (
     read_int,
     read_text,
 )
+from exporter.targets import DISCOVERY, MachineInfo, Target
 
 __all__ = [
+    "MAX_PAGES",
+    "MAX_RECORDS",
     "PAGE_SIZE",
-    "KnownMachine",
-    "MachineInfo",
+    "Discovery",
+    "DiscoveryKind",
     "PageResult",
-    "merge_machines",
+    "fetch_pages",
     "next_offset",
     "parse_machine_page",
     "settle_listing",
@@ -52,29 +49,9 @@ MAX_PAGES: Final = 1000
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True)
-class MachineInfo:
-    """One ``MachineInfo`` record, the fields the exporter uses."""
-
-    machine_id: int
-    actor_id: int | None = None
-    name: str | None = None
-    number: str | None = None
-    machine_type: int | None = None
-    city: str | None = None
-    latitude: float | None = None
-    longitude: float | None = None
-    tz_offset_hours: float | None = None
-
-
-@dataclass(frozen=True)
-class KnownMachine:
-    """A machine to poll: configured, discovered, or both."""
-
-    machine_id: int | None
-    number: str | None
-    label: str
-    info: MachineInfo | None = None  # None: configured only, never listed
+GetJson = Callable[[str, Mapping[str, str], Secret], Answer]
+# More machines than any operator has: a listing that keeps going is refused.
+MAX_RECORDS = 20_000
 
 
 @dataclass(frozen=True)
@@ -193,68 +170,72 @@ def settle_listing(
     return tuple(kept), True
 
 
-def _matches(configured: MachineConfig, info: MachineInfo) -> bool:
-    if configured.id is not None:
-        return configured.id == info.machine_id
-    return configured.number is not None and configured.number == info.number
+@dataclass(frozen=True)
+class Discovery:
+    """A complete listing's kept machines, in API order."""
+
+    machines: tuple[MachineInfo, ...]
+    problems: tuple[Problem, ...] = ()
+    # Records skipped and values dropped while reading the pages: counted per poll,
+    # not part of what the listing is (two listings of the same machines are equal).
+    dropped: tuple[Dropped, ...] = field(default=(), compare=False)
 
 
-def unique_labels(
-    bases: Sequence[str], ids: Sequence[int | None], numbers: Sequence[str | None]
-) -> list[str]:
-    """One ``machine`` label per machine, unique within its actor, never empty. Pure.
+@dataclass(frozen=True)
+class DiscoveryKind:
+    name: str = DISCOVERY
 
-    A base (the machine's name, else its id or number) that no other machine shares
-    is its label, and so is a base that is the machine's own id (ids are unique).
-    The others get `` (<id, else number>)`` appended, and a further `` (2)``,
-    `` (3)``... while that is taken too (a machine may be *named* ``dup (7013)``),
-    so no two machines of an actor can ever publish the same series, whatever names
-    the API sends."""
-    counts = Counter(bases)
-    claims = [
-        bool(base) and (counts[base] == 1 or base == str(machine_id))
-        for base, machine_id in zip(bases, ids, strict=True)
-    ]
-    taken = {base for base, claim in zip(bases, claims, strict=True) if claim}
-    labels: list[str] = []
-    for base, claim, machine_id, number in zip(bases, claims, ids, numbers, strict=True):
-        if claim:
-            labels.append(base)
-            continue
-        suffix = str(machine_id) if machine_id is not None else number or ""
-        stem = f"{base} ({suffix})" if base else f"({suffix})"
-        label, extra = stem, 2
-        while label in taken:
-            label, extra = f"{stem} ({extra})", extra + 1
-        taken.add(label)
-        labels.append(label)
-    return labels
+    def request(self, target: Target, now: datetime) -> Request:
+        """Pure."""
+        return Request("/v1/machines", {"ActorID": str(target.actor_id)}, paged=True)
+
+    def parse(self, payload: object, target: Target, config: Config) -> Discovery:
+        """Pure: ``payload`` is the list of page payloads :func:`fetch_pages` read."""
+        if not isinstance(payload, list):
+            raise BadPayload("expected the pages of a listing")
+        pages, offset = [], 0
+        dropped: list[Dropped] = []
+        for page_payload in payload:
+            records, lost = parse_machine_page(page_payload)
+            pages.append(PageResult(offset, records))
+            dropped.extend(lost)
+            # The offset counts what the server sent: skipped records held a place too.
+            offset += len(page_payload) if isinstance(page_payload, list) else len(records)
+        machines, complete = settle_listing(None, pages, config.discovery.machine_types)
+        ended = bool(payload) and payload[-1] == []  # skipped records leave a page non-empty
+        if not complete or not ended or machines is None:
+            raise BadPayload("the listing did not end with an empty page")
+        return Discovery(machines, dropped=tuple(dropped))
 
 
-def merge_machines(
-    configured: Sequence[MachineConfig], discovered: Sequence[MachineInfo] | None
-) -> tuple[KnownMachine, ...]:
-    """Discovered machines (API order) with configured names, then the configured
-    machines the API did not list. Pure."""
-    used: set[int] = set()
-    merged: list[tuple[int | None, str | None, str | None, MachineInfo | None]] = []
-    for info in discovered or ():
-        match = next((i for i, c in enumerate(configured) if _matches(c, info)), None)
-        name = configured[match].name if match is not None else None
-        if match is not None:
-            used.add(match)
-        merged.append((info.machine_id, info.number, name or info.name, info))
-    for index, machine in enumerate(configured):
-        if index not in used:
-            merged.append((machine.id, machine.number, machine.name, None))
+def fetch_pages(
+    get_json: GetJson, path: str, params: Mapping[str, str], credential: Secret
+) -> Answer:
+    """Every page of a ``ResultsLimit``/``ResultsOffset`` listing until an empty one.
 
-    bases = [
-        name or (str(mid) if mid is not None else number or "") for mid, number, name, _ in merged
-    ]
-    ids = [machine_id for machine_id, _, _, _ in merged]
-    labels = unique_labels(bases, ids, [number for _, number, _, _ in merged])
-    result = [
-        KnownMachine(entry[0], entry[1], label, entry[3])
-        for entry, label in zip(merged, labels, strict=True)
-    ]
-    return tuple(result)
+    The answer's payload is the list of page payloads; attempts add up, duration
+    is the whole listing's. A failed page raises (the caller keeps the last list).
+    A server that ignores the offset (the same page again) or never ends (more
+    than MAX_RECORDS records) stops the listing early: it is then incomplete, and
+    :meth:`DiscoveryKind.parse` refuses it.
+    """
+    started = time.monotonic()
+    pages: list[object] = []
+    attempts, offset, records = 0, 0, 0
+    status = 200
+    while True:
+        page_params = {**params, "ResultsLimit": str(PAGE_SIZE), "ResultsOffset": str(offset)}
+        answer = get_json(path, page_params, credential)
+        attempts += answer.attempts
+        status = answer.status
+        page = answer.payload
+        if not isinstance(page, list) or (pages and page and page == pages[-1]):
+            pages.append(page)
+            break  # not a listing, or the same page again: parse reports it
+        pages.append(page)
+        records += len(page)
+        following = next_offset(offset, page, len(pages))
+        if following is None or records > MAX_RECORDS:
+            break
+        offset = following
+    return Answer(pages, status, attempts, time.monotonic() - started)

@@ -17,9 +17,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
-from exporter.config import DurationUnit, EnergyUnit
-from exporter.upstream import INT32_MAX, Dropped, Rejected, read_float, read_text, short_repr
+from exporter.config import Config, DurationUnit, EnergyUnit
+from exporter.kinds.base import BadPayload, Problem, Request, Result
+from exporter.kinds.windows import window_params
+from exporter.lynx.upstream import INT32_MAX, Dropped, Rejected, read_float, read_text, short_repr
+from exporter.targets import EV_DASHBOARD, Target
 
 JOULES_PER_WH = 3600.0
 ENERGY_FACTORS: Mapping[str, float] = {
@@ -29,10 +33,6 @@ ENERGY_FACTORS: Mapping[str, float] = {
 }
 DURATION_FACTORS: Mapping[str, float] = {"seconds": 1.0, "minutes": 60.0, "hours": 3600.0}
 MAX_UNIT_CHARS = 16  # "kWh"; a longer symbol is shown cut in the unknown-unit error
-
-
-class BadPayload(ValueError):
-    """The answer as a whole is unusable (not JSON, not an object)."""
 
 
 @dataclass(frozen=True)
@@ -55,15 +55,6 @@ class MachineFigures:
     sales_amount: float | None = None
     charging_duration_seconds: float | None = None
     energy_joules: float | None = None
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A field we could not use. ``reason`` is a poll-error reason label."""
-
-    reason: str  # "bad_payload" | "unknown_unit"
-    field: str
-    detail: str
 
 
 @dataclass(frozen=True)
@@ -218,3 +209,24 @@ def parse_payload(
         time_period=time_period,
         problems=tuple(problems),
     )
+
+
+@dataclass(frozen=True)
+class EvDashboard:
+    """``GET /v1/actors/{actor}/evDashboard`` for one actor or machine and window."""
+
+    name: str = EV_DASHBOARD
+
+    def request(self, target: Target, now: datetime) -> Request:
+        """Pure."""
+        params = {**window_params(target.window, now), **target.machine_params()}
+        return Request(f"/v1/actors/{target.actor_id}/evDashboard", params)
+
+    def parse(self, payload: object, target: Target, config: Config) -> Result:
+        """Pure."""
+        return parse_payload(
+            payload,
+            duration_unit=config.units.duration,
+            energy_unit=config.units.energy,
+            want_operator=target.operator_status,
+        )

@@ -15,12 +15,11 @@ from collections.abc import Collection, Mapping, Sequence
 
 from structlog.typing import FilteringBoundLogger
 
-from exporter.discovery import MachineInfo
-from exporter.machine_kinds import Discovery
-from exporter.machine_status import MachineStatus
-from exporter.stats import Stats
-from exporter.store import Snapshot, Transition
-from exporter.targets import DISCOVERY, TargetKey
+from exporter.kinds.discovery import Discovery
+from exporter.kinds.machine_status import MachineStatus
+from exporter.metrics.stats import Stats
+from exporter.polling.store import Snapshot, Transition
+from exporter.targets import DISCOVERY, MachineInfo, TargetKey
 
 __all__ = ["MachineWatch", "discovered_machines"]
 

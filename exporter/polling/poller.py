@@ -47,14 +47,15 @@ from functools import cached_property
 
 from structlog.typing import FilteringBoundLogger
 
-from exporter.client import LynxClient, LynxError, RateLimitedError, Stopped
 from exporter.config import Config, RefreshToken
-from exporter.kinds import BadPayload, RequestKind, all_kinds
-from exporter.machine_kinds import fetch_pages
-from exporter.ratelimit import TokenGate
-from exporter.schedule import first_due, next_due, phases
-from exporter.stats import Stats
-from exporter.store import PollOutcome, SnapshotStore, Transition
+from exporter.kinds import all_kinds
+from exporter.kinds.base import BadPayload, RequestKind
+from exporter.kinds.discovery import fetch_pages
+from exporter.lynx.client import LynxClient, LynxError, RateLimitedError, Stopped
+from exporter.lynx.ratelimit import TokenGate
+from exporter.metrics.stats import Stats
+from exporter.polling.schedule import first_due, next_due, phases
+from exporter.polling.store import PollOutcome, SnapshotStore, Transition
 from exporter.targets import EV_DASHBOARD, Target, TargetKey
 
 BATCH_WINDOW = 0.25  # seconds: at most one snapshot swap per window under load

@@ -32,18 +32,41 @@ reload and shutdown are the same for every kind.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from exporter.config import Config
-from exporter.reading import BadPayload, parse_payload
-from exporter.store import Result
-from exporter.targets import EV_DASHBOARD, Target
-from exporter.windows import window_params
+from exporter.lynx.upstream import Dropped
+from exporter.targets import Target
 
-__all__ = ["KINDS", "BadPayload", "EvDashboard", "Request", "RequestKind", "all_kinds"]
+__all__ = ["BadPayload", "Problem", "Request", "RequestKind", "Result"]
+
+
+class BadPayload(ValueError):
+    """The answer as a whole is unusable (not JSON, not an object)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A field we could not use. ``reason`` is a poll-error reason label."""
+
+    reason: str  # "bad_payload" | "unknown_unit"
+    field: str
+    detail: str
+
+
+class Result(Protocol):
+    """What a request kind's parse function returns (e.g. a :class:`Reading`):
+    anything that says which of its fields were unusable (``problems``: the target
+    is down) and which values it read as absent (``dropped``: only counted)."""
+
+    @property
+    def problems(self) -> Sequence[Problem]: ...
+
+    @property
+    def dropped(self) -> Sequence[Dropped]: ...
 
 
 @dataclass(frozen=True)
@@ -68,35 +91,3 @@ class RequestKind(Protocol):
     def parse(self, payload: object, target: Target, config: Config) -> Result:
         """Pure: the answer read; raises :class:`BadPayload` if unusable."""
         ...
-
-
-@dataclass(frozen=True)
-class EvDashboard:
-    """``GET /v1/actors/{actor}/evDashboard`` for one actor or machine and window."""
-
-    name: str = EV_DASHBOARD
-
-    def request(self, target: Target, now: datetime) -> Request:
-        """Pure."""
-        params = {**window_params(target.window, now), **target.machine_params()}
-        return Request(f"/v1/actors/{target.actor_id}/evDashboard", params)
-
-    def parse(self, payload: object, target: Target, config: Config) -> Result:
-        """Pure."""
-        return parse_payload(
-            payload,
-            duration_unit=config.units.duration,
-            energy_unit=config.units.energy,
-            want_operator=target.operator_status,
-        )
-
-
-KINDS: Mapping[str, RequestKind] = {EV_DASHBOARD: EvDashboard()}
-
-
-def all_kinds() -> Mapping[str, RequestKind]:
-    """Every request kind by name: evDashboard and the machine kinds
-    (``machine_status``, ``discovery``: exporter/machine_kinds.py)."""
-    from exporter.machine_kinds import MACHINE_KINDS  # noqa: PLC0415 - it builds on Request
-
-    return {**KINDS, **MACHINE_KINDS}
