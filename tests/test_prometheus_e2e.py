@@ -3,9 +3,10 @@
 Every dashboard query (variables substituted with real values) must return
 data on a healthy fleet (no "No data" panel: the error panels show 0), a 429
 must then show in its panel, and NayaxEVMachinesSilent must reach `firing`
-once the simulator silences machines. The shipped rules are used as they are,
-except that every `for:` is shortened in the test's copy so the alert fires
-within seconds.
+once the simulator silences machines, and the uptime signal must drop to 0 for
+those chargers. The shipped rules are used as they are, except that every
+`for:` and group interval is shortened in the test's copy so the alert fires
+within seconds; no rule may fail to evaluate.
 """
 
 from __future__ import annotations
@@ -99,6 +100,16 @@ class Prometheus:
             "data"
         ]["alerts"]
         return alerts
+
+    def rule_errors(self) -> dict[str, str]:
+        """Rule name -> last evaluation error, for every rule that failed."""
+        groups = requests.get(f"{self.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        return {
+            rule["name"]: rule.get("lastError", "")
+            for group in groups
+            for rule in group["rules"]
+            if rule.get("health") == "err"
+        }
 
     def targets_up(self) -> bool:
         active = requests.get(f"{self.url}/api/v1/targets", timeout=5).json()["data"][
@@ -284,4 +295,20 @@ def test_every_dashboard_query_returns_data_and_silent_alert_fires(
     firing = [a for a in prometheus.alerts() if a["labels"]["alertname"] == "NayaxEVMachinesSilent"]
     assert {a["labels"]["actor"] for a in firing} == {"Acme Charging"}
     assert "2 silent machine" in firing[0]["annotations"]["description"]
+
+    # The uptime signal, recorded by the shipped rules from the exporter's real
+    # series: one per charger (no instance label), 0 for the two silenced ones.
+    def communicating() -> dict[str, float]:
+        found = prometheus.query("nayax_ev:machine_communicating")
+        assert all("instance" not in r["metric"] for r in found)
+        return {r["metric"]["machine"]: float(r["value"][1]) for r in found}
+
+    silenced = {"Acme Charging 0", "Acme Charging 1"}  # silence() takes the first ones
+
+    def signal_shows_outage() -> bool:
+        return {name for name, up in communicating().items() if up == 0} == silenced
+
+    wait_for(signal_shows_outage, timeout=30, interval=0.5, what="the uptime signal at 0")
+    assert len(communicating()) == 8
+    assert prometheus.rule_errors() == {}
     assert exporter.healthy()
