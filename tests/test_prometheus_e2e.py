@@ -36,14 +36,15 @@ from tests.harness import (
 pytestmark = pytest.mark.e2e
 
 DASHBOARD = REPO / "grafana" / "dashboards" / "nayax-ev.json"
+UPTIME_DASHBOARD = REPO / "grafana" / "dashboards" / "nayax-ev-uptime.json"
 RULES = REPO / "prometheus" / "alerts.yml"
 JOB = "nayax-ev"
 RATE_INTERVAL = "15s"  # Grafana's $__rate_interval is at least 4 scrape intervals
 
 
-def dashboard_queries() -> list[tuple[str, str]]:
+def dashboard_queries(path: Path = DASHBOARD) -> list[tuple[str, str]]:
     """(panel title, expr) for every query of every panel, rows included."""
-    document = json.loads(DASHBOARD.read_text())
+    document = json.loads(path.read_text())
     found: list[tuple[str, str]] = []
 
     def walk(panels: list[dict[str, Any]]) -> None:
@@ -310,5 +311,16 @@ def test_every_dashboard_query_returns_data_and_silent_alert_fires(
 
     wait_for(signal_shows_outage, timeout=30, interval=0.5, what="the uptime signal at 0")
     assert len(communicating()) == 8
+
+    # Every query of the "Charger uptime" dashboard runs on the real server (its
+    # 30-day series need an hour of recording; the per-minute one counts already).
+    everything = {"job": JOB, "actor": ".+", "machine": ".+"}
+    uptime_queries = dict(dashboard_queries(UPTIME_DASHBOARD))
+    for expr in uptime_queries.values():
+        prometheus.query(substitute(expr, everything))  # asserts status "success"
+    (in_outage,) = prometheus.query(
+        substitute(uptime_queries["Chargers in outage now"], everything)
+    )
+    assert float(in_outage["value"][1]) == 2
     assert prometheus.rule_errors() == {}
     assert exporter.healthy()
