@@ -42,6 +42,7 @@ from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import geomap as geomap_model
 
 UID = "nayax-ev"
+Grid = tuple[int, int, int, int]  # x, y, width, height
 J_PER_KWH = "3.6e6"  # 1 kWh = 3.6e6 J
 # Self-observation series of actor-wide targets have machine="" (no label):
 # with "|" they stay visible whatever machines are selected.
@@ -159,8 +160,9 @@ def per_window(metric: str, extra: str = "") -> str:
     return f"sum by (window{extra}) (max by (actor_id, window{extra}) ({metric}{OPERATOR_WINDOW}))"
 
 
-def charging_business(ids: Ids, y: int) -> Section:
-    specs = [
+def _business_panels(y: int) -> list[tuple[str, str, str, int | None, str, str, Grid]]:
+    """(title, description, unit, decimals, expr, legend, place) of each panel."""
+    return [
         (
             "Energy delivered",
             "Energy delivered by the selected operators' chargers, in kWh "
@@ -211,9 +213,12 @@ def charging_business(ids: Ids, y: int) -> Section:
             (16, y + 9, 8, 8),
         ),
     ]
+
+
+def charging_business(ids: Ids, y: int) -> Section:
     heading = row(ids, "Charging business", y)
     panels: list[Panel] = []
-    for title, description, unit, decimals, expr, legend_format, grid in specs:
+    for title, description, unit, decimals, expr, legend_format, grid in _business_panels(y):
         panel = lines().min(0).with_target(query("A", expr, legend_format))
         if decimals is not None:
             panel.decimals(decimals)

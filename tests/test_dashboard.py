@@ -663,6 +663,37 @@ def expect(expr: str, labels: str, value: float) -> dict[str, Any]:
     return {"expr": expr, "eval_time": "20m", "exp_samples": [{"labels": labels, "value": value}]}
 
 
+def value_checks() -> list[dict[str, Any]]:
+    """Queries whose values on the contract series are known."""
+    return [
+        {
+            "expr": expr_of("Energy delivered"),
+            "eval_time": "20m",
+            "exp_samples": [{"labels": '{window="24h"}', "value": 500}],
+        },
+        {
+            "expr": expr_of("Average session duration"),
+            "eval_time": "20m",
+            "exp_samples": [{"labels": '{window="24h"}', "value": 1800}],
+        },
+        {
+            "expr": expr_of("Silent ratio"),
+            "eval_time": "20m",
+            "exp_samples": [{"labels": '{actor_id="1001", actor="Acme Charging"}', "value": 0.2}],
+        },
+        expect(expr_of("Fleet uptime, 30 days", UPTIME), "{}", 0.9642857142857143),
+        expect(expr_of("Chargers below target", UPTIME), "{}", 1),
+        expect(expr_of("Chargers not yet judged", UPTIME), "{}", 0),
+        expect(expr_of("Chargers in outage now", UPTIME), "{}", 1),
+        expect(expr_of("Outage minutes per hour", UPTIME), '{actor="Acme Charging"}', 45),
+        expect(
+            expr_of("Operator uptime per hour", UPTIME),
+            '{actor="Acme Charging"}',
+            0.25,
+        ),
+    ]
+
+
 def test_every_query_returns_data_on_contract_series(tmp_path: Path) -> None:
     """Each query, as an alert ``count(query) > 0``, must fire on contract-shaped data.
 
@@ -698,37 +729,7 @@ def test_every_query_returns_data_on_contract_series(tmp_path: Path) -> None:
                     {"alertname": name, "eval_time": "20m", "exp_alerts": [{"exp_labels": {}}]}
                     for name in alert_names.values()
                 ],
-                "promql_expr_test": [
-                    {
-                        "expr": expr_of("Energy delivered"),
-                        "eval_time": "20m",
-                        "exp_samples": [{"labels": '{window="24h"}', "value": 500}],
-                    },
-                    {
-                        "expr": expr_of("Average session duration"),
-                        "eval_time": "20m",
-                        "exp_samples": [{"labels": '{window="24h"}', "value": 1800}],
-                    },
-                    {
-                        "expr": expr_of("Silent ratio"),
-                        "eval_time": "20m",
-                        "exp_samples": [
-                            {"labels": '{actor_id="1001", actor="Acme Charging"}', "value": 0.2}
-                        ],
-                    },
-                    expect(expr_of("Fleet uptime, 30 days", UPTIME), "{}", 0.9642857142857143),
-                    expect(expr_of("Chargers below target", UPTIME), "{}", 1),
-                    expect(expr_of("Chargers not yet judged", UPTIME), "{}", 0),
-                    expect(expr_of("Chargers in outage now", UPTIME), "{}", 1),
-                    expect(
-                        expr_of("Outage minutes per hour", UPTIME), '{actor="Acme Charging"}', 45
-                    ),
-                    expect(
-                        expr_of("Operator uptime per hour", UPTIME),
-                        '{actor="Acme Charging"}',
-                        0.25,
-                    ),
-                ],
+                "promql_expr_test": value_checks(),
             }
         ],
     }

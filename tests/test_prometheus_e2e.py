@@ -224,6 +224,36 @@ def substitute(expr: str, values: dict[str, str]) -> str:
     return expr
 
 
+def check_uptime_rules(prometheus: Prometheus) -> None:
+    """After two of Acme's chargers were silenced: the uptime signal, recorded by the
+    shipped rules from the exporter's real series (one per charger, no instance
+    label, 0 for the two silenced ones), and the uptime dashboard's queries."""
+
+    def communicating() -> dict[str, float]:
+        found = prometheus.query("nayax_ev:machine_communicating")
+        assert all("instance" not in r["metric"] for r in found)
+        return {r["metric"]["machine"]: float(r["value"][1]) for r in found}
+
+    silenced = {"Acme Charging 0", "Acme Charging 1"}  # silence() takes the first ones
+
+    def signal_shows_outage() -> bool:
+        return {name for name, up in communicating().items() if up == 0} == silenced
+
+    wait_for(signal_shows_outage, timeout=30, interval=0.5, what="the uptime signal at 0")
+    assert len(communicating()) == 8
+
+    # Every query of the "Charger uptime" dashboard runs on the real server (its
+    # 30-day series need an hour of recording; the per-minute one counts already).
+    everything = {"job": JOB, "actor": ".+", "machine": ".+"}
+    uptime_queries = dict(dashboard_queries(UPTIME_DASHBOARD))
+    for expr in uptime_queries.values():
+        prometheus.query(substitute(expr, everything))  # asserts status "success"
+    (in_outage,) = prometheus.query(
+        substitute(uptime_queries["Chargers in outage now"], everything)
+    )
+    assert float(in_outage["value"][1]) == 2
+
+
 def test_every_dashboard_query_returns_data_and_silent_alert_fires(
     stack: tuple[SimulatorServer, ExporterProcess, Prometheus],
 ) -> None:
@@ -297,30 +327,6 @@ def test_every_dashboard_query_returns_data_and_silent_alert_fires(
     assert {a["labels"]["actor"] for a in firing} == {"Acme Charging"}
     assert "2 silent machine" in firing[0]["annotations"]["description"]
 
-    # The uptime signal, recorded by the shipped rules from the exporter's real
-    # series: one per charger (no instance label), 0 for the two silenced ones.
-    def communicating() -> dict[str, float]:
-        found = prometheus.query("nayax_ev:machine_communicating")
-        assert all("instance" not in r["metric"] for r in found)
-        return {r["metric"]["machine"]: float(r["value"][1]) for r in found}
-
-    silenced = {"Acme Charging 0", "Acme Charging 1"}  # silence() takes the first ones
-
-    def signal_shows_outage() -> bool:
-        return {name for name, up in communicating().items() if up == 0} == silenced
-
-    wait_for(signal_shows_outage, timeout=30, interval=0.5, what="the uptime signal at 0")
-    assert len(communicating()) == 8
-
-    # Every query of the "Charger uptime" dashboard runs on the real server (its
-    # 30-day series need an hour of recording; the per-minute one counts already).
-    everything = {"job": JOB, "actor": ".+", "machine": ".+"}
-    uptime_queries = dict(dashboard_queries(UPTIME_DASHBOARD))
-    for expr in uptime_queries.values():
-        prometheus.query(substitute(expr, everything))  # asserts status "success"
-    (in_outage,) = prometheus.query(
-        substitute(uptime_queries["Chargers in outage now"], everything)
-    )
-    assert float(in_outage["value"][1]) == 2
+    check_uptime_rules(prometheus)
     assert prometheus.rule_errors() == {}
     assert exporter.healthy()
