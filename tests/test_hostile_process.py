@@ -9,7 +9,7 @@ Real exporter processes against the in-test simulator:
 - the first round starts at once: ``--once`` at the default 60 s interval ends in
   seconds, ``/-/ready`` is not an interval late;
 - signal handlers come before anything slow: SIGHUP while the config is still
-  being read (a token file that blocks) is a reload, not death, and SIGTERM
+  being read (a load the test holds open) is a reload, not death, and SIGTERM
   ends the process within 5 s during start-up and during a reload that hangs.
 """
 
@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -286,21 +287,70 @@ def feed_fifo(path: Path, text: str, timeout: float = 10.0) -> None:
         os.close(descriptor)
 
 
-def blocking_token_config(simulator: SimulatorServer, tmp_path: Path) -> Path:
-    """A config whose token file is a FIFO: reading it blocks until the test writes."""
-    fifo = tmp_path / "token"
-    os.mkfifo(fifo)
+# The real entry point, with every config load held until the test opens a gate
+# (a FIFO): the stand-in for a config that takes long to read. The exporter itself
+# no longer blocks on any file (a FIFO as token file is refused: test_special_files).
+GATED_RUN = """
+import os
+import exporter.cli as cli
+
+original = cli.load_config
+
+
+def gated(path, **kwargs):
+    with open(os.environ["EXPORTER_TEST_GATE"], "rb") as gate:  # waits for a writer
+        gate.read()
+    return original(path, **kwargs)
+
+
+cli.load_config = gated
+from exporter.launch import run
+
+run()
+"""
+
+
+class GatedExporter(ExporterProcess):
+    """An exporter process whose config loads wait for ``feed_fifo(gate, ...)``."""
+
+    def start(self, wait_healthy: bool = False) -> GatedExporter:
+        assert not wait_healthy  # the load waits for the test
+        command = [
+            sys.executable,
+            "-c",
+            GATED_RUN,
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--log.format=json",
+            *self.args,
+        ]
+        self.process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+        return self
+
+
+def gated_exporter(simulator: SimulatorServer, tmp_path: Path) -> tuple[GatedExporter, Path]:
+    """A started exporter whose config load blocks until the test feeds the gate."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
     document = simulator_config(simulator.url, actor_wide(simulator), interval="1s")
-    del document["lynx"]["token"]
-    document["lynx"]["token_file"] = str(fifo)
-    return write(tmp_path / "config.yaml", document)
+    config = write(tmp_path / "config.yaml", document)
+    exporter = GatedExporter(
+        args=[f"--config.file={config}"], env={"EXPORTER_TEST_GATE": str(gate)}
+    )
+    return exporter.start(), gate
 
 
 def test_sighup_while_starting_is_a_reload_and_sigterm_beats_a_hung_reload(
     simulator: SimulatorServer, tmp_path: Path
 ) -> None:
-    config = blocking_token_config(simulator, tmp_path)
-    exporter = ExporterProcess(args=[f"--config.file={config}"]).start(wait_healthy=False)
+    exporter, gate = gated_exporter(simulator, tmp_path)
     assert exporter.process is not None
     pid = exporter.process.pid
     try:
@@ -309,10 +359,10 @@ def test_sighup_while_starting_is_a_reload_and_sigterm_beats_a_hung_reload(
         exporter.signal(signal.SIGHUP)
         time.sleep(0.5)
         assert exporter.process.poll() is None, "SIGHUP during start-up killed the process"
-        feed_fifo(tmp_path / "token", TOKEN)
+        feed_fifo(gate, "go")
         wait_for(exporter.healthy, timeout=15, what="the exporter to start")
-        # The SIGHUP's reload now reads the FIFO again and blocks: a reload that
-        # does not end. SIGTERM must still end the process promptly.
+        # The SIGHUP's reload now waits at the gate again: a reload that does
+        # not end. SIGTERM must still end the process promptly.
         wait_for(
             lambda: any('"reloading configuration"' in line for line in exporter.log_lines),
             timeout=5,
@@ -329,13 +379,12 @@ def test_sighup_while_starting_is_a_reload_and_sigterm_beats_a_hung_reload(
 
 
 def test_sigterm_during_start_up_exits_promptly(simulator: SimulatorServer, tmp_path: Path) -> None:
-    config = blocking_token_config(simulator, tmp_path)
-    exporter = ExporterProcess(args=[f"--config.file={config}"]).start(wait_healthy=False)
+    exporter, _gate = gated_exporter(simulator, tmp_path)
     assert exporter.process is not None
     pid = exporter.process.pid
     try:
         wait_for(lambda: catches(pid, signal.SIGTERM), timeout=10, what="a SIGTERM handler")
-        time.sleep(0.3)  # well into reading the (blocking) config
+        time.sleep(0.3)  # well into reading the (held) config
         signalled = time.monotonic()
         exporter.signal(signal.SIGTERM)
         returncode = exporter.process.wait(timeout=EXIT_BUDGET + 5)
