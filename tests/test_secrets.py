@@ -90,9 +90,7 @@ def scan_http(exporter: ExporterProcess, where: str) -> None:
 
 
 def exchanges_granted(simulator: SimulatorServer) -> int:
-    return sum(
-        r.path == "/v1/issue-access-token" and r.status == 200 for r in simulator.requests()
-    )
+    return sum(r.path == "/v1/issue-access-token" and r.status == 200 for r in simulator.requests())
 
 
 def answered_twice(simulator: SimulatorServer, since: int, actors: set[int]) -> bool:
