@@ -43,6 +43,8 @@ from exporter.web.routes import Response
 
 ConfigLoader = Callable[[], Config]
 MAX_RENDER_GAP = 60.0  # seconds: even at a very long interval, render at least this often
+# What a reload that failed other than by an invalid file reports (with the error's class).
+RELOAD_ERROR = "the configuration could not be loaded"
 
 
 @dataclass(frozen=True)
@@ -291,22 +293,38 @@ class Exporter:
         return self.request_reload("http").result()
 
     def _reload(self, trigger: str) -> Sequence[str]:
-        """Re-read the config; on any error keep the running one."""
+        """Re-read the config; on any failure keep the running one.
+
+        Whatever fails — an invalid file (every problem with its key path), or
+        anything else the load raises (MemoryError, RecursionError, an OSError,
+        a bug) — is logged as ``config reload failed``, sets
+        ``nayax_ev_config_last_reload_successful`` to 0 and is returned for
+        ``POST /-/reload``'s 500; nothing running changes, since the new plan
+        is built in full before anything is swapped. Of an unexpected error only
+        its class is shown: its text may quote a file's content.
+
+        The reload thread cannot block for good, so it needs no watchdog: every
+        file is read through exporter/config/files.py (regular files only, checked
+        before a non-blocking open, at most a capped size), the YAML is bounded
+        (exporter/yamlload.py) and the rest is computation. Only a hung network
+        file system could hold it, and a watchdog could then abandon the thread,
+        not end it.
+        """
         self._log.info("reloading configuration", trigger=trigger)
         try:
             config = self._load()
+            discovered = discovered_machines(self.store.current())
+            targets = build_targets(config, self._options.shard, discovered)
+            plan = self._plan_for(config, targets, self._plan)
         except ConfigError as error:
-            self.stats.record_reload(False, time.time())
-            for message in error.errors:
-                self._log.error("config reload failed", problem=message)
-            return error.errors
+            return self._reload_failed(error.errors)
+        except Exception as error:  # no failure may end a reload unreported
+            return self._reload_failed([f"{RELOAD_ERROR} ({type(error).__name__})"])
         # Old tokens stay scrubbed too: requests carrying them may still be in flight.
         self._scrubber.set(secrets_of(config) + secrets_of(self.config))
-        discovered = discovered_machines(self.store.current())
-        targets = build_targets(config, self._options.shard, discovered)
-        self._plan = self._plan_for(config, targets, self._plan)
-        self.poller.configure(self._plan)
-        self._machines.forget_others(self._plan.targets)
+        self._plan = plan
+        self.poller.configure(plan)
+        self._machines.forget_others(plan.targets)
         self._actor_ids = actor_ids_of(targets)
         self.stats.track_actors(self._actor_ids)
         self.config = config
@@ -314,6 +332,12 @@ class Exporter:
         self._log.info("config reloaded", targets=len(targets))
         self._check_budget(config, targets)
         return ()
+
+    def _reload_failed(self, problems: Sequence[str]) -> Sequence[str]:
+        self.stats.record_reload(False, time.time())
+        for problem in problems:
+            self._log.error("config reload failed", problem=problem)
+        return problems
 
     # --- routes -----------------------------------------------------------------
 

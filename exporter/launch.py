@@ -1,19 +1,29 @@
 """The process entry point: signal handlers first, then everything slow.
 
-Only the standard library is imported before the handlers are installed, so a
-SIGHUP in the first second (a config-management tool reloading everything) is a
-reload, not the default "terminate". The process ends with ``os._exit`` once
-output is flushed: a poll worker blocked on a socket upstream (the executor's
-threads are not daemons) must not hold a SIGTERM beyond its 5 s.
+Nothing slow runs before the handlers are installed: this module imports only
+``os``, ``sys`` and exporter/signals.py (``signal``, ``threading``), and the package's ``__init__``
+looks nothing up (``exporter.__version__`` is lazy). So a SIGHUP a few
+milliseconds after the interpreter has started (a config-management tool
+reloading everything) is a reload, not the default "terminate"; what comes
+before the handlers is the interpreter's own start-up.
+
+The process ends with ``os._exit`` once output is flushed: a poll worker
+blocked on a socket upstream (the executor's threads are not daemons) must not
+hold a SIGTERM beyond its 5 s.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import NoReturn
 
 from exporter.signals import Signals
+
+# Not ``typing.TYPE_CHECKING``: importing typing costs milliseconds before the
+# handlers are installed; type checkers treat this name the same way.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 
 def run() -> NoReturn:

@@ -1,14 +1,19 @@
 """Signal handling: SIGTERM/SIGINT stop the process, SIGHUP reloads it.
 
-Standard library only: the entry point (exporter/launch.py) installs these
-handlers before it imports anything slow.
+The entry point (exporter/launch.py) installs these handlers before it imports
+anything slow, so this module imports only ``signal`` and ``threading``.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
-from types import FrameType
+
+# Not ``typing.TYPE_CHECKING``: importing typing costs milliseconds before the
+# handlers are installed; type checkers treat this name the same way.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import FrameType
 
 
 class Signals:

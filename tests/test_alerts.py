@@ -1,4 +1,5 @@
-"""Prometheus alerting rules, their promtool unit tests, the runbook and example configs.
+"""Prometheus alerting and recording rules, their promtool unit tests, the runbook,
+README's alerts table and example configs.
 
 promtool comes with Debian's ``prometheus`` package. Without it these tests
 skip locally, but fail when the ``CI`` environment variable is set.
@@ -20,6 +21,7 @@ PROMETHEUS_DIR = ROOT / "prometheus"
 ALERTS = PROMETHEUS_DIR / "alerts.yml"
 ALERTS_TEST = PROMETHEUS_DIR / "alerts_test.yml"
 RUNBOOK = ROOT / "docs" / "runbook.md"
+README = ROOT / "README.md"
 RUNBOOK_URL = "https://github.com/nayax-ev-exporter/nayax-ev-exporter/blob/main/docs/runbook.md#"
 
 # The alerts the project promises: name -> (severity, for).
@@ -36,9 +38,28 @@ REQUIRED_ALERTS = {
     "NayaxEVMachineSilent": ("critical", "5m"),
     "NayaxEVMachineDisconnected": ("warning", "30m"),
     "NayaxEVAccessTokenRenewalFailing": ("critical", "5m"),
+    "NayaxEVChargerUptimeAtRisk": ("warning", None),
 }
 # One alert per machine: the summary itself names the machine, its operator and city.
-PER_MACHINE_ALERTS = {"NayaxEVMachineSilent", "NayaxEVMachineDisconnected"}
+PER_MACHINE_ALERTS = {
+    "NayaxEVMachineSilent",
+    "NayaxEVMachineDisconnected",
+    "NayaxEVChargerUptimeAtRisk",
+}
+GROUPS = ["nayax-ev", "nayax-ev-uptime"]
+# The uptime recording rules, in evaluation order (later ones read earlier ones).
+UPTIME_RECORDS = [
+    "nayax_ev:machine_communicating",
+    "nayax_ev:machine_communicating:sum_1h",
+    "nayax_ev:machine_communicating:count_1h",
+    "nayax_ev:machine_communicating:ratio_1d",
+    "nayax_ev:machine_communicating:sum_30d",
+    "nayax_ev:machine_communicating:count_30d",
+    "nayax_ev:machine_communicating:ratio_30d",
+]
+# The labels that identify a charger in the uptime series (no instance: a charger
+# that moves to another shard keeps its history).
+CHARGER_LABELS = "job, actor_id, actor, machine_id, machine_number, machine"
 SEVERITIES = {"critical", "warning", "info"}
 # Alerts whose value is a constant (up/0/1), so the description does not print it.
 VALUE_NOT_INFORMATIVE = {
@@ -55,9 +76,19 @@ def load_yaml(path: Path) -> Any:
         return yaml.safe_load(handle)
 
 
-def alert_rules() -> list[dict[str, Any]]:
+def all_rules() -> list[dict[str, Any]]:
     groups = load_yaml(ALERTS)["groups"]
-    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for rule in all_rules() if "alert" in rule]
+
+
+def group(name: str) -> dict[str, Any]:
+    groups: list[dict[str, Any]] = load_yaml(ALERTS)["groups"]
+    (found,) = [g for g in groups if g["name"] == name]
+    return found
 
 
 def github_anchor(heading: str) -> str:
@@ -83,7 +114,7 @@ ALERT_NAMES = [rule["alert"] for rule in alert_rules()]
 
 def test_promtool_check_rules() -> None:
     output = run_promtool("check", "rules", "prometheus/alerts.yml")
-    assert f"SUCCESS: {len(ALERT_NAMES)} rules found" in output
+    assert f"SUCCESS: {len(all_rules())} rules found" in output
     assert "WARNING" not in output.upper()
 
 
@@ -106,7 +137,7 @@ def test_promtool_check_config(config: str) -> None:
 
 def test_rule_group_and_required_alerts() -> None:
     groups = load_yaml(ALERTS)["groups"]
-    assert [group["name"] for group in groups] == ["nayax-ev"]
+    assert [group["name"] for group in groups] == GROUPS
     rules = {rule["alert"]: rule for rule in alert_rules()}
     assert len(rules) == len(ALERT_NAMES), "duplicate alert names"
     for name, (severity, for_) in REQUIRED_ALERTS.items():
@@ -128,6 +159,9 @@ def test_required_alert_expressions() -> None:
     assert "nayax_ev_config_last_reload_successful == 0" in rules["NayaxEVConfigReloadFailed"]
     assert "< time() - 3600" in rules["NayaxEVMachineSilent"]
     assert "nayax_ev_machine_mqtt_connected == 0" in rules["NayaxEVMachineDisconnected"]
+    uptime = rules["NayaxEVChargerUptimeAtRisk"]
+    assert "nayax_ev:machine_communicating:ratio_30d < 0.97" in uptime
+    assert "nayax_ev:machine_communicating:count_30d >= 10080" in uptime
 
 
 @pytest.mark.parametrize("name", ALERT_NAMES)
@@ -187,6 +221,105 @@ def test_thresholds_and_for_are_documented() -> None:
         text = " ".join(comment)
         assert "Threshold" in text, f"{match.group(1)}: no threshold comment"
         assert "for:" in text, f"{match.group(1)}: no for: comment"
+
+
+# ---------------------------------------------------------------------------
+# Uptime recording rules
+# ---------------------------------------------------------------------------
+
+
+def uptime_records() -> dict[str, str]:
+    return {
+        rule["record"]: rule["expr"]
+        for rule in group("nayax-ev-uptime")["rules"]
+        if "record" in rule
+    }
+
+
+def test_uptime_records_in_order() -> None:
+    """Rules of a group run in order: each reads only series recorded before it."""
+    assert list(uptime_records()) == UPTIME_RECORDS
+    assert [rule.get("alert") for rule in group("nayax-ev-uptime")["rules"]][-1] == (
+        "NayaxEVChargerUptimeAtRisk"
+    )
+
+
+def test_uptime_group_runs_every_minute() -> None:
+    """Counts of samples are counts of minutes only at a pinned 1m interval."""
+    assert group("nayax-ev-uptime")["interval"] == "1m"
+
+
+def test_communicating_threshold_is_one_number_in_one_rule() -> None:
+    records = uptime_records()
+    signal = records["nayax_ev:machine_communicating"]
+    assert "time() - nayax_ev_machine_last_keepalive_timestamp_seconds <= bool 900" in signal
+    assert f"max by ({CHARGER_LABELS})" in signal
+    # Every other uptime rule builds on the signal, never on the keep-alive itself.
+    for name, expr in records.items():
+        if name != "nayax_ev:machine_communicating":
+            assert "keepalive" not in expr, name
+            assert "900" not in expr, name
+    assert ALERTS.read_text(encoding="utf-8").count("<= bool 900") == 1
+
+
+def test_uptime_ratios_are_sums_over_hourly_sums() -> None:
+    records = uptime_records()
+    gate = "and on () (minute() == 0)"
+    assert records["nayax_ev:machine_communicating:sum_1h"] == (
+        f"sum_over_time(nayax_ev:machine_communicating[59m30s]) {gate}"
+    )
+    assert records["nayax_ev:machine_communicating:count_1h"] == (
+        f"count_over_time(nayax_ev:machine_communicating[59m30s]) {gate}"
+    )
+    for kind in ("sum", "count"):
+        assert records[f"nayax_ev:machine_communicating:{kind}_30d"] == (
+            f"sum_over_time(nayax_ev:machine_communicating:{kind}_1h[29d23h59m30s])"
+        )
+    daily = records["nayax_ev:machine_communicating:ratio_1d"]
+    assert "sum_1h[23h59m30s])" in daily and "count_1h[23h59m30s])" in daily
+    # No range over the raw per-minute signal longer than an hour: that is the cost
+    # the hourly sums avoid (43,200 samples per charger for 30 days).
+    for name, expr in records.items():
+        for metric, duration in re.findall(r"([\w:]+)\[([^\]]+)\]", expr):
+            if metric == "nayax_ev:machine_communicating":
+                assert duration == "59m30s", name
+
+
+def test_uptime_target_and_minimum_appear_once() -> None:
+    text = ALERTS.read_text(encoding="utf-8")
+    assert text.count("< 0.97") == 1
+    assert text.count(">= 10080") == 1
+
+
+# ---------------------------------------------------------------------------
+# README's alerts table
+# ---------------------------------------------------------------------------
+
+
+def readme_alert_rows() -> dict[str, list[str]]:
+    """Alert name -> cells of its row in README's "Dashboard and alerts" table."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Dashboard and alerts") :]
+    section = section[: section.index("\n## ", 1)]
+    rows: dict[str, list[str]] = {}
+    for line in section.splitlines():
+        match = re.match(r"\| `(NayaxEV\w+)` \|(.*)\|$", line)
+        if match:
+            assert match.group(1) not in rows, f"{match.group(1)} listed twice"
+            rows[match.group(1)] = [cell.strip() for cell in match.group(2).split("|")]
+    return rows
+
+
+def test_readme_lists_every_alert_and_only_those() -> None:
+    assert set(readme_alert_rows()) == set(ALERT_NAMES)
+
+
+def test_readme_alert_rows_say_scope_and_severity() -> None:
+    rules = {rule["alert"]: rule for rule in alert_rules()}
+    for name, (scope, _fires_when, severity) in readme_alert_rows().items():
+        assert severity == rules[name]["labels"]["severity"], name
+        assert scope in {"per charger", "per operator", "per poll target", "per exporter"}
+        assert (scope == "per charger") is (name in PER_MACHINE_ALERTS), (name, scope)
 
 
 # ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import pytest
 import yaml
 
 from exporter.config import ConfigError, parse_config
-from exporter.config.yamlload import ALIAS_BUDGET, load_yaml
+from exporter.config import yamlload
+from exporter.config.yamlload import ALIAS_BUDGET, MAX_NODES, load_yaml
 from tests.harness import (
     REPO,
     config_check,
@@ -228,6 +230,37 @@ def test_a_reload_to_a_hostile_file_leaves_the_process_untouched(tmp_path: Path)
         started = time.monotonic()
         assert exporter.stop() == 0
         assert time.monotonic() - started < 5
+
+
+# --- issue 19: a document's nodes are counted before any is built -------------------------
+
+
+@pytest.mark.parametrize("loader", LOADERS, ids=lambda c: c.__name__)
+def test_nodes_are_counted_as_written(
+    loader: type[yaml.SafeLoader], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A list and its items, a mapping and its keys and values, an alias: one each."""
+    monkeypatch.setattr(yamlload, "MAX_NODES", 10)
+    assert load_yaml("[" + ",".join("1" * 9) + "]", loader=loader) == [1] * 9
+    assert load_yaml("{a: &x 1, b: *x, c: 3, d: 4}", loader=loader)  # 1 + 4 keys + 4 values
+    for over in ("[" + ",".join("1" * 10) + "]", "{a: &x 1, b: *x, c: 3, d: 4, e: 5}"):
+        with pytest.raises(ConfigError) as caught:
+            load_yaml(over, loader=loader)
+        assert caught.value.errors == ("<yaml>: more than 10 nodes (values, lists, mappings)",)
+
+
+def test_a_document_of_too_many_nodes_is_refused_before_it_is_built() -> None:
+    """1 MB of ``[1,1,1,...]`` used to be built in full (~400 MB, seconds);
+    16 MiB, within the file size cap, would have taken some 3 GB."""
+    text = "[" + "1," * MAX_NODES + "1]"
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError, match=f"more than {MAX_NODES} nodes"):
+            load_yaml(text)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024 * 1024, peak
 
 
 # --- item 12: every duration is bounded ----------------------------------------------------

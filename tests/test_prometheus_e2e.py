@@ -3,9 +3,10 @@
 Every dashboard query (variables substituted with real values) must return
 data on a healthy fleet (no "No data" panel: the error panels show 0), a 429
 must then show in its panel, and NayaxEVMachinesSilent must reach `firing`
-once the simulator silences machines. The shipped rules are used as they are,
-except that every `for:` is shortened in the test's copy so the alert fires
-within seconds.
+once the simulator silences machines, and the uptime signal must drop to 0 for
+those chargers. The shipped rules are used as they are, except that every
+`for:` and group interval is shortened in the test's copy so the alert fires
+within seconds; no rule may fail to evaluate.
 """
 
 from __future__ import annotations
@@ -35,14 +36,15 @@ from tests.harness import (
 pytestmark = pytest.mark.e2e
 
 DASHBOARD = REPO / "grafana" / "dashboards" / "nayax-ev.json"
+UPTIME_DASHBOARD = REPO / "grafana" / "dashboards" / "nayax-ev-uptime.json"
 RULES = REPO / "prometheus" / "alerts.yml"
 JOB = "nayax-ev"
 RATE_INTERVAL = "15s"  # Grafana's $__rate_interval is at least 4 scrape intervals
 
 
-def dashboard_queries() -> list[tuple[str, str]]:
+def dashboard_queries(path: Path = DASHBOARD) -> list[tuple[str, str]]:
     """(panel title, expr) for every query of every panel, rows included."""
-    document = json.loads(DASHBOARD.read_text())
+    document = json.loads(path.read_text())
     found: list[tuple[str, str]] = []
 
     def walk(panels: list[dict[str, Any]]) -> None:
@@ -99,6 +101,16 @@ class Prometheus:
             "data"
         ]["alerts"]
         return alerts
+
+    def rule_errors(self) -> dict[str, str]:
+        """Rule name -> last evaluation error, for every rule that failed."""
+        groups = requests.get(f"{self.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        return {
+            rule["name"]: rule.get("lastError", "")
+            for group in groups
+            for rule in group["rules"]
+            if rule.get("health") == "err"
+        }
 
     def targets_up(self) -> bool:
         active = requests.get(f"{self.url}/api/v1/targets", timeout=5).json()["data"][
@@ -212,6 +224,36 @@ def substitute(expr: str, values: dict[str, str]) -> str:
     return expr
 
 
+def check_uptime_rules(prometheus: Prometheus) -> None:
+    """After two of Acme's chargers were silenced: the uptime signal, recorded by the
+    shipped rules from the exporter's real series (one per charger, no instance
+    label, 0 for the two silenced ones), and the uptime dashboard's queries."""
+
+    def communicating() -> dict[str, float]:
+        found = prometheus.query("nayax_ev:machine_communicating")
+        assert all("instance" not in r["metric"] for r in found)
+        return {r["metric"]["machine"]: float(r["value"][1]) for r in found}
+
+    silenced = {"Acme Charging 0", "Acme Charging 1"}  # silence() takes the first ones
+
+    def signal_shows_outage() -> bool:
+        return {name for name, up in communicating().items() if up == 0} == silenced
+
+    wait_for(signal_shows_outage, timeout=30, interval=0.5, what="the uptime signal at 0")
+    assert len(communicating()) == 8
+
+    # Every query of the "Charger uptime" dashboard runs on the real server (its
+    # 30-day series need an hour of recording; the per-minute one counts already).
+    everything = {"job": JOB, "actor": ".+", "machine": ".+"}
+    uptime_queries = dict(dashboard_queries(UPTIME_DASHBOARD))
+    for expr in uptime_queries.values():
+        prometheus.query(substitute(expr, everything))  # asserts status "success"
+    (in_outage,) = prometheus.query(
+        substitute(uptime_queries["Chargers in outage now"], everything)
+    )
+    assert float(in_outage["value"][1]) == 2
+
+
 def test_every_dashboard_query_returns_data_and_silent_alert_fires(
     stack: tuple[SimulatorServer, ExporterProcess, Prometheus],
 ) -> None:
@@ -284,4 +326,7 @@ def test_every_dashboard_query_returns_data_and_silent_alert_fires(
     firing = [a for a in prometheus.alerts() if a["labels"]["alertname"] == "NayaxEVMachinesSilent"]
     assert {a["labels"]["actor"] for a in firing} == {"Acme Charging"}
     assert "2 silent machine" in firing[0]["annotations"]["description"]
+
+    check_uptime_rules(prometheus)
+    assert prometheus.rule_errors() == {}
     assert exporter.healthy()

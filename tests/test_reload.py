@@ -8,10 +8,16 @@
   every error with its key path, sets ``nayax_ev_config_last_reload_successful`` to
   0 without touching the success timestamp, and ``POST /-/reload`` answers 500 with
   the errors. A later valid reload sets it back to 1.
+- A reload that fails in any other way (MemoryError, RecursionError, an OSError,
+  a bug) is reported the same way, naming only the error's class, and keeps the
+  running config (tests/test_special_files.py has the files that used to cause
+  them, through a real process).
 """
 
 from __future__ import annotations
 
+import io
+import json
 import signal
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,8 +26,9 @@ from typing import Any, cast
 import pytest
 import requests
 
-from exporter.app import reusing
-from exporter.config import parse_config
+from exporter.app import RELOAD_ERROR, Exporter, Options, reusing
+from exporter.config import Config, parse_config
+from exporter.logs import SecretScrubber, configure
 from exporter.lynx.client import LynxClient
 from exporter.lynx.ratelimit import TokenGate
 from exporter.polling.poller import Plan
@@ -276,3 +283,48 @@ def test_a_reload_holds_one_copy_of_each_unchanged_target() -> None:
         else:  # renamed: the new definition
             assert target is not before and target.actor == "Deux"
     assert reusing(renamed, None) == {t.key: t for t in renamed}
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [MemoryError(), RecursionError(), OSError(5, "TKN-in-text"), KeyError("TKN-in-text")],
+    ids=lambda e: type(e).__name__,
+)
+def test_a_reload_that_fails_in_any_way_keeps_the_running_config(failure: Exception) -> None:
+    """Not only ConfigError: whatever the load raises is logged as ``config
+    reload failed`` (its class, never its text), sets the gauge to 0 and is
+    returned for ``POST /-/reload``; the running config stays. The reload thread
+    is then free for the next reload, which applies."""
+    running = parse_config(
+        "lynx: {token: tkn, base_url: 'http://127.0.0.1:1'}\nactors: [{id: 1}]\n", environ={}
+    )
+    renamed = parse_config(
+        "lynx: {token: tkn, base_url: 'http://127.0.0.1:1'}\nactors: [{id: 1, name: One}]\n",
+        environ={},
+    )
+    loads: list[Config | Exception] = [running, failure, renamed]
+
+    def load() -> Config:
+        outcome = loads.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    stream = io.StringIO()
+    scrubber = SecretScrubber()
+    exporter = Exporter(load, configure("info", "json", scrubber, stream), scrubber, Options())
+    registry = exporter.stats.registry
+    try:
+        problem = f"{RELOAD_ERROR} ({type(failure).__name__})"
+        assert exporter.reload() == [problem]
+        assert exporter.config is running
+        assert registry.get_sample_value("nayax_ev_config_last_reload_successful") == 0.0
+        assert exporter.reload() == ()  # the reload thread took the next one
+        assert exporter.config is renamed
+        assert registry.get_sample_value("nayax_ev_config_last_reload_successful") == 1.0
+    finally:
+        exporter.stop()
+    entries = [json.loads(line) for line in stream.getvalue().splitlines()]
+    failed = [e for e in entries if e["event"] == "config reload failed"]
+    assert [(e["level"], e["problem"]) for e in failed] == [("error", problem)]
+    assert "TKN-in-text" not in stream.getvalue()

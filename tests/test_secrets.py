@@ -90,6 +90,10 @@ def scan_http(exporter: ExporterProcess, where: str) -> None:
         assert_no_secret(requests.get(f"{base}{path}", timeout=5).content, f"{path} {where}")
 
 
+def exchanges_granted(simulator: SimulatorServer) -> int:
+    return sum(r.path == "/v1/issue-access-token" and r.status == 200 for r in simulator.requests())
+
+
 def answered_twice(simulator: SimulatorServer, since: int, actors: set[int]) -> bool:
     """Each of ``actors`` got its fault at least twice since request ``since``."""
     records = simulator.requests()[since:]
@@ -338,17 +342,15 @@ def test_every_fault_matrix_row_is_replayed() -> None:
 
 def test_refresh_and_access_tokens_never_show(tmp_path: Path) -> None:
     """A refresh token and the access tokens exchanged for it (each carrying the
-    marker, in its JWT signature): renewed every second or so (the simulator
-    refuses them after 1.5 s; a lifetime that short is "unknown" to the exporter,
-    so the 401s drive the renewals), reflected by leaky upstream answers, forced to
-    renew by revocation, then refused. Neither kind shows in logs, /metrics, the
-    landing page or stdout."""
+    marker, in its JWT signature): reflected by leaky upstream answers, renewed
+    twice after the vendor revokes them (its 401s drive the renewals), then
+    refused. Neither kind shows in logs, /metrics, the landing page or stdout."""
     faults = leaky_faults()[:9]
     fleet = Fleet(FleetSpec(seed=4, actors=len(faults), machines_per_actor=1))
     ids = fleet.actor_ids()
     with SimulatorServer(fleet, tokens="static-token-unused") as simulator:
         simulator.issuer.allow(token_of(50))
-        simulator.issuer.lifetime = 1.5
+        simulator.issuer.lifetime = 3600.0
         simulator.issuer.signature = token_of(51)
         document: dict[str, Any] = {
             "lynx": {
@@ -382,9 +384,15 @@ def test_refresh_and_access_tokens_never_show(tmp_path: Path) -> None:
             time.sleep(1.0)
             scan_http(exporter, "during leaky faults on access tokens")
             simulator.clear_faults()
-            simulator.issuer.revoke_access()  # every access token now answers 401
-            time.sleep(1.5)
+            for renewals in (2, 3):  # the first exchange, then one per revocation
+                simulator.issuer.revoke_access()  # every access token now answers 401
+                wait_for(
+                    lambda n=renewals: exchanges_granted(simulator) >= n,  # type: ignore[misc]
+                    timeout=15,
+                    what=f"{renewals} access tokens issued",
+                )
             simulator.issuer.fail_status = 401  # and no new one is issued
+            simulator.issuer.revoke_access()
             wait_for(
                 lambda: (
                     not any(  # the evDashboard targets (machine status polls rarely)

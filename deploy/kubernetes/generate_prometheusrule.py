@@ -1,8 +1,9 @@
 """Generate deploy/kubernetes/prometheusrule.yaml from prometheus/alerts.yml.
 
-The alerting rules live in one place, prometheus/alerts.yml (checked and
-unit-tested with promtool); the Prometheus Operator's PrometheusRule carries
-the same groups verbatim. Run after editing alerts.yml:
+The rules live in one place, prometheus/alerts.yml (checked and unit-tested
+with promtool): the alerts and the uptime recording rules. The Prometheus
+Operator's PrometheusRule carries the same groups verbatim (group `interval`
+included). Run after editing alerts.yml:
 
     python deploy/kubernetes/generate_prometheusrule.py          # rewrite
     python deploy/kubernetes/generate_prometheusrule.py --check  # exit 1 if stale

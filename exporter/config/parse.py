@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from exporter.config.files import CONFIG_FILE_MAX, TOKEN_FILE_MAX, FileReadError, read_regular_file
 from exporter.config.machines import parse_discover_flag, parse_discovery, parse_machine_status
 from exporter.config.model import (
     CALENDAR_PERIODS,
@@ -194,17 +195,17 @@ def _global_token(
 def read_token_file(v: Validator, path: Path, key: str) -> Secret | None:
     """A token file read as secret files usually are: UTF-8, a byte-order mark
     and surrounding whitespace (the trailing newline) removed; what is left must
-    fit an HTTP header. Neither the path nor the content is ever quoted."""
+    fit an HTTP header. Only a regular file of at most TOKEN_FILE_MAX bytes is
+    read (exporter/config/files.py). Neither the path nor the content is ever quoted."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_file(path, TOKEN_FILE_MAX).decode("utf-8")
     except UnicodeDecodeError:
         v.error(key, "the token file is not UTF-8 text")
         return None
-    except (OSError, ValueError) as exc:
+    except FileReadError as exc:
         # The path is not quoted: a token pasted where its file name belongs
         # (or `token_file: ${TOKEN}`) must not end up in logs.
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "invalid"
-        v.error(key, f"cannot read the token file ({reason})")
+        v.error(key, f"cannot read the token file ({exc.reason})")
         return None
     if not text.strip(SECRET_STRIP):
         v.error(key, "the token file is empty")
@@ -426,12 +427,13 @@ def parse_config(
 
 
 def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a config file; relative ``token_file`` paths resolve
-    against the config file's directory."""
+    """Read and validate a config file (a regular file of at most
+    CONFIG_FILE_MAX bytes); relative ``token_file`` paths resolve against the
+    config file's directory."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror or type(exc).__name__}"]) from None
+        text = read_regular_file(path, CONFIG_FILE_MAX).decode("utf-8")
+    except FileReadError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.reason}"]) from None
     except UnicodeDecodeError:
         raise ConfigError([f"{path}: not UTF-8 text"]) from None
     return parse_config(text, environ=environ, base_dir=path.parent)

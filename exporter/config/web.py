@@ -59,6 +59,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
+from exporter.config.files import CONFIG_FILE_MAX, PEM_FILE_MAX, FileReadError, read_regular_file
 from exporter.config.validate import ConfigError, Secret, Validator
 from exporter.config.yamlload import load_yaml
 
@@ -273,11 +274,12 @@ def _write_private(path: Path, text: str) -> Path:
 
 
 def load_web_config(path: Path) -> WebConfig:
-    """Read and validate a web config file; raises ConfigError naming key paths."""
+    """Read and validate a web config file (a regular file of at most
+    CONFIG_FILE_MAX bytes); raises ConfigError naming key paths."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror or type(exc).__name__}"]) from None
+        text = read_regular_file(path, CONFIG_FILE_MAX).decode("utf-8")
+    except FileReadError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.reason}"]) from None
     except UnicodeDecodeError:
         raise ConfigError([f"{path}: not UTF-8 text"]) from None
     return parse_web_config(text, base_dir=path.parent)
@@ -494,12 +496,10 @@ def _check_loadable(config: WebConfig, tls: TLSConfig) -> None:
     ):
         if file is None:
             continue
-        try:
-            file.read_bytes()
-        except OSError as exc:
-            errors.append(f"{prefix}.{key}: cannot read {file}: {exc.strerror or exc}")
-        except ValueError:  # e.g. a NUL byte in the path
-            errors.append(f"{prefix}.{key}: not a usable file name")
+        try:  # a FIFO here would block OpenSSL's read below for good
+            read_regular_file(file, PEM_FILE_MAX)
+        except FileReadError as exc:
+            errors.append(f"{prefix}.{key}: cannot read {file}: {exc.reason}")
     if errors:
         raise ConfigError(errors)
     key_key = "key" if tls.key is not None else "key_file"

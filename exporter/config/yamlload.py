@@ -4,6 +4,10 @@ Both config files go through :func:`load_yaml`. On top of a safe loader
 (libyaml's when PyYAML was built with it, else PyYAML's; both behave the same
 here) it:
 
+- counts the document's nodes from the parser's events, one at a time,
+  before any node is composed: more than :data:`MAX_NODES` are refused, so a
+  file of ``[1,1,1,...]`` within the size cap (16 MiB: 8 million nodes, some
+  3 GB once built) cannot grow the process either;
 - checks the composed node graph *before* anything is built: aliases (and
   ``<<`` merges of them) may add at most :data:`ALIAS_BUDGET` nodes to the
   document, so a 577-byte "billion laughs" file is refused in microseconds
@@ -19,6 +23,7 @@ here) it:
 from __future__ import annotations
 
 import yaml
+from yaml.events import AliasEvent, MappingStartEvent, ScalarEvent, SequenceStartEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from exporter.config.validate import ConfigError, join
@@ -27,6 +32,10 @@ from exporter.config.validate import ConfigError, join
 # thousand machines fits many times; a bomb's 10^9 does not).
 ALIAS_BUDGET = 200_000
 MAX_DEPTH = 64  # a config file needs 6
+# Nodes in the document as written (each costs a few hundred bytes once built):
+# a config listing 10,000 machines by id and name has about 50,000.
+MAX_NODES = 500_000
+_NODE_EVENTS = (ScalarEvent, SequenceStartEvent, MappingStartEvent, AliasEvent)
 
 SAFE_LOADER: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(
     yaml, "CSafeLoader", yaml.SafeLoader
@@ -65,9 +74,12 @@ def load_yaml(
 ) -> object:
     """Parse one YAML document. Raises :class:`ConfigError` naming lines, never values."""
     try:
+        nodes = _count_nodes(text, loader)
         instance = loader(text)  # PyYAML's reader checks the characters here already
     except yaml.YAMLError as exc:
         raise ConfigError([_describe(exc, text)]) from None
+    if nodes > MAX_NODES:
+        raise ConfigError([f"<yaml>: more than {MAX_NODES} nodes (values, lists, mappings)"])
     try:
         node = instance.get_single_node()
         if node is None:
@@ -85,6 +97,20 @@ def load_yaml(
     # Raised here, not in the walk: no frame of the traceback holds the node graph,
     # whose repr alone would expand a bomb.
     raise ConfigError(problems)
+
+
+def _count_nodes(text: str, loader: type[yaml.SafeLoader] | type[yaml.CSafeLoader]) -> int:
+    """The document's nodes as written (aliases count one), up to MAX_NODES + 1:
+    events are parsed and dropped one by one, so memory stays flat."""
+    parser = loader(text)
+    count = 0
+    try:
+        while count <= MAX_NODES and parser.check_event():
+            if isinstance(parser.get_event(), _NODE_EVENTS):
+                count += 1
+    finally:
+        parser.dispose()
+    return count
 
 
 def _describe(exc: yaml.YAMLError, text: str) -> str:
