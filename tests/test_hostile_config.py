@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.config import ConfigError, parse_config
-from exporter.config import yamlload
+from exporter.config import ConfigError, parse_config, yamlload
 from exporter.config.yamlload import ALIAS_BUDGET, MAX_NODES, load_yaml
 from tests.harness import (
     REPO,
