@@ -18,11 +18,12 @@ from exporter.app import Exporter
 from exporter.config import Config, parse_config
 from exporter.kinds.ev_dashboard import parse_payload
 from exporter.logs import SecretScrubber, configure
-from exporter.metrics.exposition import GZIP_LEVEL, DataRenderer, render_reference
+from exporter.metrics.exposition import GZIP_LEVEL, DataRenderer
 from exporter.polling.store import PollOutcome
 from exporter.simulator import Fleet, FleetSpec
 from exporter.simulator.fleet import resolve_window
 from exporter.targets import Target, build_targets
+from tests.reference import render_reference
 
 CHANGED_SHARE = 0.05  # share of targets whose state changes between two renders
 
@@ -49,7 +50,7 @@ class RenderResult:
     reference: Timing  # generate_latest over the snapshot
     serve_plain: Timing  # Exporter.metrics (what the HTTP handler calls), identity
     serve_gzip: Timing  # the same with Accept-Encoding: gzip
-    render_cold: Timing  # DataRenderer.render with an empty block cache
+    render_cold: Timing  # DataRenderer.render_bodies with an empty block cache
     render_warm: Timing  # same snapshot again: every target's lines cached
     render_changed: Timing  # CHANGED_SHARE of the targets changed since the last render
     gzip_compress: Timing  # gzip of the data body at GZIP_LEVEL
@@ -142,10 +143,12 @@ def compare(config: Config, shape: FleetShape, *, quick: bool) -> RenderResult:
     serve_gzip = time_runs(lambda: exporter.metrics(None, "gzip"), runs=20, budget=budget)
 
     cold_runs = 1 if quick else 3
-    render_cold = time_runs(lambda: DataRenderer().render(snapshot, now), runs=cold_runs, budget=0)
+    render_cold = time_runs(
+        lambda: DataRenderer().render_bodies(snapshot, now), runs=cold_runs, budget=0
+    )
     warm = DataRenderer()
-    warm.render(snapshot, now)
-    render_warm = time_runs(lambda: warm.render(snapshot, now), runs=3, budget=1.0)
+    warm.render_bodies(snapshot, now)
+    render_warm = time_runs(lambda: warm.render_bodies(snapshot, now), runs=3, budget=1.0)
 
     # Each run: the next CHANGED_SHARE of the targets, in config order, got a new
     # poll result since the last render, as between two renders of the daemon
@@ -161,7 +164,7 @@ def compare(config: Config, shape: FleetShape, *, quick: bool) -> RenderResult:
             for o in outcomes[start : start + run_length]
         )
         started = time.perf_counter()
-        warm.render(store.current(), now)
+        warm.render_bodies(store.current(), now)
         changed_only.append(time.perf_counter() - started)
 
     changed_only: list[float] = []

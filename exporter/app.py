@@ -34,12 +34,11 @@ from exporter.metrics.exposition import ExpositionCache
 from exporter.metrics.render_guard import RenderGuard
 from exporter.metrics.stats import Stats
 from exporter.polling.budget import notes, once_deadline, request_budget, warnings
-from exporter.polling.machine_watch import MachineWatch, discovered_machines
-from exporter.polling.poller import Plan, Poller
-from exporter.polling.store import SnapshotStore, Transition
-from exporter.targets import DISCOVERY, Shard, Target, TargetKey, build_targets
+from exporter.polling.plan import Plan, reusing
+from exporter.polling.poller import Poller
+from exporter.polling.store import SnapshotStore, discovered_machines
+from exporter.targets import DISCOVERY, MachineInfo, Shard, Target, build_targets
 from exporter.web.landing import PageInfo, render_landing, render_target_page
-from exporter.web.routes import Response
 
 ConfigLoader = Callable[[], Config]
 MAX_RENDER_GAP = 60.0  # seconds: even at a very long interval, render at least this often
@@ -91,22 +90,8 @@ def make_client(
     )
 
 
-def reusing(targets: Sequence[Target], old: Plan | None) -> dict[TargetKey, Target]:
-    """Pure: ``targets`` by key, where each one equal to a target of ``old`` *is*
-    that object. The store keeps an unchanged target's state, which holds the old
-    object; without this a reload would hold two copies of every target, 20,000
-    more objects at 10,000 targets for the memory and every garbage collection."""
-    running = {} if old is None else old.targets
-    by_key: dict[TargetKey, Target] = {}
-    for target in targets:
-        same = running.get(target.key)
-        kept = same if same is not None and same == target else target
-        by_key[kept.key] = kept
-    return by_key
-
-
 class Exporter:
-    """Wires config, store, poller and exposition; serves as the routes' Site."""
+    """Wires config, store, poller and exposition; is the web routes' Site."""
 
     def __init__(
         self,
@@ -129,14 +114,13 @@ class Exporter:
         self._limiter = RateLimiter(self.config.lynx.rate_limit_per_second)
         targets = build_targets(self.config, options.shard)
         self.store = SnapshotStore(targets, self.config.poll.stale_after)
-        self._machines = MachineWatch(logger, self.stats)
         self.poller = Poller(
             self.store,
             self.stats,
             logger,
             stop=self._stop,
             spread=options.spread,
-            on_commit=self._on_commit,
+            on_replan=self._replanned,
         )
         self._plan = self._plan_for(self.config, targets, None)
         self._budget = request_budget(self.config, targets)
@@ -193,14 +177,16 @@ class Exporter:
     def _plan_for(self, config: Config, targets: Sequence[Target], old: Plan | None) -> Plan:
         """The poller's plan. The client, and with it the 429 holds on tokens, is
         kept unless the ``lynx`` section or a token changed: a reload that
-        changes them drops the holds."""
+        changes them drops the holds. The daemon's plan re-plans itself when a
+        machine listing changes (the poller applies it); ``--once``'s does not."""
         by_key = reusing(targets, old)
+        retarget = self._retarget(config) if self._options.spread else None
         if (
             old is not None
             and old.config.lynx == config.lynx
             and secrets_of(old.config) == secrets_of(config)
         ):
-            return Plan(config, by_key, old.client, old.gate)
+            return Plan(config, by_key, old.client, old.gate, retarget)
         if config.lynx.rate_limit_per_second != self._limiter.rate:
             self._limiter = RateLimiter(config.lynx.rate_limit_per_second)
         gate = TokenGate(max_hold=config.lynx.retry_after_max)
@@ -212,7 +198,13 @@ class Exporter:
             observer=self.stats.observe_request,
             on_secret=self._scrubber.add,  # access tokens, as they are exchanged
         )
-        return Plan(config, by_key, client, gate)
+        return Plan(config, by_key, client, gate, retarget)
+
+    def _retarget(
+        self, config: Config
+    ) -> Callable[[Mapping[int, Sequence[MachineInfo]]], Sequence[Target]]:
+        shard = self._options.shard
+        return lambda listings: build_targets(config, shard, listings)
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -243,8 +235,13 @@ class Exporter:
         for _ in range(2):  # discovery, then everything with the machines it found
             deadline = once_deadline(self.config, len(self._plan.targets))
             self.poller.wait_until_ready(timeout=deadline)
-            if not self._replan():
+            discovered = discovered_machines(self.store.current())
+            targets = build_targets(self.config, self._options.shard, discovered)
+            if not listings or {t.key for t in targets} == self.store.current().states.keys():
                 break
+            listings = {}
+            self._plan = self._plan_for(self.config, targets, self._plan)
+            self.poller.configure(self._plan)
         self.poller.stop()
         self.exposition.refresh()
         body, _ = self.exposition.serve(None, None)
@@ -253,26 +250,13 @@ class Exporter:
 
     # --- discovery: the machine lists change what is polled ------------------------
 
-    def _on_commit(self, transitions: Sequence[Transition]) -> None:
-        """(Scheduler thread) count and warn about skewed clocks; a changed machine
-        list re-plans on the reload thread, serialised with reloads."""
-        if self._machines.committed(transitions) and self._options.spread:
-            self._reloads.submit(self._replan)
-
-    def _replan(self) -> bool:
-        """Rebuild the targets from the config and the current machine lists;
-        True if they changed."""
-        discovered = discovered_machines(self.store.current())
-        targets = build_targets(self.config, self._options.shard, discovered)
-        if {t.key: t for t in targets} == dict(self._plan.targets):
-            return False
-        self._plan = self._plan_for(self.config, targets, self._plan)
-        self.poller.configure(self._plan)
-        self._machines.forget_others(self._plan.targets)
+    def _replanned(self, plan: Plan) -> None:
+        """(Scheduler thread) the poller re-planned for a changed machine listing."""
+        self._plan = plan
+        targets = tuple(plan.targets.values())
         self._actor_ids = actor_ids_of(targets)
         self._log.info("machine lists changed", targets=len(targets))
-        self._check_budget(self.config, targets)
-        return True
+        self._check_budget(plan.config, targets)
 
     def _check_budget(self, config: Config, targets: Sequence[Target]) -> None:
         """Log the request budget when the targets changed it (a reload, or
@@ -324,7 +308,6 @@ class Exporter:
         self._scrubber.set(secrets_of(config) + secrets_of(self.config))
         self._plan = plan
         self.poller.configure(plan)
-        self._machines.forget_others(plan.targets)
         self._actor_ids = actor_ids_of(targets)
         self.stats.track_actors(self._actor_ids)
         self.config = config
@@ -341,9 +324,10 @@ class Exporter:
 
     # --- routes -----------------------------------------------------------------
 
-    def metrics(self, accept: str | None, accept_encoding: str | None) -> Response:
-        chunks, headers = self.exposition.serve_chunks(accept, accept_encoding)
-        return Response(200, chunks, headers)
+    def metrics(
+        self, accept: str | None, accept_encoding: str | None
+    ) -> tuple[tuple[bytes, ...], dict[str, str]]:
+        return self.exposition.serve_chunks(accept, accept_encoding)
 
     def _page_info(self) -> PageInfo:
         return PageInfo(
@@ -355,17 +339,15 @@ class Exporter:
             base_url=self.config.lynx.base_url,
         )
 
-    def landing(self) -> Response:
-        body = render_landing(
+    def landing(self) -> bytes:
+        return render_landing(
             self._page_info(), self.store.current(), time.time(), self.render_guard
         )
-        return Response(200, body, {"Content-Type": "text/html; charset=utf-8"})
 
-    def targets(self, page: int) -> Response:
-        body = render_target_page(
+    def targets(self, page: int) -> bytes:
+        return render_target_page(
             self._page_info(), self.store.current(), time.time(), page, self.render_guard
         )
-        return Response(200, body, {"Content-Type": "text/html; charset=utf-8"})
 
     def ready(self) -> bool:
         # Ready when what a scrape serves (the rendered exposition, which trails

@@ -24,6 +24,10 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.config import Secret, WindowConfig
+from exporter.lynx.client import Answer, LynxClient
+from exporter.targets import MACHINE_STATUS, Machine, Target, TargetKey
+
 REPO = Path(__file__).resolve().parent.parent
 
 SeriesKey = tuple[str, frozenset[tuple[str, str]]]
@@ -44,6 +48,29 @@ def run_promtool(*args: str) -> str:
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"promtool {' '.join(args)} failed:\n{output}"
     return output
+
+
+def machine_target(
+    machine: Machine, *, actor_id: int = 2001, actor: str = "Acme", kind: str = MACHINE_STATUS
+) -> Target:
+    """A target of ``kind`` polling ``machine`` (for tests of a kind's samples)."""
+    window = WindowConfig(name="status" if kind == MACHINE_STATUS else "24h", rolling=86400.0)
+    return Target(
+        key=TargetKey(actor_id, machine.ref, window.name, kind),
+        actor_id=actor_id,
+        actor=actor,
+        currency="EUR",
+        machine=machine,
+        window=window,
+        token=Secret("test-token-0123456789"),
+    )
+
+
+def fetch_dashboard(
+    client: LynxClient, actor_id: int, params: Mapping[str, str], token: Secret
+) -> Answer:
+    """GET one actor's evDashboard through ``client`` (the ev_dashboard kind's path)."""
+    return client.get_json(f"/v1/actors/{actor_id}/evDashboard", params, token)
 
 
 def promtool_check_metrics(text: str) -> None:

@@ -32,6 +32,7 @@ from exporter.lynx.client import (
     parse_retry_after,
 )
 from exporter.lynx.ratelimit import RateLimiter, TokenGate
+from tests.harness import fetch_dashboard
 
 BASE = "https://lynx.test/operational"
 URL = f"{BASE}/v1/actors/42/evDashboard"
@@ -93,7 +94,8 @@ def test_sends_bearer_token_and_parameters() -> None:
     )
     recorder = Recorder()
     client, _ = make_client(recorder)
-    answer = client.fetch(
+    answer = fetch_dashboard(
+        client,
         42,
         {"StartDate": "2026-01-01T00:00:00Z", "EndDate": "2026-01-02T00:00:00Z", "MachineID": "7"},
         TOKEN,
@@ -111,7 +113,7 @@ def test_retries_server_errors_then_succeeds(status: int) -> None:
     responses.get(URL, json=OK_BODY)
     recorder = Recorder()
     client, _ = make_client(recorder)
-    answer = client.fetch(42, {}, TOKEN)
+    answer = fetch_dashboard(client, 42, {}, TOKEN)
     assert answer.attempts == 2
     assert recorder.codes == [str(status), "200"]
 
@@ -122,7 +124,7 @@ def test_retries_are_bounded() -> None:
     recorder = Recorder()
     client, _ = make_client(recorder, max_retries=2)
     with pytest.raises(ServerError) as caught:
-        client.fetch(42, {}, TOKEN)
+        fetch_dashboard(client, 42, {}, TOKEN)
     assert len(responses.calls) == 3  # max_retries + 1
     assert caught.value.attempts == 3
     assert caught.value.reason == "server_error"
@@ -142,7 +144,7 @@ def test_no_retry_on_client_errors(status: int, error: type[Exception], reason: 
     responses.get(URL, status=status, json={"error": "no"})
     client, _ = make_client(Recorder())
     with pytest.raises(error) as caught:
-        client.fetch(42, {}, TOKEN)
+        fetch_dashboard(client, 42, {}, TOKEN)
     assert len(responses.calls) == 1
     assert getattr(caught.value, "reason", None) == reason
     assert TOKEN.reveal() not in str(caught.value)
@@ -154,7 +156,7 @@ def test_429_retry_after_seconds_is_honoured_and_holds_the_token() -> None:
     responses.get(URL, json=OK_BODY)
     client, gate = make_client(Recorder(), backoff_max=5.0)
     started = time.monotonic()
-    answer = client.fetch(42, {}, TOKEN)
+    answer = fetch_dashboard(client, 42, {}, TOKEN)
     assert answer.attempts == 2
     assert time.monotonic() - started >= 1.0
     assert gate.delay(TOKEN.reveal()) == 0.0  # released after waiting
@@ -166,7 +168,7 @@ def test_429_http_date_beyond_the_backoff_cap_ends_the_poll_but_holds_the_token(
     responses.get(URL, status=429, headers={"Retry-After": email.utils.format_datetime(later)})
     client, gate = make_client(Recorder(), backoff_max=1.0)
     with pytest.raises(RateLimitedError) as caught:
-        client.fetch(42, {}, TOKEN)
+        fetch_dashboard(client, 42, {}, TOKEN)
     assert len(responses.calls) == 1
     assert 100 < caught.value.retry_after <= 120
     assert 100 < gate.delay(TOKEN.reveal()) <= 120
@@ -181,14 +183,14 @@ def test_timeouts_and_connection_errors_are_typed_and_retried() -> None:
     recorder = Recorder()
     client, _ = make_client(recorder, max_retries=2)
     with pytest.raises(ConnectionFailed) as caught:
-        client.fetch(42, {}, TOKEN)
+        fetch_dashboard(client, 42, {}, TOKEN)
     assert recorder.codes == ["timeout", "connection", "connection"]
     assert caught.value.reason == "connection"
 
     responses.get(URL, body=requests.ConnectTimeout("slow"))
     client, _ = make_client(Recorder(), max_retries=0)
     with pytest.raises(TimeoutError_) as timed_out:
-        client.fetch(42, {}, TOKEN)
+        fetch_dashboard(client, 42, {}, TOKEN)
     assert timed_out.value.reason == "timeout"
 
 
@@ -205,7 +207,7 @@ def test_200_with_unusable_body_is_bad_payload_without_retry(body: str, content_
     responses.get(URL, body=body, content_type=content_type)
     client, _ = make_client(Recorder())
     with pytest.raises(BadPayloadError, match="not JSON") as caught:
-        client.fetch(42, {}, TOKEN)
+        fetch_dashboard(client, 42, {}, TOKEN)
     assert caught.value.reason == "bad_payload"
     assert len(responses.calls) == 1
 
@@ -214,7 +216,7 @@ def test_200_with_unusable_body_is_bad_payload_without_retry(body: str, content_
 def test_nan_tokens_are_decoded_for_the_parser_to_reject() -> None:
     responses.get(URL, body='{"MachineDashboard": {"TotalEnergyConsumption": NaN}}')
     client, _ = make_client(Recorder())
-    payload = client.fetch(42, {}, TOKEN).payload
+    payload = fetch_dashboard(client, 42, {}, TOKEN).payload
     assert isinstance(payload, dict)
     value = payload["MachineDashboard"]["TotalEnergyConsumption"]
     assert math.isnan(value)  # reading.parse_payload reports it as bad_payload
@@ -226,7 +228,7 @@ def test_an_unusable_2xx_body_names_its_true_status(status: int) -> None:
     responses.get(URL, body="", status=status, content_type="text/plain\u2028x")
     client, _ = make_client(Recorder())
     with pytest.raises(BadPayloadError) as caught:
-        client.fetch(42, {}, TOKEN)
+        fetch_dashboard(client, 42, {}, TOKEN)
     assert str(caught.value).startswith(f"HTTP {status} with a body that is not JSON")
     assert caught.value.status == status
 
@@ -272,7 +274,7 @@ def test_echoed_token_is_scrubbed_from_values_but_field_names_survive() -> None:
         },
     )
     client, _ = make_client(Recorder())
-    payload = client.fetch(42, {}, short).payload
+    payload = fetch_dashboard(client, 42, {}, short).payload
     assert isinstance(payload, dict)
     assert payload["OperatorDashboard"] == {"TotalOperatorMachines": 3}
     assert payload["MachineDashboard"]["UnitOfMeasureSymbol"] == "Bearer <redacted>"
@@ -291,7 +293,7 @@ def test_echoed_token_is_scrubbed_from_values_but_field_names_survive() -> None:
 def test_escaped_echo_of_the_token_is_scrubbed_too(body: bytes) -> None:
     responses.get(URL, body=body, content_type="application/json")
     client, _ = make_client(Recorder())
-    payload = client.fetch(42, {}, Secret("Dash")).payload
+    payload = fetch_dashboard(client, 42, {}, Secret("Dash")).payload
     assert isinstance(payload, dict)
     assert payload["MachineDashboard"]["UnitOfMeasureSymbol"] == "Bearer <redacted>"
 
@@ -300,7 +302,9 @@ def test_escaped_echo_of_the_token_is_scrubbed_too(body: bytes) -> None:
 def test_request_carries_session_headers_query_and_attempt_header() -> None:
     responses.get(URL, json={"OperatorDashboard": {}})
     client, _ = make_client(Recorder())
-    client.fetch(42, {"StartDate": "2026-11-22T00:00:00.000Z", "MachineID": "7"}, Secret("tok"))
+    fetch_dashboard(
+        client, 42, {"StartDate": "2026-11-22T00:00:00.000Z", "MachineID": "7"}, Secret("tok")
+    )
     sent = responses.calls[0].request
     assert sent.url == f"{URL}?StartDate=2026-11-22T00%3A00%3A00.000Z&MachineID=7"
     assert sent.headers["Authorization"] == "Bearer tok"

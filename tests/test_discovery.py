@@ -8,9 +8,9 @@ import pytest
 
 from exporter.config import EV_MACHINE_TYPES, MachineConfig, Secret, parse_config
 from exporter.config.machines import parse_discover_flag, parse_discovery, parse_machine_status
-from exporter.kinds.base import BadPayload
 from exporter.kinds.discovery import (
     MAX_RECORDS,
+    Discovery,
     DiscoveryKind,
     PageResult,
     fetch_pages,
@@ -19,9 +19,11 @@ from exporter.kinds.discovery import (
     settle_listing,
 )
 from exporter.lynx.client import Answer
+from exporter.lynx.errors import BadPayloadError
 from exporter.lynx.upstream import Dropped
-from exporter.metrics.machine_families import discovered_sample, info_sample
-from exporter.targets import MachineInfo, build_targets, merge_machines
+from exporter.metrics.families import info_sample
+from exporter.targets import DISCOVERY, MachineInfo, build_targets, merge_machines
+from tests.harness import machine_target
 
 PAGE = [
     {
@@ -71,7 +73,7 @@ def test_page_parsing() -> None:
         Dropped("MachineID", "no_id", record=True),
         Dropped("MachineInfo", "not_an_object", record=True),
     )
-    with pytest.raises(BadPayload):
+    with pytest.raises(BadPayloadError):
         parse_machine_page({"value": PAGE})
 
 
@@ -146,7 +148,7 @@ def test_repeated_names_stay_apart() -> None:
 
 def test_info_and_discovered_samples() -> None:
     merged = merge_machines((MachineConfig(id=942488501, name="Car park A1"),), records_of(PAGE))
-    info = dict(info_sample(2001, "Acme", merged[0]).labels)
+    info = dict(info_sample(machine_target(merged[0])).labels)
     assert info == {
         "actor_id": "2001",
         "actor": "Acme",
@@ -158,7 +160,13 @@ def test_info_and_discovered_samples() -> None:
         "latitude": "53.5461",
         "longitude": "9.9661",
     }
-    assert discovered_sample(2001, "Acme", 3).value == 3.0
+    listing = Discovery(tuple(records_of(PAGE)))
+    (count,) = DiscoveryKind().samples(machine_target(merged[0], kind=DISCOVERY), listing)
+    assert (count.family.name, dict(count.labels), count.value) == (
+        "nayax_ev_discovered_machines",
+        {"actor_id": "2001", "actor": "Acme"},
+        3.0,
+    )
 
 
 def test_config_sections() -> None:
@@ -235,14 +243,14 @@ def test_fetch_pages_stops_at_an_empty_page_a_repeated_page_or_too_many() -> Non
     answer = fetch_pages(api.get_json, "/v1/machines", {"ActorID": "9"}, Secret("t"))
     assert [a["ResultsOffset"] for a in api.asked] == ["0", "2", "3"]  # short is not the end
     assert {a["ResultsLimit"] for a in api.asked} == {"1000"} and answer.attempts == 3
-    found = DiscoveryKind().parse(answer.payload, target, config).machines
+    found = DiscoveryKind().parse(answer.payload, target, config, 0.0).machines
     assert [m.machine_id for m in found] == [1, 2, 3]
 
     stuck = FakeListing([[record]])  # ignores ResultsOffset: the same page for ever
     answer = fetch_pages(stuck.get_json, "/v1/machines", {}, Secret("t"))
     assert len(stuck.asked) == 2
-    with pytest.raises(BadPayload):
-        DiscoveryKind().parse(answer.payload, target, config)
+    with pytest.raises(BadPayloadError):
+        DiscoveryKind().parse(answer.payload, target, config, 0.0)
 
     def page(n: int) -> list[dict[str, object]]:
         return [{**record, "MachineID": n * 1000 + i + 1} for i in range(1000)]
@@ -250,5 +258,5 @@ def test_fetch_pages_stops_at_an_empty_page_a_repeated_page_or_too_many() -> Non
     endless = FakeListing([page(n) for n in range(MAX_RECORDS // 1000 + 5)])
     answer = fetch_pages(endless.get_json, "/v1/machines", {}, Secret("t"))
     assert len(endless.asked) == MAX_RECORDS // 1000 + 1
-    with pytest.raises(BadPayload):
-        DiscoveryKind().parse(answer.payload, target, config)
+    with pytest.raises(BadPayloadError):
+        DiscoveryKind().parse(answer.payload, target, config, 0.0)

@@ -22,18 +22,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import parse_config
 from exporter.kinds.ev_dashboard import parse_payload
-from exporter.metrics.collector import SelfCollector, SnapshotCollector
+from exporter.metrics.collector import SelfCollector
 from exporter.metrics.exposition import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
     DataRenderer,
     ExpositionCache,
-    render_reference,
 )
 from exporter.metrics.stats import POLL_ERROR_REASONS, Stats
 from exporter.polling.store import PollOutcome, SnapshotStore, TargetState, apply_outcome
 from exporter.targets import build_targets
 from tests.harness import SeriesKey, parse_exposition, select
+from tests.reference import SnapshotCollector, render_reference
 
 GOLDEN = Path(__file__).parent / "golden" / "exposition.txt"
 NOW = 1_800_000_000.0
@@ -99,7 +99,7 @@ def populated_store() -> SnapshotStore:
 
 
 def test_golden_exposition() -> None:
-    body = DataRenderer().render(populated_store().current(), NOW).decode()
+    body = DataRenderer().render_bodies(populated_store().current(), NOW).plain.decode()
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(body)
@@ -107,7 +107,9 @@ def test_golden_exposition() -> None:
 
 
 def test_contract_values_and_labels() -> None:
-    series = parse_exposition(DataRenderer().render(populated_store().current(), NOW).decode())
+    series = parse_exposition(
+        DataRenderer().render_bodies(populated_store().current(), NOW).plain.decode()
+    )
     acme = {"actor_id": "2001492652", "actor": 'Acme "Charging"'}
     assert select(series, "nayax_ev_operator_machines", **acme).popitem()[1] == 12
     assert len(select(series, "nayax_ev_operator_silent_machines")) == 1  # failed actor: absent
@@ -136,7 +138,7 @@ def test_contract_values_and_labels() -> None:
 
 
 def test_ids_render_as_plain_integers() -> None:
-    body = DataRenderer().render(populated_store().current(), NOW).decode()
+    body = DataRenderer().render_bodies(populated_store().current(), NOW).plain.decode()
     assert 'machine_id="942488501"' in body
     assert 'actor_id="2001492652"' in body
     assert "e+08" not in body.split("nayax_ev_target_last_success")[0].replace("e+07 ", "")
@@ -146,8 +148,8 @@ def test_stale_readings_vanish_and_fresh_ones_return() -> None:
     store = populated_store()
     renderer = DataRenderer()
     stale_at = NOW - 10 + 300
-    fresh = parse_exposition(renderer.render(store.current(), stale_at - 1).decode())
-    stale = parse_exposition(renderer.render(store.current(), stale_at).decode())
+    fresh = parse_exposition(renderer.render_bodies(store.current(), stale_at - 1).plain.decode())
+    stale = parse_exposition(renderer.render_bodies(store.current(), stale_at).plain.decode())
     assert select(fresh, "nayax_ev_machine_energy_joules")
     assert not select(stale, "nayax_ev_machine_energy_joules")
     assert not select(stale, "nayax_ev_operator_machines")
@@ -159,27 +161,29 @@ def test_stale_readings_vanish_and_fresh_ones_return() -> None:
 
 def test_fast_renderer_equals_prometheus_client() -> None:
     snapshot = populated_store().current()
-    assert DataRenderer().render(snapshot, NOW) == render_reference(snapshot, NOW)
+    assert DataRenderer().render_bodies(snapshot, NOW).plain == render_reference(snapshot, NOW)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(lambda: snapshot, clock=lambda: NOW))
+    registry.register(SnapshotCollector(snapshot, NOW))
     openmetrics: bytes = om_generate_latest(registry)  # type: ignore[no-untyped-call]
-    assert openmetrics == DataRenderer().render(snapshot, NOW) + b"# EOF\n"
+    assert openmetrics == DataRenderer().render_bodies(snapshot, NOW).plain + b"# EOF\n"
 
 
 def test_renderer_cache_follows_state_changes() -> None:
     store = populated_store()
     renderer = DataRenderer()
-    first = renderer.render(store.current(), NOW)
-    assert renderer.render(store.current(), NOW) == first  # cached, identical
+    first = renderer.render_bodies(store.current(), NOW).plain
+    assert renderer.render_bodies(store.current(), NOW).plain == first  # cached, identical
     target = next(iter(store.current().states))
     store.apply([PollOutcome(key=target, finished_at=NOW, reading=None, error_reason="timeout")])
-    changed = renderer.render(store.current(), NOW)
+    changed = renderer.render_bodies(store.current(), NOW).plain
     assert changed == render_reference(store.current(), NOW)
     assert changed != first
     # A removed target disappears by construction.
     remaining = [s.target for k, s in store.current().states.items() if k != target]
     store.set_targets(remaining, 300.0)
-    assert renderer.render(store.current(), NOW) == render_reference(store.current(), NOW)
+    assert renderer.render_bodies(store.current(), NOW).plain == render_reference(
+        store.current(), NOW
+    )
 
 
 def _one_gzip_member(data: bytes) -> bytes:
@@ -370,7 +374,7 @@ def test_reload_keeps_unchanged_states_and_updates_renamed_ones() -> None:
 
     store = populated_store()
     renderer = DataRenderer()
-    renderer.render(store.current(), NOW)  # fills its per-state cache
+    renderer.render_bodies(store.current(), NOW)  # fills its per-state cache
     before = store.current().states
     renamed_key = next(iter(before))
     targets = [
@@ -384,7 +388,7 @@ def test_reload_keeps_unchanged_states_and_updates_renamed_ones() -> None:
     renamed = after[renamed_key]
     assert renamed is not before[renamed_key] and renamed.target.actor == "Renamed"
     assert renamed.reading is before[renamed_key].reading  # its data is kept
-    body = renderer.render(store.current(), NOW)
+    body = renderer.render_bodies(store.current(), NOW).plain
     assert body == render_reference(store.current(), NOW)
     assert b'actor="Renamed"' in body
 
@@ -407,18 +411,24 @@ def test_block_cache_rerenders_only_what_changed_and_what_went_stale(
         return real(states, now, stale_after, None)
 
     monkeypatch.setattr(exposition, "_render_block", counting)
-    renderer.render(store.current(), NOW)
+    renderer.render_bodies(store.current(), NOW)
     assert rendered == [3, 3, 2]
     rendered.clear()
-    assert renderer.render(store.current(), NOW) == render_reference(store.current(), NOW)
+    assert renderer.render_bodies(store.current(), NOW).plain == render_reference(
+        store.current(), NOW
+    )
     assert rendered == []  # nothing changed: every block reused
     last = list(store.current().states)[-1]
     store.apply([PollOutcome(key=last, finished_at=NOW, reading=None, error_reason="timeout")])
-    assert renderer.render(store.current(), NOW) == render_reference(store.current(), NOW)
+    assert renderer.render_bodies(store.current(), NOW).plain == render_reference(
+        store.current(), NOW
+    )
     assert rendered == [2]  # only the last block held the changed target
     rendered.clear()
     stale_at = NOW - 10 + 300  # populated_store's readings arrived at NOW - 10
-    assert renderer.render(store.current(), stale_at) == render_reference(store.current(), stale_at)
+    assert renderer.render_bodies(store.current(), stale_at).plain == render_reference(
+        store.current(), stale_at
+    )
     # Exactly the blocks holding a reading (now stale) were rendered again.
     states = list(store.current().states.values())
     with_readings = [
@@ -430,7 +440,9 @@ def test_block_cache_rerenders_only_what_changed_and_what_went_stale(
     rendered.clear()
     # A wall clock stepped back (an NTP correction) brings the readings back: the
     # blocks rendered at the later time are rendered again.
-    assert renderer.render(store.current(), NOW) == render_reference(store.current(), NOW)
+    assert renderer.render_bodies(store.current(), NOW).plain == render_reference(
+        store.current(), NOW
+    )
     assert rendered == with_readings
 
 

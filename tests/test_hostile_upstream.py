@@ -32,7 +32,14 @@ from exporter.lynx.client import (
 )
 from exporter.lynx.ratelimit import RateLimiter, TokenGate
 from exporter.metrics.stats import POLL_ERROR_REASONS
-from tests.harness import running_exporter, select, simulator_config, wait_for, write_config
+from tests.harness import (
+    fetch_dashboard,
+    running_exporter,
+    select,
+    simulator_config,
+    wait_for,
+    write_config,
+)
 
 TOKEN = "hostile-upstream-token-6f1c"
 DASHBOARD = json.dumps(
@@ -196,7 +203,7 @@ def test_a_redirect_is_a_typed_failure_whose_body_is_never_read() -> None:
     with RawUpstream(record) as far, RawUpstream(redirect) as near:
         client = make_client(near.url)
         with pytest.raises(RedirectError) as caught:
-            client.fetch(1, {}, Secret(TOKEN))
+            fetch_dashboard(client, 1, {}, Secret(TOKEN))
     assert caught.value.reason == "redirect" and caught.value.status == 302
     assert "redirect" in POLL_ERROR_REASONS
     assert elsewhere == [], "the redirect was followed"
@@ -245,7 +252,7 @@ def test_trickled_headers_end_in_a_timeout_within_the_timeout() -> None:
         client = make_client(upstream.url, timeout=1.0)
         started = time.monotonic()
         with pytest.raises(TimeoutError_):
-            client.fetch(1, {}, Secret(TOKEN))
+            fetch_dashboard(client, 1, {}, Secret(TOKEN))
         elapsed = time.monotonic() - started
     assert elapsed < 2.0, f"the poll took {elapsed:.1f}s with lynx.timeout 1s"
 
@@ -319,7 +326,7 @@ def test_a_token_no_header_can_carry_is_a_typed_error_without_the_token(shape: s
     with RawUpstream(ok) as upstream:
         client = make_client(upstream.url)
         with pytest.raises(LynxError) as caught:
-            client.fetch(1, {}, Secret(shape))
+            fetch_dashboard(client, 1, {}, Secret(shape))
     assert isinstance(caught.value, AuthError)
     error: BaseException | None = caught.value
     while error is not None:  # the whole chain, as a traceback would show it
@@ -343,7 +350,7 @@ def test_a_gzip_body_is_capped_as_it_inflates() -> None:
         tracemalloc.start()
         try:
             with pytest.raises(BadPayloadError) as caught:
-                client.fetch(1, {}, Secret(TOKEN))
+                fetch_dashboard(client, 1, {}, Secret(TOKEN))
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()

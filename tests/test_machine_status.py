@@ -6,11 +6,11 @@ from datetime import UTC, datetime, tzinfo
 
 import pytest
 
-from exporter.kinds.base import BadPayload
-from exporter.kinds.machine_status import parse_status, zone_for
+from exporter.kinds.machine_status import MachineStatus, parse_status, status_samples, zone_for
+from exporter.lynx.errors import BadPayloadError
 from exporter.lynx.upstream import Dropped, read_timestamp
-from exporter.metrics.machine_families import machine_labels, status_samples
-from exporter.targets import KnownMachine
+from exporter.targets import Machine
+from tests.harness import machine_target
 
 NOW = datetime(2026, 5, 14, 23, 0, 0, tzinfo=UTC).timestamp()
 KEEPALIVE_UTC = datetime(2026, 5, 14, 22, 17, 2, 877000, tzinfo=UTC).timestamp()
@@ -114,8 +114,9 @@ def test_huge_integers_are_a_typed_problem() -> None:
 def test_nulls_give_no_samples() -> None:
     status = parse_status(NO_DEVICE, zone=UTC, now=NOW)
     assert status.last_keepalive is None and status.mqtt_connected == 0.0
-    labels = machine_labels(1, "Acme", KnownMachine(7, None, "7"))
-    assert [s.family for s in status_samples(labels, status)] == ["nayax_ev_machine_mqtt_connected"]
+    target = machine_target(Machine(7, None, "7"), actor_id=1)
+    families = [s.family.name for s in status_samples(target, status)]
+    assert families == ["nayax_ev_machine_mqtt_connected"]
 
 
 def test_garbage_fields_are_problems_not_samples() -> None:
@@ -130,14 +131,14 @@ def test_garbage_fields_are_problems_not_samples() -> None:
         "MachineMQTTStatus",
         "LastTransactionDateTime",
     }
-    with pytest.raises(BadPayload):
+    with pytest.raises(BadPayloadError):
         parse_status([STATUS], zone=UTC, now=NOW)
 
 
 def test_status_samples_carry_the_machine_labels() -> None:
-    labels = machine_labels(2001, "Acme", KnownMachine(942488501, "EV-1", "Car park A1"))
-    samples = status_samples(labels, parse_status(STATUS, zone=UTC, now=NOW))
-    by_name = {s.family: s for s in samples}
+    target = machine_target(Machine(942488501, "EV-1", "Car park A1"))
+    samples = status_samples(target, parse_status(STATUS, zone=UTC, now=NOW))
+    by_name = {s.family.name: s for s in samples}
     keepalive = by_name["nayax_ev_machine_last_keepalive_timestamp_seconds"]
     assert dict(keepalive.labels) == {
         "actor_id": "2001",
@@ -151,13 +152,12 @@ def test_status_samples_carry_the_machine_labels() -> None:
     assert by_name["nayax_ev_machine_signal_rssi"].value == -71.0
 
 
-def test_the_clock_skew_warning_set_keeps_only_machines_still_polled() -> None:
+def test_clock_skew_is_a_notice_counted_each_poll_and_logged_when_it_appears() -> None:
     import io
 
     from exporter.config import parse_config
     from exporter.logs import SecretScrubber, configure
-    from exporter.metrics.stats import Stats
-    from exporter.polling.machine_watch import MachineWatch
+    from exporter.polling.polls import count_outcome, log_notices
     from exporter.polling.store import PollOutcome, SnapshotStore
     from exporter.targets import MACHINE_STATUS, build_targets
 
@@ -167,16 +167,32 @@ def test_the_clock_skew_warning_set_keeps_only_machines_still_polled() -> None:
     targets = [t for t in build_targets(config) if t.kind == MACHINE_STATUS]
     store = SnapshotStore(targets)
     stream = io.StringIO()
-    watch = MachineWatch(configure("info", "json", SecretScrubber(), stream), Stats(0.0))
+    log = configure("info", "json", SecretScrubber(), stream)
     skewed = parse_status(STATUS, zone=UTC, now=KEEPALIVE_UTC - 400)
-    outcomes = [PollOutcome(t.key, NOW, skewed) for t in targets]
+    fine = parse_status(STATUS, zone=UTC, now=KEEPALIVE_UTC)
+    counted: list[str] = []
+
+    class Counters:
+        def count_poll_error(self, actor_id: int, reason: str) -> None:
+            counted.append(reason)
+
+        def count_dropped(self, kind: str, dropped: object) -> None:
+            pass
+
+    def commit(reading: MachineStatus) -> None:
+        for transition in store.swap(
+            [PollOutcome(t.key, NOW, reading) for t in targets]
+        ).transitions:
+            count_outcome(Counters(), transition)  # type: ignore[arg-type]
+            log_notices(log, transition)
 
     def warnings() -> int:
         return stream.getvalue().count("lie in the future")
 
-    watch.committed(store.swap(outcomes).transitions)
-    watch.committed(store.swap(outcomes).transitions)
-    assert warnings() == 2  # once per machine, not per poll
-    watch.forget_others({targets[0].key})  # machine 6 left the fleet
-    watch.committed(store.swap(outcomes).transitions)
-    assert warnings() == 3  # it came back: warned again; machine 5 still remembered
+    commit(skewed)
+    commit(skewed)
+    assert (warnings(), counted) == (2, ["clock_skew"] * 4)  # logged once per machine
+    assert all(state.up for state in store.current().states.values())  # a notice: up
+    commit(fine)
+    commit(skewed)
+    assert warnings() == 4  # it came back: said again

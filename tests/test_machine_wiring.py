@@ -51,8 +51,8 @@ def test_discovered_machines_become_ordinary_targets() -> None:
     assert "discovery:10/-/" in keys
     assert not any(k.startswith("discovery:20") or "20/id:101" in k for k in keys)  # no discover
     assert "machine_status:20/number:N-1/" not in keys  # no MachineID, no /status
-    status = {t.machine: t for t in targets if t.kind == MACHINE_STATUS}
-    assert status["Hundred"].info == LISTED[0]  # configured name wins, info from the API
+    status = {t.machine_label: t for t in targets if t.kind == MACHINE_STATUS}
+    assert status["Hundred"].machine.info == LISTED[0]  # type: ignore[union-attr]  # configured name wins, info from the API
     assert status["Bay"].interval == 300.0 and status["Bay"].stale_after == 900.0
     assert all(t.publishes_info for t in status.values())
     # N-1 has no status (no MachineID) and was never listed: nothing to add as info.

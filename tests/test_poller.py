@@ -23,23 +23,22 @@ import pytest
 from exporter.app import Exporter
 from exporter.config import Config, parse_config
 from exporter.kinds import KINDS
-from exporter.kinds.base import Problem, Request
+from exporter.kinds.base import Family, GetJson, Problem, Result, Sample
 from exporter.logs import SecretScrubber, configure
-from exporter.lynx.client import Answer, LynxClient, RateLimitedError
+from exporter.lynx.client import Answer, LynxClient, RateLimitedError, TokenHeld
 from exporter.lynx.ratelimit import TokenGate
 from exporter.lynx.upstream import Dropped
 from exporter.metrics.stats import Stats
+from exporter.polling.plan import Plan
 from exporter.polling.poller import (
     BATCH_WINDOW,
     COMMIT_DELAY,
     IDLE_WAKE,
     TICK,
-    Deferred,
-    Plan,
     Poller,
-    poll_target,
     sleep_for,
 )
+from exporter.polling.polls import Deferred, poll_target
 from exporter.polling.store import SnapshotStore
 from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, SimulatorServer
 from exporter.targets import EV_DASHBOARD, Target, build_targets
@@ -135,7 +134,7 @@ def test_a_hanging_target_never_delays_the_others(sim: SimulatorServer) -> None:
         # worker sits on the hanging request.
         assert time.monotonic() - started < 4.5
         states = exporter.store.current().states
-        healthy = [s for k, s in states.items() if k.machine != f"id:{stuck.id}"]
+        healthy = [s for k, s in states.items() if k.machine_ref != f"id:{stuck.id}"]
         assert all(s.up for s in healthy)
     finally:
         exporter.stop()
@@ -163,8 +162,11 @@ class _HeldMeanwhile:
 
     def get_json(self, path: str, params: object, credential: object) -> object:
         self.calls += 1
-        self._gate.hold(self._token, 30.0)
-        raise RateLimitedError("held", retry_after=30.0, status=None, attempts=0)
+        if self._gate.held_until(self._token) is None:
+            self._gate.hold(self._token, 30.0)  # another poll's 429, just now
+        until = self._gate.held_until(self._token)
+        assert until is not None
+        raise TokenHeld(until)  # what the real client raises: nothing was sent
 
 
 def test_a_poll_on_a_held_token_is_deferred_not_failed() -> None:
@@ -175,14 +177,14 @@ def test_a_poll_on_a_held_token_is_deferred_not_failed() -> None:
     plan = Plan(config, {target.key: target}, cast(LynxClient, client), gate)
     # Held when the poll starts: no request at all.
     gate.hold("tkn", 5.0)
-    held = poll_target(plan, KINDS[target.kind], target)
-    assert isinstance(held, Deferred) and client.calls == 0
+    held = poll_target(plan, KINDS[target.kind], target, time.time)
+    assert isinstance(held, Deferred) and client.calls == 1
     assert held.until == pytest.approx(time.monotonic() + 5.0, abs=0.5)
     # Held by another poll's 429 after it looked: the client sent nothing either.
     fresh_gate = TokenGate()
     client = _HeldMeanwhile(fresh_gate, "tkn")
     plan = Plan(config, {target.key: target}, cast(LynxClient, client), fresh_gate)
-    raced = poll_target(plan, KINDS[target.kind], target)
+    raced = poll_target(plan, KINDS[target.kind], target, time.time)
     assert isinstance(raced, Deferred) and client.calls == 1
     assert raced.until == pytest.approx(time.monotonic() + 30.0, abs=0.5)
 
@@ -190,6 +192,7 @@ def test_a_poll_on_a_held_token_is_deferred_not_failed() -> None:
 @dataclass(frozen=True)
 class _Nothing:
     problems: tuple[Problem, ...] = ()
+    notices: tuple[Problem, ...] = ()
     dropped: tuple[Dropped, ...] = ()
 
 
@@ -198,12 +201,16 @@ class _ByActor:
     """A request kind asking ``/<actor id>``, whose answers all read fine."""
 
     name: str = EV_DASHBOARD
+    families: tuple[Family, ...] = ()
 
-    def request(self, target: Target, now: datetime) -> Request:
-        return Request(f"/{target.actor_id}", {})
+    def fetch(self, get_json: GetJson, target: Target, now: datetime) -> Answer:
+        return get_json(f"/{target.actor_id}", {}, target.token)
 
-    def parse(self, payload: object, target: Target, config: Config) -> _Nothing:
+    def parse(self, payload: object, target: Target, config: Config, now: float) -> _Nothing:
         return _Nothing()
+
+    def samples(self, target: Target, reading: Result) -> Iterator[Sample]:
+        return iter(())
 
 
 class _OneActorAlwaysLimited:
@@ -217,11 +224,13 @@ class _OneActorAlwaysLimited:
     def get_json(self, path: str, params: object, credential: object) -> Answer:
         actor = int(path.strip("/"))
         if self._gate.delay(self._token) > 0:  # what the real client does before sending
-            raise RateLimitedError("held", retry_after=1.0, status=None, attempts=0)
+            until = self._gate.held_until(self._token)
+            assert until is not None
+            raise TokenHeld(until)
         self.sent.append(actor)
         if actor == self._limited:
             self._gate.hold(self._token, self._hold)
-            raise RateLimitedError("HTTP 429", retry_after=self._hold, status=429, attempts=1)
+            raise RateLimitedError("HTTP 429", retry_after=self._hold, attempts=1)
         return Answer(payload={}, status=200, attempts=1, duration=0.0)
 
     def close(self) -> None:

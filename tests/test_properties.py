@@ -1,7 +1,7 @@
 """Property tests (hypothesis): the two parsers that take outside input.
 
 - ``parse_payload`` gets whatever JSON the vendor sends: it may only raise
-  ``BadPayload``, publishes only finite numbers (non-negative except sales),
+  ``BadPayloadError``, publishes only finite numbers (non-negative except sales),
   and never invents a value for a field that was absent.
 - ``parse_config`` gets whatever an operator writes: it may only raise
   ``ConfigError``, every message starts with a key path, and no message ever
@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from exporter.config import DURATION_UNITS, ENERGY_UNITS, ConfigError, parse_config
-from exporter.kinds.base import BadPayload
 from exporter.kinds.ev_dashboard import MachineFigures, OperatorStatus, Reading, parse_payload
+from exporter.lynx.errors import BadPayloadError
 
 SETTINGS = settings(
     max_examples=200,
@@ -149,7 +149,7 @@ def test_parse_payload_only_publishes_finite_values(
             energy_unit=energy_unit,
             want_operator=want_operator,
         )
-    except BadPayload:
+    except BadPayloadError:
         # Only an answer that is not an object as a whole is unusable.
         assert not isinstance(payload, Mapping)
         return

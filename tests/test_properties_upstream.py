@@ -3,7 +3,7 @@
 Any JSON value the three endpoints could send (any code point, lone surrogates
 included; any number, 10^400 and NaN included; any nesting within the caps) goes
 through its kind's parser, the store, the counters and every rendering: only a
-typed failure (``BadPayload``) may come out of a parser, nothing past it may raise,
+typed failure (``BadPayloadError``) may come out of a parser, nothing past it may raise,
 no target is ever marked as failing to render, and ``promtool check metrics``
 accepts every exposition.
 """
@@ -18,14 +18,13 @@ from hypothesis import strategies as st
 
 from exporter.config import parse_config
 from exporter.kinds import all_kinds
-from exporter.kinds.base import BadPayload
 from exporter.logs import SecretScrubber, configure
+from exporter.lynx.errors import BadPayloadError
 from exporter.metrics.exposition import ExpositionCache
 from exporter.metrics.render_guard import RenderGuard
 from exporter.metrics.stats import Stats
-from exporter.polling.machine_watch import discovered_machines
-from exporter.polling.poller import count_errors
-from exporter.polling.store import PollOutcome, SnapshotStore
+from exporter.polling.polls import count_outcome
+from exporter.polling.store import PollOutcome, SnapshotStore, discovered_machines
 from exporter.targets import MachineInfo, build_targets
 from exporter.web.landing import PageInfo, render_landing
 from tests.harness import promtool_check_metrics
@@ -116,12 +115,12 @@ def run_through_everything(answers: dict[str, Any]) -> None:
             if round_ == 1 and target.kind == "discovery":
                 continue
             try:
-                reading = KINDS[target.kind].parse(answers[target.kind], target, CONFIG)
+                reading = KINDS[target.kind].parse(answers[target.kind], target, CONFIG, NOW)
                 outcomes.append(PollOutcome(target.key, NOW, reading))
-            except BadPayload as error:
+            except BadPayloadError as error:
                 outcomes.append(PollOutcome(target.key, NOW, None, "bad_payload", str(error)))
         for transition in store.swap(outcomes).transitions:
-            count_errors(stats, transition)
+            count_outcome(stats, transition)
         discovered = discovered_machines(store.current())
     cache = ExpositionCache(
         store, stats.registry, errors_registry=stats.errors_registry, clock=lambda: NOW + 1

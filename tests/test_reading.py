@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from exporter.kinds.base import BadPayload
 from exporter.kinds.ev_dashboard import energy_factor, parse_payload
+from exporter.lynx.errors import BadPayloadError
 
 FULL: dict[str, Any] = {
     "OperatorDashboard": {
@@ -181,7 +181,7 @@ def test_missing_sections() -> None:
 
 @pytest.mark.parametrize("payload", [[], [FULL], "text", 3, None, True])
 def test_non_object_payload_is_bad(payload: object) -> None:
-    with pytest.raises(BadPayload, match="expected a JSON object"):
+    with pytest.raises(BadPayloadError, match="expected a JSON object"):
         parse(payload)
 
 

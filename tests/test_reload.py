@@ -26,12 +26,12 @@ from typing import Any, cast
 import pytest
 import requests
 
-from exporter.app import RELOAD_ERROR, Exporter, Options, reusing
+from exporter.app import RELOAD_ERROR, Exporter, Options
 from exporter.config import Config, parse_config
 from exporter.logs import SecretScrubber, configure
 from exporter.lynx.client import LynxClient
 from exporter.lynx.ratelimit import TokenGate
-from exporter.polling.poller import Plan
+from exporter.polling.plan import Plan, reusing
 from exporter.simulator import Fleet, FleetSpec, SimulatorServer
 from exporter.targets import build_targets
 from tests.harness import (

@@ -35,9 +35,12 @@ def with_a_poisoned_target(store: SnapshotStore) -> tuple[Snapshot, TargetKey]:
     """The store's snapshot with one machine target renamed to a lone surrogate, as
     only a bug past the upstream boundary could produce."""
     snapshot = store.current()
-    key = next(k for k, s in snapshot.states.items() if s.target.machine == "Car park A1")
+    key = next(k for k, s in snapshot.states.items() if s.target.machine_label == "Car park A1")
     states = dict(snapshot.states)
-    states[key] = replace(states[key], target=replace(states[key].target, machine="bad\ud800"))
+    target = states[key].target
+    assert target.machine is not None
+    poisoned = replace(target, machine=replace(target.machine, label="bad\ud800"))
+    states[key] = replace(states[key], target=poisoned)
     return replace(snapshot, states=MappingProxyType(states)), key
 
 
@@ -49,7 +52,7 @@ def test_one_target_that_cannot_render_is_down_and_the_rest_publish() -> None:
     guard, counted, stream = guarded()
     snapshot, bad = with_a_poisoned_target(populated_store())
     renderer = DataRenderer(guard)
-    body = renderer.render(snapshot, NOW).decode("utf-8")
+    body = renderer.render_bodies(snapshot, NOW).plain.decode("utf-8")
     series = parse_exposition(body)
     up = select(series, "nayax_ev_target_up")
     assert len(up) == len(snapshot.states)  # every target still says whether it is up
@@ -57,7 +60,7 @@ def test_one_target_that_cannot_render_is_down_and_the_rest_publish() -> None:
     assert list(select(series, "nayax_ev_target_up", machine="bad\\ud800").values()) == [0.0]
     assert select(series, "nayax_ev_machine_energy_joules", machine="EV-0042")  # the others
     assert counted == [(bad.actor_id, "internal")]
-    renderer.render(snapshot, NOW + 1)  # the same state again: counted and logged once
+    renderer.render_bodies(snapshot, NOW + 1)  # the same state again: counted and logged once
     assert counted == [(bad.actor_id, "internal")]
     assert events(stream) == ["target could not be rendered; shown as down"]
 
@@ -67,9 +70,9 @@ def test_a_target_that_renders_again_is_logged_as_recovered() -> None:
     store = populated_store()
     snapshot, bad = with_a_poisoned_target(store)
     renderer = DataRenderer(guard)
-    renderer.render(snapshot, NOW)
+    renderer.render_bodies(snapshot, NOW)
     assert guard.failing == {(bad, "metrics")}
-    renderer.render(store.current(), NOW)  # the store's own, healthy states
+    renderer.render_bodies(store.current(), NOW)  # the store's own, healthy states
     assert guard.failing == frozenset()
     assert events(stream)[-1] == "target rendered again"
 

@@ -27,16 +27,17 @@ import requests
 import structlog
 
 from exporter.config import LynxConfig, Secret, parse_config
-from exporter.kinds.base import BadPayload
 from exporter.kinds.ev_dashboard import parse_payload
 from exporter.logs import MIN_SECRET_CHARS, REDACTED, SecretScrubber
 from exporter.lynx.client import LynxClient, LynxError
+from exporter.lynx.errors import BadPayloadError
 from exporter.lynx.ratelimit import RateLimiter, TokenGate
 from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, SimulatorServer
 from exporter.targets import build_targets
 from tests.harness import (
     ExporterProcess,
     config_check,
+    fetch_dashboard,
     running_exporter,
     wait_for,
     write_config,
@@ -213,7 +214,9 @@ def outcome_texts(client: LynxClient, actor_id: int, token: Secret) -> list[str]
     """What fetching (and interpreting) one answer can say about itself."""
     try:
         window = {"StartDate": "2024-03-01T00:00:00Z", "EndDate": "2024-03-02T00:00:00Z"}
-        answer = client.fetch(actor_id, {"MachineNumber": "EV-000-0000", **window}, token)
+        answer = fetch_dashboard(
+            client, actor_id, {"MachineNumber": "EV-000-0000", **window}, token
+        )
     except LynxError as error:
         return list(exception_texts(error))
     texts = [repr(answer), str(answer.payload)]
@@ -221,7 +224,7 @@ def outcome_texts(client: LynxClient, actor_id: int, token: Secret) -> list[str]
         reading = parse_payload(
             answer.payload, duration_unit="seconds", energy_unit="auto", want_operator=True
         )
-    except BadPayload as error:
+    except BadPayloadError as error:
         return [*texts, *exception_texts(error)]
     return [*texts, repr(reading), *(p.detail for p in reading.problems)]
 
@@ -260,7 +263,7 @@ def test_unreachable_errors_never_contain_the_token(kind: str) -> None:
     with unreachable_base_url(kind) as base_url:
         client = make_client(base_url, token)
         with pytest.raises(LynxError) as caught:
-            client.fetch(1, {}, token)
+            fetch_dashboard(client, 1, {}, token)
         client.close()
     assert caught.value.reason == "connection"
     for text in exception_texts(caught.value):

@@ -20,7 +20,7 @@ from exporter.config import (
     WindowConfig,
     parse_config,
 )
-from exporter.kinds.base import Result
+from exporter.kinds.base import Family, Result
 from exporter.kinds.discovery import Discovery
 from exporter.kinds.ev_dashboard import MachineFigures, OperatorStatus, Reading
 from exporter.kinds.machine_status import MachineStatus
@@ -97,7 +97,7 @@ def test_no_two_targets_publish_the_same_series(
 ) -> None:
     config, listings = fleet
     targets = build_targets(config, None, listings)
-    series: Counter[tuple[int, frozenset[tuple[str, str]]]] = Counter()
+    series: Counter[tuple[Family, frozenset[tuple[str, str]]]] = Counter()
     for target in targets:
         reading = full_reading(target.kind, listings[1])
         state = TargetState(target, reading, last_success=NOW, up=True, polled=True)
@@ -105,7 +105,7 @@ def test_no_two_targets_publish_the_same_series(
             series[(sample.family, frozenset(sample.labels))] += 1
     duplicates = [key for key, count in series.items() if count > 1]
     assert not duplicates
-    assert all(t.machine != "" for t in targets if not t.actor_wide)
+    assert all(t.machine_label != "" for t in targets if not t.actor_wide)
 
 
 @pytest.mark.parametrize("reserved", ["status", "discovery"])

@@ -185,7 +185,7 @@ print(json.dumps([[shard_of(k, c) for c in range(1, 13)] for k in keys]))
 def assignments_in_subprocess(keys: Sequence[TargetKey], hash_seed: str) -> list[list[int]]:
     result = subprocess.run(
         [sys.executable, "-c", _ASSIGN],
-        input=json.dumps([[k.actor_id, k.machine, k.window] for k in keys]),
+        input=json.dumps([[k.actor_id, k.machine_ref, k.window, k.kind] for k in keys]),
         capture_output=True,
         text=True,
         check=True,
@@ -309,7 +309,7 @@ def test_config_check_counts_only_this_shards_targets(tmp_path: Path) -> None:
 
 
 def target_identity(target: Target) -> tuple[str, str, str, str]:
-    return (str(target.actor_id), target.actor, target.machine, target.window.name)
+    return (str(target.actor_id), target.actor, target.machine_label, target.window.name)
 
 
 def published_targets(exporter: ExporterProcess) -> Counter[tuple[str, str, str, str]]:

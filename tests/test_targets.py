@@ -40,7 +40,7 @@ def test_targets_cover_actor_and_machines_per_window() -> None:
         "20/-/p1",
     ]
     first = targets[0]
-    assert (first.actor, first.currency, first.machine, first.actor_wide) == (
+    assert (first.actor, first.currency, first.machine_label, first.actor_wide) == (
         "Ten",
         "EUR",
         "",
@@ -48,9 +48,9 @@ def test_targets_cover_actor_and_machines_per_window() -> None:
     )
     assert first.machine_params() == {}
     assert targets[1].machine_params() == {"MachineID": "100"}
-    assert targets[1].machine == "Hundred"
+    assert targets[1].machine_label == "Hundred"
     assert targets[2].machine_params() == {"MachineNumber": "N-1"}
-    assert targets[2].machine == "N-1"
+    assert targets[2].machine_label == "N-1"
     assert targets[6].token.reveal() == "own"
     assert targets[0].token.reveal() == "global"
 

@@ -46,6 +46,7 @@ from tests.harness import (
     REPO,
     ExporterProcess,
     config_check,
+    fetch_dashboard,
     run_promtool,
     running_exporter,
     select,
@@ -394,7 +395,7 @@ def test_one_exchange_serves_the_polls_and_only_the_exchange_sees_the_refresh_to
     refresh = RefreshToken(REFRESH, issuing.url)
     actor = issuing.fleet.actor_ids()[0]
     for _ in range(5):
-        assert client.fetch(actor, window(), refresh).status == 200
+        assert fetch_dashboard(client, actor, window(), refresh).status == 200
     assert data_statuses(issuing) == [200] * 5
     assert exchanges(issuing) == [200]
     expiry = client.token_expiry(refresh)
@@ -412,9 +413,9 @@ def test_a_401_forces_one_renewal_and_the_poll_still_succeeds(issuing: Simulator
     client = make_client(issuing)
     refresh = RefreshToken(REFRESH, issuing.url)
     actor = issuing.fleet.actor_ids()[0]
-    assert client.fetch(actor, window(), refresh).status == 200
+    assert fetch_dashboard(client, actor, window(), refresh).status == 200
     issuing.issuer.revoke_access()  # the vendor revokes access tokens before exp
-    answer = client.fetch(actor, window(), refresh)
+    answer = fetch_dashboard(client, actor, window(), refresh)
     assert answer.status == 200 and answer.attempts == 1
     trail = [(r.path == EXCHANGE, r.status) for r in issuing.requests()]
     assert trail == [(True, 200), (False, 200), (False, 401), (True, 200), (False, 200)]
@@ -429,7 +430,7 @@ def test_a_refused_exchange_is_auth_and_exchanges_stay_bounded(issuing: Simulato
     failures = 0
     while time.monotonic() < deadline:
         with pytest.raises(AuthError) as caught:
-            client.fetch(actor, window(), refresh)
+            fetch_dashboard(client, actor, window(), refresh)
         assert caught.value.reason == "auth"
         assert "access token exchange failed: HTTP 503" in str(caught.value)
         assert "Token exchange refused" in str(caught.value)  # the vendor's message
@@ -446,7 +447,9 @@ def test_an_exchange_timeout_is_the_transport_reason(issuing: SimulatorServer) -
     issuing.latency = 1.0
     client = make_client(issuing, timeout=0.3)
     with pytest.raises(TimeoutError_):
-        client.fetch(issuing.fleet.actor_ids()[0], window(), RefreshToken(REFRESH, issuing.url))
+        fetch_dashboard(
+            client, issuing.fleet.actor_ids()[0], window(), RefreshToken(REFRESH, issuing.url)
+        )
 
 
 def test_the_simulator_refuses_expired_access_tokens(issuing: SimulatorServer) -> None:
@@ -704,7 +707,7 @@ def test_an_exchange_answer_without_a_usable_token_is_auth(body: str) -> None:
     with responses.RequestsMock() as mock:
         mock.post(f"https://auth.test{EXCHANGE}", status=200, body=body)
         with pytest.raises(AuthError) as caught:
-            client.fetch(1, window(), RefreshToken(REFRESH, "https://auth.test"))
+            fetch_dashboard(client, 1, window(), RefreshToken(REFRESH, "https://auth.test"))
         assert len(mock.calls) == 1  # the exchange only: no data request without a token
     assert "access token exchange answered HTTP 200 without a usable token" in str(caught.value)
     assert REFRESH not in str(caught.value) and "x" * 100 not in str(caught.value)
@@ -719,7 +722,7 @@ def test_a_token_server_answering_one_letter_fails_the_exchange_and_backs_off(
     refresh = RefreshToken(REFRESH, issuing.url)
     for _ in range(5):
         with pytest.raises(AuthError) as caught:
-            client.fetch(issuing.fleet.actor_ids()[0], window(), refresh)
+            fetch_dashboard(client, issuing.fleet.actor_ids()[0], window(), refresh)
         assert caught.value.reason == "auth"
         assert "exchange answered HTTP 200 without a usable token" in str(caught.value)
     assert exchanges(issuing) == [200]  # then 1 s of back-off, as for any failed exchange
@@ -735,7 +738,9 @@ def test_a_token_with_an_unusable_exp_serves_with_a_sane_expiry(
     client = make_client(issuing)
     refresh = RefreshToken(REFRESH, issuing.url)
     for _ in range(3):
-        assert client.fetch(issuing.fleet.actor_ids()[0], window(), refresh).status == 200
+        assert (
+            fetch_dashboard(client, issuing.fleet.actor_ids()[0], window(), refresh).status == 200
+        )
     assert exchanges(issuing) == [200]
     expiry = client.token_expiry(refresh)
     assert expiry is not None

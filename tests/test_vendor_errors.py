@@ -32,7 +32,13 @@ from exporter.lynx.client import (
 from exporter.lynx.ratelimit import RateLimiter, TokenGate
 from exporter.simulator import Fleet, FleetSpec, SimulatorServer
 from exporter.simulator.vendor import PERIOD_OR_DATES
-from tests.harness import running_exporter, simulator_config, wait_for, write_config
+from tests.harness import (
+    fetch_dashboard,
+    running_exporter,
+    simulator_config,
+    wait_for,
+    write_config,
+)
 
 BASE = "https://lynx.test/operational"
 URL = f"{BASE}/v1/actors/42/evDashboard"
@@ -63,7 +69,7 @@ def failure_of(status: int, body: object | str) -> Exception:
     with responses.RequestsMock() as mock:
         mock.get(URL, status=status, body=text)
         with pytest.raises(Exception) as caught:
-            make_client().fetch(42, {}, Secret(TOKEN))
+            fetch_dashboard(make_client(), 42, {}, Secret(TOKEN))
     return caught.value
 
 
@@ -124,7 +130,7 @@ def test_a_200_carrying_a_failure_object_is_bad_payload_with_its_message() -> No
     with responses.RequestsMock() as mock:
         mock.get(URL, status=200, json={**VENDOR_400, "message": "Actor is not an operator"})
         with pytest.raises(BadPayloadError) as caught:
-            make_client().fetch(42, {}, Secret(TOKEN))
+            fetch_dashboard(make_client(), 42, {}, Secret(TOKEN))
     assert str(caught.value) == (
         'HTTP 200 with a failure in its body: "Actor is not an operator" '
         "(correlationId 5b0f7c1e-2d7a-4c8e-9a51-0c9d2a1f7e33)"

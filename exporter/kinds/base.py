@@ -1,51 +1,53 @@
-"""Request kinds: what the poller asks the Lynx API for, and how it reads the answer.
+"""What a request kind is: the extension point for a new Lynx endpoint.
 
-This is the extension point for new endpoints. A kind is a small object with
+A kind (one module per endpoint in this package) owns everything about it:
 
 - ``name``: the kind's id, also ``TargetKey.kind`` of every target it polls;
-- ``request(target, now)``: *what to ask* — a :class:`Request` (path and query
-  parameters; the client adds the base URL, the token, retries and pacing);
-- ``parse(payload, target, config)``: *how to read the answer* — a pure function
-  from the decoded JSON to a result (anything with a ``problems`` sequence, see
-  :class:`exporter.store.Result`); it raises :class:`BadPayload` when the answer
-  as a whole is unusable.
+- ``families``: the metric families its readings publish;
+- ``fetch(get_json, target, now)``: *what to ask and how* — one GET through the
+  client (which adds the base URL, the token, retries and pacing), or as many as
+  a paged listing needs;
+- ``parse(payload, target, config, now)``: *how to read the answer* — a pure
+  function reading every value through the upstream boundary
+  (exporter/lynx/upstream.py) into a :class:`Result`; it raises
+  :class:`~exporter.lynx.errors.BadPayloadError` when the answer as a whole is
+  unusable;
+- ``samples(target, reading)``: the series a fresh reading publishes.
 
-*Where the result goes*: the poller hands every outcome to the store once; the
-result becomes ``TargetState.reading`` of the target's key, with up/down and
-error reasons decided the same way for every kind (``store.apply_outcome``).
-``samples.state_samples`` turns a state into series by the target's kind. A kind
-whose result changes *what* is polled (discovery) watches its outcomes through
-the poller's ``on_commit`` hook (it receives every batch's transitions) and asks
-the exporter to re-plan.
-
-To add a kind (e.g. ``machine_status``, ``discovery``):
-
-1. write the kind (``name``, ``request``, ``parse``) and add it to :data:`KINDS`
-   (or, like the machine kinds, to :func:`all_kinds`);
-2. build its targets (``Target`` with ``TargetKey(kind=...)``) next to
-   ``targets.build_targets`` so they go through the same shard filter;
-3. render its results in ``samples.state_samples`` (by ``state.target.kind``).
-
-No other change to the poller: scheduling, deferral after a 429, skip-not-queue,
-reload and shutdown are the same for every kind.
+Everything else is the same for every kind: the poller fires, defers and skips
+targets alike, the store decides up/down from ``problems``, the counters count
+``problems`` and ``dropped`` in one place, and the exposition renders samples.
+A new endpoint touches its kind's module, the registry (exporter/kinds/__init__.py)
+and the targets that poll it (exporter/targets/build.py), nothing else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from exporter.config import Config
+from exporter.config import Config, Secret
+from exporter.lynx.client import Answer
 from exporter.lynx.upstream import Dropped
 from exporter.targets import Target
 
-__all__ = ["BadPayload", "Problem", "Request", "RequestKind", "Result"]
+__all__ = [
+    "MACHINE_LABELS",
+    "Family",
+    "GetJson",
+    "Problem",
+    "RequestKind",
+    "Result",
+    "Sample",
+    "machine_labels",
+]
 
-
-class BadPayload(ValueError):
-    """The answer as a whole is unusable (not JSON, not an object)."""
+# The client's GET: path below lynx.base_url, query parameters, credential.
+GetJson = Callable[[str, Mapping[str, str], Secret], Answer]
+# The labels every per-machine series carries, in this order.
+MACHINE_LABELS = ("actor_id", "actor", "machine_id", "machine_number", "machine")
 
 
 @dataclass(frozen=True)
@@ -58,36 +60,69 @@ class Problem:
 
 
 class Result(Protocol):
-    """What a request kind's parse function returns (e.g. a :class:`Reading`):
-    anything that says which of its fields were unusable (``problems``: the target
-    is down) and which values it read as absent (``dropped``: only counted)."""
+    """What a kind's parse returns: anything that says which of its fields were
+    unusable (``problems``: the target is down), what it noticed without failing
+    (``notices``, e.g. clock skew: counted as poll errors and logged when they
+    appear, the target stays up) and which values it read as absent (``dropped``:
+    only counted)."""
 
     @property
     def problems(self) -> Sequence[Problem]: ...
 
     @property
+    def notices(self) -> Sequence[Problem]: ...
+
+    @property
     def dropped(self) -> Sequence[Dropped]: ...
 
 
-@dataclass(frozen=True)
-class Request:
-    """One GET: ``path`` below ``lynx.base_url`` and its query parameters."""
+@dataclass(frozen=True, eq=False)  # identity: a family is looked up by the object
+class Family:
+    """One gauge family of the data exposition."""
 
-    path: str
-    params: Mapping[str, str]
-    # A ResultsLimit/ResultsOffset listing: the poller fetches every page until an
-    # empty one and hands parse the list of pages (exporter/machine_kinds.py).
-    paged: bool = False
+    name: str
+    help: str
+    labels: tuple[str, ...]  # label names, in the order samples carry them
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One series' value; ``labels`` in the family's order."""
+
+    family: Family
+    labels: tuple[tuple[str, str], ...]
+    value: float
+
+
+def machine_labels(target: Target) -> tuple[tuple[str, str], ...]:
+    """The identifying labels of a target's machine (:data:`MACHINE_LABELS`). Pure."""
+    machine_id = target.machine_id
+    return (
+        ("actor_id", str(target.actor_id)),
+        ("actor", target.actor),
+        ("machine_id", "" if machine_id is None else str(machine_id)),
+        ("machine_number", target.machine_number or ""),
+        ("machine", target.machine_label),
+    )
 
 
 class RequestKind(Protocol):
+    """One Lynx endpoint (see the module docstring)."""
+
     @property
     def name(self) -> str: ...
 
-    def request(self, target: Target, now: datetime) -> Request:
-        """Pure: what to ask for ``target`` at ``now``."""
+    @property
+    def families(self) -> tuple[Family, ...]: ...
+
+    def fetch(self, get_json: GetJson, target: Target, now: datetime) -> Answer:
+        """The answer for ``target`` at ``now``; raises the client's LynxError."""
         ...
 
-    def parse(self, payload: object, target: Target, config: Config) -> Result:
-        """Pure: the answer read; raises :class:`BadPayload` if unusable."""
+    def parse(self, payload: object, target: Target, config: Config, now: float) -> Result:
+        """Pure: the answer read; raises BadPayloadError if it is unusable as a whole."""
+        ...
+
+    def samples(self, target: Target, reading: Result) -> Iterator[Sample]:
+        """Pure: the series a fresh reading of this kind publishes."""
         ...

@@ -9,15 +9,15 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, TypeVar
 
 from exporter.config import Config, Secret
-from exporter.kinds.base import BadPayload, Problem, Request
+from exporter.kinds.base import Family, GetJson, Problem, Result, Sample
 from exporter.lynx.client import Answer
+from exporter.lynx.errors import BadPayloadError
 from exporter.lynx.upstream import (
     INT32_MAX,
     Dropped,
@@ -30,6 +30,7 @@ from exporter.lynx.upstream import (
 from exporter.targets import DISCOVERY, MachineInfo, Target
 
 __all__ = [
+    "DISCOVERED_MACHINES",
     "MAX_PAGES",
     "MAX_RECORDS",
     "PAGE_SIZE",
@@ -39,6 +40,7 @@ __all__ = [
     "fetch_pages",
     "next_offset",
     "parse_machine_page",
+    "read_listing",
     "settle_listing",
 ]
 
@@ -49,7 +51,6 @@ MAX_PAGES: Final = 1000
 _T = TypeVar("_T")
 
 
-GetJson = Callable[[str, Mapping[str, str], Secret], Answer]
 # More machines than any operator has: a listing that keeps going is refused.
 MAX_RECORDS = 20_000
 
@@ -118,11 +119,11 @@ def parse_machine_page(payload: object) -> tuple[tuple[MachineInfo, ...], tuple[
     """One decoded ``/v1/machines`` answer → its records, in order, and what was
     skipped or dropped. Pure.
 
-    The answer must be a JSON array (else :class:`BadPayload`); a record that cannot
+    The answer must be a JSON array (else :class:`BadPayloadError`); a record that cannot
     be used is skipped and noted, never the whole listing.
     """
     if not isinstance(payload, list):
-        raise BadPayload(f"expected a JSON array, got {type(payload).__name__}")
+        raise BadPayloadError(f"expected a JSON array, got {type(payload).__name__}")
     records: list[MachineInfo] = []
     dropped: list[Dropped] = []
     for item in payload:
@@ -176,36 +177,10 @@ class Discovery:
 
     machines: tuple[MachineInfo, ...]
     problems: tuple[Problem, ...] = ()
+    notices: tuple[Problem, ...] = ()
     # Records skipped and values dropped while reading the pages: counted per poll,
     # not part of what the listing is (two listings of the same machines are equal).
     dropped: tuple[Dropped, ...] = field(default=(), compare=False)
-
-
-@dataclass(frozen=True)
-class DiscoveryKind:
-    name: str = DISCOVERY
-
-    def request(self, target: Target, now: datetime) -> Request:
-        """Pure."""
-        return Request("/v1/machines", {"ActorID": str(target.actor_id)}, paged=True)
-
-    def parse(self, payload: object, target: Target, config: Config) -> Discovery:
-        """Pure: ``payload`` is the list of page payloads :func:`fetch_pages` read."""
-        if not isinstance(payload, list):
-            raise BadPayload("expected the pages of a listing")
-        pages, offset = [], 0
-        dropped: list[Dropped] = []
-        for page_payload in payload:
-            records, lost = parse_machine_page(page_payload)
-            pages.append(PageResult(offset, records))
-            dropped.extend(lost)
-            # The offset counts what the server sent: skipped records held a place too.
-            offset += len(page_payload) if isinstance(page_payload, list) else len(records)
-        machines, complete = settle_listing(None, pages, config.discovery.machine_types)
-        ended = bool(payload) and payload[-1] == []  # skipped records leave a page non-empty
-        if not complete or not ended or machines is None:
-            raise BadPayload("the listing did not end with an empty page")
-        return Discovery(machines, dropped=tuple(dropped))
 
 
 def fetch_pages(
@@ -213,20 +188,20 @@ def fetch_pages(
 ) -> Answer:
     """Every page of a ``ResultsLimit``/``ResultsOffset`` listing until an empty one.
 
-    The answer's payload is the list of page payloads; attempts add up, duration
-    is the whole listing's. A failed page raises (the caller keeps the last list).
+    The answer's payload is the list of page payloads; attempts and durations add
+    up. A failed page raises (the caller keeps the last list).
     A server that ignores the offset (the same page again) or never ends (more
     than MAX_RECORDS records) stops the listing early: it is then incomplete, and
     :meth:`DiscoveryKind.parse` refuses it.
     """
-    started = time.monotonic()
     pages: list[object] = []
-    attempts, offset, records = 0, 0, 0
+    attempts, offset, records, duration = 0, 0, 0, 0.0
     status = 200
     while True:
         page_params = {**params, "ResultsLimit": str(PAGE_SIZE), "ResultsOffset": str(offset)}
         answer = get_json(path, page_params, credential)
         attempts += answer.attempts
+        duration += answer.duration
         status = answer.status
         page = answer.payload
         if not isinstance(page, list) or (pages and page and page == pages[-1]):
@@ -238,4 +213,55 @@ def fetch_pages(
         if following is None or records > MAX_RECORDS:
             break
         offset = following
-    return Answer(pages, status, attempts, time.monotonic() - started)
+    return Answer(pages, status, attempts, duration)
+
+
+def read_listing(payload: object, machine_types: Sequence[int]) -> Discovery:
+    """Pure: the pages :func:`fetch_pages` read → the listing's kept machines."""
+    if not isinstance(payload, list):
+        raise BadPayloadError("expected the pages of a listing")
+    pages, offset = [], 0
+    dropped: list[Dropped] = []
+    for page_payload in payload:
+        records, lost = parse_machine_page(page_payload)
+        pages.append(PageResult(offset, records))
+        dropped.extend(lost)
+        # The offset counts what the server sent: skipped records held a place too.
+        offset += len(page_payload) if isinstance(page_payload, list) else len(records)
+    machines, complete = settle_listing(None, pages, machine_types)
+    ended = bool(payload) and payload[-1] == []  # skipped records leave a page non-empty
+    if not complete or not ended or machines is None:
+        raise BadPayloadError("the listing did not end with an empty page")
+    return Discovery(machines, dropped=tuple(dropped))
+
+
+# --- the series and the kind ---------------------------------------------------------
+
+DISCOVERED_MACHINES = Family(
+    "nayax_ev_discovered_machines",
+    "Machines of the actor kept from its last complete GET /v1/machines listing.",
+    ("actor_id", "actor"),
+)
+
+
+@dataclass(frozen=True)
+class DiscoveryKind:
+    """``GET /v1/machines?ActorID=`` for one actor, every page."""
+
+    name: str = DISCOVERY
+    families: tuple[Family, ...] = (DISCOVERED_MACHINES,)
+
+    def fetch(self, get_json: GetJson, target: Target, now: datetime) -> Answer:
+        return fetch_pages(
+            get_json, "/v1/machines", {"ActorID": str(target.actor_id)}, target.token
+        )
+
+    def parse(self, payload: object, target: Target, config: Config, now: float) -> Discovery:
+        """Pure: ``payload`` is the list of page payloads :func:`fetch_pages` read."""
+        return read_listing(payload, config.discovery.machine_types)
+
+    def samples(self, target: Target, reading: Result) -> Iterator[Sample]:
+        """Pure: how many machines the last complete listing kept."""
+        assert isinstance(reading, Discovery)  # what this kind's parse returns
+        labels = (("actor_id", str(target.actor_id)), ("actor", target.actor))
+        yield Sample(DISCOVERED_MACHINES, labels, float(len(reading.machines)))

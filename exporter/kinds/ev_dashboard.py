@@ -1,8 +1,9 @@
-"""Payload → reading: the pure, exact interpretation of one evDashboard answer.
+"""The ``ev_dashboard`` request kind: ``GET /v1/actors/{id}/evDashboard`` per actor or
+machine and window, its exact reading and its series.
 
 Rules (the vendor says any field may be missing or null):
 - missing or null → the sample is absent, never a made-up 0;
-- every value is read through the upstream boundary (exporter/upstream.py):
+- every value is read through the upstream boundary (exporter/lynx/upstream.py):
   numbers as JSON numbers or strings in JSON's number syntax, unknown extra
   fields ignored;
 - a value that is not a finite number within ``upstream.MAX_FIGURE``, or is
@@ -15,13 +16,15 @@ Rules (the vendor says any field may be missing or null):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from exporter.config import Config, DurationUnit, EnergyUnit
-from exporter.kinds.base import BadPayload, Problem, Request, Result
+from exporter.kinds.base import Family, GetJson, Problem, Result, Sample, machine_labels
 from exporter.kinds.windows import window_params
+from exporter.lynx.client import Answer
+from exporter.lynx.errors import BadPayloadError
 from exporter.lynx.upstream import INT32_MAX, Dropped, Rejected, read_float, read_text, short_repr
 from exporter.targets import EV_DASHBOARD, Target
 
@@ -64,6 +67,7 @@ class Reading:
     energy_unit: str | None
     time_period: int | None
     problems: tuple[Problem, ...] = ()
+    notices: tuple[Problem, ...] = ()  # evDashboard notices nothing
     dropped: tuple[Dropped, ...] = ()  # evDashboard drops nothing: every flaw is a problem
 
 
@@ -166,7 +170,7 @@ def parse_payload(
     """Interpret one decoded JSON answer. ``want_operator`` is False for
     per-machine requests, whose operator figures we do not publish."""
     if not isinstance(payload, Mapping):
-        raise BadPayload(f"expected a JSON object, got {type(payload).__name__}")
+        raise BadPayloadError(f"expected a JSON object, got {type(payload).__name__}")
     problems: list[Problem] = []
     operator_section = _section(payload, "OperatorDashboard", want_operator, problems)
     machine_section = _section(payload, "MachineDashboard", True, problems)
@@ -211,18 +215,110 @@ def parse_payload(
     )
 
 
+# --- the series ---------------------------------------------------------------------
+
+_POLLED = "Polled in the background from the Lynx API evDashboard endpoint"
+OPERATOR_LABELS = ("actor_id", "actor")
+ACTOR_WINDOW_LABELS = ("actor_id", "actor", "window")
+MACHINE_WINDOW_LABELS = ("actor_id", "actor", "machine_id", "machine_number", "machine", "window")
+
+ValueOf = Callable[[Reading], float | None]
+
+
+def _operator_family(field: str, what: str, attr: str) -> tuple[Family, ValueOf]:
+    family = Family(
+        f"nayax_ev_operator_{what}", f"OperatorDashboard.{field}. {_POLLED}.", OPERATOR_LABELS
+    )
+    return family, lambda reading: getattr(reading.operator, attr)
+
+
+def _figure_families(scope: str) -> tuple[tuple[Family, ValueOf], ...]:
+    """The five figures of MachineDashboard, for one machine or across the actor's."""
+    per_machine = scope == "machine"
+    where = "for one machine" if per_machine else "across the actor's machines"
+    labels = MACHINE_WINDOW_LABELS if per_machine else ACTOR_WINDOW_LABELS
+    figures = (
+        ("NumberOfChargingSessions", "charging_sessions", ""),
+        ("NumberOfTransactionsForTimeInterval", "transactions", ""),
+        ("SalesAmountForTimeInterval", "sales_amount", ", in the actor's currency"),
+        ("TotalChargingSessionsDuration", "charging_duration_seconds", ", converted to seconds"),
+        (
+            "TotalEnergyConsumption",
+            "energy_joules",
+            ", converted to joules from UnitOfMeasureSymbol",
+        ),
+    )
+    out = []
+    for field, name, unit_note in figures:
+        family = Family(
+            f"nayax_ev_{scope}_{name}",
+            f"MachineDashboard.{field} {where} over the window{unit_note}. {_POLLED}.",
+            (*labels, "currency") if name == "sales_amount" else labels,
+        )
+        out.append((family, _figure_value(name)))
+    return tuple(out)
+
+
+def _figure_value(attr: str) -> ValueOf:
+    return lambda reading: getattr(reading.figures, attr)
+
+
+OPERATOR_SERIES = (
+    _operator_family("TotalOperatorMachines", "machines", "machines"),
+    _operator_family("TotalCommunicatingMachines", "communicating_machines", "communicating"),
+    _operator_family("TotalActiveMachines", "active_machines", "active"),
+    _operator_family("TotalSilentMachines", "silent_machines", "silent"),
+)
+ACTOR_SERIES = _figure_families("operator")
+MACHINE_SERIES = _figure_families("machine")
+
+
+def _values(
+    series: tuple[tuple[Family, ValueOf], ...],
+    reading: Reading,
+    labels: tuple[tuple[str, str], ...],
+    currency: str,
+) -> Iterator[Sample]:
+    for family, value_of in series:
+        value = value_of(reading)
+        if value is None:
+            continue  # absent stays absent: never a made-up 0
+        if family.labels[-1] == "currency":
+            yield Sample(family, (*labels, ("currency", currency)), value)
+        else:
+            yield Sample(family, labels, value)
+
+
+def dashboard_samples(target: Target, reading: Reading) -> Iterator[Sample]:
+    """The series of one fresh evDashboard reading. Pure."""
+    actor = (("actor_id", str(target.actor_id)), ("actor", target.actor))
+    window = (("window", target.window.name),)
+    if target.actor_wide:
+        if target.operator_status:
+            yield from _values(OPERATOR_SERIES, reading, actor, target.currency)
+        yield from _values(ACTOR_SERIES, reading, (*actor, *window), target.currency)
+    else:
+        labels = (*machine_labels(target), *window)
+        yield from _values(MACHINE_SERIES, reading, labels, target.currency)
+
+
+# --- the kind ------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class EvDashboard:
     """``GET /v1/actors/{actor}/evDashboard`` for one actor or machine and window."""
 
     name: str = EV_DASHBOARD
+    families: tuple[Family, ...] = tuple(
+        family for family, _ in (*OPERATOR_SERIES, *ACTOR_SERIES, *MACHINE_SERIES)
+    )
 
-    def request(self, target: Target, now: datetime) -> Request:
-        """Pure."""
+    def fetch(self, get_json: GetJson, target: Target, now: datetime) -> Answer:
         params = {**window_params(target.window, now), **target.machine_params()}
-        return Request(f"/v1/actors/{target.actor_id}/evDashboard", params)
+        return get_json(f"/v1/actors/{target.actor_id}/evDashboard", params, target.token)
 
-    def parse(self, payload: object, target: Target, config: Config) -> Result:
+    def parse(self, payload: object, target: Target, config: Config, now: float) -> Reading:
         """Pure."""
         return parse_payload(
             payload,
@@ -230,3 +326,8 @@ class EvDashboard:
             energy_unit=config.units.energy,
             want_operator=target.operator_status,
         )
+
+    def samples(self, target: Target, reading: Result) -> Iterator[Sample]:
+        """Pure."""
+        assert isinstance(reading, Reading)  # what this kind's parse returns
+        return dashboard_samples(target, reading)

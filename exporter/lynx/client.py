@@ -1,7 +1,7 @@
 """The Lynx API client: one GET request, with retries, pacing and typed errors.
 
 :meth:`LynxClient.get_json` serves every GET endpoint (evDashboard, machines,
-machine status); :meth:`LynxClient.fetch` is evDashboard's shorthand. The exchange
+machine status). The exchange
 itself (deadline, caps, no redirects, no cookies) is :mod:`exporter.transport`'s.
 
 Errors carry a ``reason`` that becomes the ``nayax_ev_poll_errors_total`` label.
@@ -37,6 +37,7 @@ from exporter.lynx.errors import (
     ServerError,
     Stopped,
     TimeoutError_,
+    TokenHeld,
 )
 from exporter.lynx.ratelimit import RateLimiter, TokenGate
 from exporter.lynx.tokens import TokenBroker, usable_access_token
@@ -54,7 +55,6 @@ USER_AGENT_PREFIX = "nayax-ev-exporter"
 # one poll share the id, so the vendor's logs (and the simulator) can tell a retry
 # from a new poll, as AWS SDKs do with amz-sdk-invocation-id / amz-sdk-request.
 ATTEMPT_HEADER = "X-Request-Attempt"
-EV_DASHBOARD_PATH = "/v1/actors/{actor_id}/evDashboard"
 REDACTED = "<redacted>"
 __all__ = [  # the errors live in exporter.errors; callers import them from here
     "MAX_BODY_BYTES",
@@ -74,6 +74,7 @@ __all__ = [  # the errors live in exporter.errors; callers import them from here
     "ServerError",
     "Stopped",
     "TimeoutError_",
+    "TokenHeld",
 ]
 
 # What a request authenticates with: a token sent as Bearer as it is, or a
@@ -167,13 +168,10 @@ class LynxClient:
         ceiling = min(self._config.retry_backoff_max, self._config.retry_backoff * 2**attempt)
         return float(ceiling / 2 + self._rng.random() * ceiling / 2)
 
-    def fetch(self, actor_id: int, params: Mapping[str, str], token: Credential) -> Answer:
-        """GET evDashboard for one actor. Raises a :class:`LynxError` subclass."""
-        return self.get_json(EV_DASHBOARD_PATH.format(actor_id=actor_id), params, token)
-
     def get_json(self, path: str, params: Mapping[str, str], credential: Credential) -> Answer:
         """GET ``{base_url}{path}?{params}`` and decode its JSON answer, retrying what
-        is worth retrying. Raises a :class:`LynxError` subclass, never anything else."""
+        is worth retrying. Raises a :class:`LynxError` subclass, or :class:`TokenHeld`
+        when nothing was sent because a 429 holds the token."""
         url = f"{self._config.base_url}{path}"
         if params:
             url = f"{url}?{urlencode(params)}"
@@ -200,7 +198,8 @@ class LynxClient:
 
     def _pace(self, attempt: int, last_error: LynxError | None, secret: str) -> None:
         """Wait before an attempt: the back-off after a failure, the token's 429 hold,
-        the rate limit. Raises Stopped on shutdown, RateLimitedError when held."""
+        the rate limit. Raises Stopped on shutdown, TokenHeld when another poll's
+        429 holds the token (nothing is sent)."""
         if attempt:
             assert last_error is not None
             wait = (
@@ -213,16 +212,14 @@ class LynxClient:
         # A 429 holds its token (TokenGate). A poll never waits for another poll's
         # hold in a worker: with enough targets on that token, every worker would
         # sit out the Retry-After and other tokens' targets would starve. So it
-        # fails at once, without a request; only a poll retrying after its own
-        # 429 (or back-off) waits, and no longer than retry_backoff_max.
-        held = self._gate.delay(secret)
-        if held > (self._config.retry_backoff_max if attempt else 0.0):
-            raise RateLimitedError(
-                f"token held back {held:.1f}s more after HTTP 429; no request sent",
-                retry_after=held,
-                status=None,
-                attempts=attempt,
-            )
+        # leaves at once, without a request (the poller defers it); only a poll
+        # retrying after its own 429 (or back-off) waits, no longer than
+        # retry_backoff_max. This is the one place a hold is checked.
+        until = self._gate.held_until(secret)
+        if until is not None and self._gate.delay(secret) > (
+            self._config.retry_backoff_max if attempt else 0.0
+        ):
+            raise TokenHeld(until)
         if not self._gate.wait(secret, self._stop) or not self._limiter.acquire(self._stop):
             raise Stopped("shutting down", attempts=attempt)
 

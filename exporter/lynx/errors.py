@@ -46,13 +46,23 @@ class RedirectError(LynxError):
 
 
 class RateLimitedError(LynxError):
+    """The API answered 429."""
+
     reason = "rate_limited"
 
-    def __init__(
-        self, message: str, *, retry_after: float, status: int | None = 429, attempts: int = 1
-    ) -> None:
-        super().__init__(message, status=status, attempts=attempts)
+    def __init__(self, message: str, *, retry_after: float, attempts: int = 1) -> None:
+        super().__init__(message, status=429, attempts=attempts)
         self.retry_after = retry_after  # seconds the vendor asked us (or we chose) to wait
+
+
+class TokenHeld(Exception):
+    """No request was sent: a 429 holds the token until ``until`` (monotonic
+    seconds). Not a failure, so not a :class:`LynxError`: the poll waits for
+    the hold (the poller defers it) and goes out again."""
+
+    def __init__(self, until: float) -> None:
+        super().__init__("token held after HTTP 429; no request sent")
+        self.until = until
 
 
 class ServerError(LynxError):

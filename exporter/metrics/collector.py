@@ -1,7 +1,5 @@
 """Custom collectors: fresh ``*MetricFamily`` objects from immutable inputs.
 
-``SnapshotCollector`` turns the current snapshot into the data families (it is
-the reference the fast pre-rendered exposition is tested against);
 ``SelfCollector`` publishes what the replica is (build, shard, targets) and
 ``PollCollector`` the poll interval and round; the exporter's counters are
 client_python metric objects (exporter/stats.py).
@@ -10,38 +8,14 @@ client_python metric objects (exporter/stats.py).
 from __future__ import annotations
 
 import platform
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from exporter.config import Secret
-from exporter.metrics.families import DATA_FAMILIES, family_label_names, state_samples
-from exporter.polling.store import Snapshot
 
 Clock = Callable[[], float]
-
-
-def snapshot_families(snapshot: Snapshot, now: float) -> list[Metric]:
-    """Pure: the data families for ``snapshot`` at wall time ``now``."""
-    families = [
-        GaugeMetricFamily(f.name, f.help, labels=list(family_label_names(f))) for f in DATA_FAMILIES
-    ]
-    for state in snapshot.states.values():
-        for sample in state_samples(state, now, snapshot.stale_after):
-            family = families[sample.family]
-            family.add_metric([v for _, v in sample.labels], sample.value)
-    return list(families)
-
-
-class SnapshotCollector(Collector):
-    def __init__(self, current: Callable[[], Snapshot], clock: Clock = time.time) -> None:
-        self._current = current
-        self._clock = clock
-
-    def collect(self) -> Iterable[Metric]:
-        return snapshot_families(self._current(), self._clock())
 
 
 def identity_families(*, version: str, shard: str, target_count: int) -> Iterator[Metric]:

@@ -32,8 +32,8 @@ from prometheus_client import exposition as text_format
 from prometheus_client.openmetrics import exposition as openmetrics_format
 from prometheus_client.utils import floatToGoString
 
-from exporter.metrics.collector import SnapshotCollector
-from exporter.metrics.families import DATA_FAMILIES, FAMILY_INDEX, TARGET_UP, Sample, state_samples
+from exporter.kinds.base import Sample
+from exporter.metrics.families import DATA_FAMILIES, FAMILY_INDEX, TARGET_UP, state_samples
 from exporter.metrics.render_guard import RenderGuard
 from exporter.polling.store import Snapshot, SnapshotStore, TargetState
 from exporter.targets import TargetKey
@@ -76,7 +76,7 @@ def label_text(labels: tuple[tuple[str, str], ...]) -> str:
 def sample_line(sample: Sample, labels: str | None = None) -> str:
     """Pure. One exposition line; ``labels``: ``label_text(sample.labels)`` if known."""
     text = label_text(sample.labels) if labels is None else labels
-    return f"{DATA_FAMILIES[sample.family].name}{text} {format_value(sample.value)}\n"
+    return f"{sample.family.name}{text} {format_value(sample.value)}\n"
 
 
 # Targets per cached block. Polls land in config order (schedule.phases), so
@@ -135,7 +135,7 @@ def _state_lines(
         text = texts.get(sample.labels)
         if text is None:
             text = texts[sample.labels] = label_text(sample.labels)
-        per_family[sample.family].append(sample_line(sample, text))
+        per_family[FAMILY_INDEX[sample.family]].append(sample_line(sample, text))
 
 
 def _render_block(
@@ -193,11 +193,10 @@ def _down_lines(state: TargetState) -> list[bytes]:
     labels = (
         ("actor_id", safe(target.actor_id)),
         ("actor", safe(target.actor)),
-        ("machine", safe(target.machine)),
+        ("machine", safe(target.machine_label)),
         ("window", safe(target.window.name)),
     )
-    up = FAMILY_INDEX[TARGET_UP.name]
-    out[up] = sample_line(Sample(up, labels, 0.0)).encode()
+    out[FAMILY_INDEX[TARGET_UP]] = sample_line(Sample(TARGET_UP, labels, 0.0)).encode()
     return out
 
 
@@ -223,9 +222,6 @@ class DataRenderer:
         self._blocks: list[_Block] = []
         self._layout = _Layout((), ())
         self._bodies = _NO_BODIES
-
-    def render(self, snapshot: Snapshot, now: float) -> bytes:
-        return self.render_bodies(snapshot, now).plain
 
     def render_bodies(self, snapshot: Snapshot, now: float) -> DataBodies:
         states = tuple(snapshot.states.values())
@@ -550,10 +546,3 @@ def _is_zero(quality: str) -> bool:
         return float(quality) == 0.0
     except ValueError:
         return False
-
-
-def render_reference(snapshot: Snapshot, now: float) -> bytes:
-    """prometheus_client's own rendering of the same snapshot (tests, bench)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(lambda: snapshot, clock=lambda: now))
-    return text_format.generate_latest(registry)

@@ -38,91 +38,62 @@ import collections
 import gc
 import sched
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import cached_property
 
 from structlog.typing import FilteringBoundLogger
 
-from exporter.config import Config, RefreshToken
-from exporter.kinds import all_kinds
-from exporter.kinds.base import BadPayload, RequestKind
-from exporter.kinds.discovery import fetch_pages
-from exporter.lynx.client import LynxClient, LynxError, RateLimitedError, Stopped
-from exporter.lynx.ratelimit import TokenGate
-from exporter.metrics.stats import Stats
+from exporter.kinds import KINDS
+from exporter.kinds.base import RequestKind
+from exporter.polling.clock import SYSTEM_CLOCK, Clock
+from exporter.polling.plan import Plan, replanned
+from exporter.polling.polls import (
+    Deferred,
+    PollCounters,
+    PollResult,
+    count_outcome,
+    log_change,
+    log_notices,
+    poll_safely,
+)
 from exporter.polling.schedule import first_due, next_due, phases
-from exporter.polling.store import PollOutcome, SnapshotStore, Transition
-from exporter.targets import EV_DASHBOARD, Target, TargetKey
+from exporter.polling.store import PollOutcome, SnapshotStore, Transition, discovered_machines
+from exporter.targets import DISCOVERY, Target, TargetKey
 
 BATCH_WINDOW = 0.25  # seconds: at most one snapshot swap per window under load
 QUEUED_PER_WORKER = 2  # polls handed to the executor per worker: none idles between two
 TICK = 0.005  # seconds: how late a poll may go out after its grid point
 COMMIT_DELAY = 0.25  # seconds a finished poll may wait for the scheduler's next wake-up
 IDLE_WAKE = 1.0  # seconds: the scheduler looks at its state at least this often
-CommitHook = Callable[[Sequence[Transition]], None]
+ReplanHook = Callable[[Plan], None]  # told of every plan the poller made itself
 _NO_KWARGS: dict[str, object] = {}  # shared by every scheduler event; never written
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Everything polling needs, swapped whole on reload."""
-
-    config: Config
-    targets: Mapping[TargetKey, Target]
-    client: LynxClient
-    gate: TokenGate  # the client's per-token 429 holds
-
-    @cached_property
-    def refresh_tokens(self) -> Mapping[int, RefreshToken]:
-        """The actors polled on a refresh token, with it. Once per plan: every
-        scrape asks (for the token expiry gauge), and walking 10,000 targets per
-        scrape cost 0.4 ms of GIL time each."""
-        return {
-            t.actor_id: t.token for t in self.targets.values() if isinstance(t.token, RefreshToken)
-        }
-
-
-@dataclass(frozen=True)
-class Deferred:
-    """A poll that did not go out: its token is held until ``until`` (monotonic)."""
-
-    key: TargetKey
-    until: float
-    reason: str = "rate_limited"
-
-
-PollResult = PollOutcome | Deferred | None  # None: shutting down
 
 
 class Poller:
     def __init__(
         self,
         store: SnapshotStore,
-        stats: Stats,
+        stats: PollCounters,
         logger: FilteringBoundLogger,
         *,
         stop: threading.Event,
-        kinds: Mapping[str, RequestKind] | None = None,
+        kinds: Mapping[str, RequestKind] = KINDS,
         spread: bool = True,
-        wall_clock: Callable[[], float] = time.time,
-        on_commit: CommitHook | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        on_replan: ReplanHook | None = None,
     ) -> None:
         self._store = store
         self._stats = stats
         self._log = logger
         self._stop = stop
-        self._kinds = all_kinds() if kinds is None else kinds
+        self._kinds = kinds
         self._spread = spread
-        self._wall = wall_clock
-        self._on_commit = on_commit
+        self._clock = clock
+        self._on_replan = on_replan
         self._wake = threading.Event()
         self._posted: Plan | None = None  # handed over to the scheduler thread
         self._plan: Plan | None = None  # scheduler thread only, from here down
-        self._sched = sched.scheduler(time.monotonic)
+        self._sched = sched.scheduler(clock.monotonic)
         # One bound method (and kwargs dict) for every event: 20,000 fewer objects at 10k.
         self._fire_action, self._resubmit_action = self._fire, self._resubmit
         self._executor: ThreadPoolExecutor | None = None
@@ -183,10 +154,10 @@ class Poller:
 
     def wait_until_ready(self, timeout: float) -> bool:
         """Block until every target was polled once (used by --once)."""
-        deadline = time.monotonic() + timeout
+        deadline = self._clock.monotonic() + timeout
         snapshot = self._store.current()
         while not snapshot.ready:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self._clock.monotonic()
             if remaining <= 0 or self._stop.is_set() or not self.alive:
                 return False
             snapshot = self._store.wait_for_change(snapshot.generation, min(remaining, 0.5))
@@ -208,22 +179,25 @@ class Poller:
             posted = self._posted
             if posted is not None and posted is not self._plan:
                 self._adopt(posted)
+                # A reload's plan was built from the listings of its moment: one
+                # committed since then must not wait for the next change.
+                self._replan(posted)
             delay = self._sched.run(blocking=False)
             self._fill()
-            age = time.monotonic() - self._last_commit if self._batch else None
+            age = self._clock.monotonic() - self._last_commit if self._batch else None
             if age is not None and age >= BATCH_WINDOW:
-                batch, self._batch, self._last_commit = self._batch, [], time.monotonic()
+                batch, self._batch, self._last_commit = self._batch, [], self._clock.monotonic()
                 self.commit(batch)
                 age = None
             wait = sleep_for(delay, age)
-            self._sleep_until = time.monotonic() + wait
+            self._sleep_until = self._clock.monotonic() + wait
             # A poll handed back since the drain may not have woken us (see _on_done).
-            self._wake.wait(min(wait, COMMIT_DELAY) if self._finished else wait)
+            self._clock.wait(self._wake, min(wait, COMMIT_DELAY) if self._finished else wait)
 
     def _adopt(self, plan: Plan) -> None:
         """Make ``plan`` the running one: a new schedule on the same grid."""
         old, self._plan = self._plan, plan
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if self._epoch is None:
             self._epoch = now  # the first round starts at once
         self._resize(plan.config.lynx.max_concurrency)
@@ -233,7 +207,7 @@ class Poller:
             self._waiting, dropped = still_waiting(self._waiting, plan, old)
             for key in dropped:
                 del self._busy[key]
-        self._sched = sched.scheduler(time.monotonic)
+        self._sched = sched.scheduler(self._clock.monotonic)
         for key, due in first_dues(plan, old, self._epoch, now, spread=self._spread):
             if key in self._busy:  # when its poll ends: ``due`` or, if past, a later point
                 self._busy[key] = due - _interval(plan, plan.targets[key])
@@ -277,7 +251,7 @@ class Poller:
         assert plan is not None
         target = plan.targets.get(key)
         if target is not None:  # not removed by a reload meanwhile
-            following = next_due(due, _interval(plan, target), time.monotonic())
+            following = next_due(due, _interval(plan, target), self._clock.monotonic())
             self._sched.enterabs(following, 0, self._fire_action, (key, following), _NO_KWARGS)
 
     def _park(self, key: TargetKey, until: float) -> None:
@@ -289,7 +263,7 @@ class Poller:
     def _resubmit(self, key: TargetKey) -> None:
         """A deferral's hold ended: the poll goes out now."""
         plan, until = self._plan, self._parked.get(key)
-        if plan is None or until is None or until > time.monotonic():
+        if plan is None or until is None or until > self._clock.monotonic():
             return  # not parked any more, or parked again for longer (a later event)
         del self._parked[key]
         self._waiting.append(key)
@@ -306,7 +280,9 @@ class Poller:
                 self._busy.pop(key, None)
                 continue
             self._submitted += 1
-            future = executor.submit(poll_safely, plan, self._kinds, target, self._wall, self._log)
+            future = executor.submit(
+                poll_safely, plan, self._kinds, target, self._clock.wall, self._log
+            )
             future.add_done_callback(self._on_done)
 
     def _on_done(self, future: Future[PollResult]) -> None:
@@ -314,7 +290,7 @@ class Poller:
         self._finished.append(None if future.cancelled() else future.result())
         # Wake the scheduler only if it would sleep past COMMIT_DELAY, or if polls wait
         # and the workers run low. (Reads of its state: a stale one costs a wake-up.)
-        sleeps_long = self._sleep_until - time.monotonic() > COMMIT_DELAY
+        sleeps_long = self._sleep_until - self._clock.monotonic() > COMMIT_DELAY
         runs_low = self._submitted - len(self._finished) < self._workers
         if sleeps_long or (runs_low and self._waiting):
             self._wake.set()
@@ -328,7 +304,7 @@ class Poller:
                 continue  # shutting down
             if isinstance(result, Deferred):
                 if result.key not in self._deferred_since:
-                    self._deferred_since[result.key] = time.monotonic()
+                    self._deferred_since[result.key] = self._clock.monotonic()
                     self._stats.count_deferral(result.reason)  # once per poll
                 self._park(result.key, result.until)
                 continue
@@ -337,61 +313,45 @@ class Poller:
                 self._plan_next(result.key, due)
             self._deferred_since.pop(result.key, None)
             self._batch.append(result)
-            note_round(self._rounds, self._stats, result.key)
+            note_round(self._rounds, self._stats, result.key, self._clock.monotonic())
 
     def commit(self, batch: Sequence[PollOutcome]) -> None:
-        """One snapshot swap for ``batch``; count and log what it changed."""
-        transitions = self._store.swap(batch).transitions
-        for transition in transitions:
-            count_errors(self._stats, transition)
+        """One snapshot swap for ``batch``; count and log what it changed; a changed
+        machine listing re-plans the targets at once, on this thread."""
+        swap = self._store.swap(batch)
+        for transition in swap.transitions:
+            count_outcome(self._stats, transition)
+            log_notices(self._log, transition)
             if transition.changed:
                 log_change(self._log, transition)
-        if self._on_commit is not None and transitions:
-            self._on_commit(transitions)
+        if self._plan is not None and any(listing_changed(t) for t in swap.transitions):
+            self._replan(self._plan)
+
+    def _replan(self, plan: Plan) -> None:
+        """Adopt ``plan`` with the targets for the current listings, if they differ."""
+        new = replanned(plan, discovered_machines(self._store.current()))
+        if new is not None:
+            self.configure(new)
+            self._adopt(new)
+            if self._on_replan is not None:
+                self._on_replan(new)
 
 
-def note_round(rounds: Mapping[str, _Round], stats: Stats, key: TargetKey) -> None:
+def note_round(
+    rounds: Mapping[str, _Round], stats: PollCounters, key: TargetKey, now: float
+) -> None:
     """A target's poll finished: record its kind's round if that completed it."""
     kind_round = rounds.get(key.kind)
-    seconds = None if kind_round is None else kind_round.polled(key, time.monotonic())
+    seconds = None if kind_round is None else kind_round.polled(key, now)
     if seconds is not None:
         stats.record_round(key.kind, seconds)
 
 
-def count_errors(stats: Stats, transition: Transition) -> None:
-    """Count a failed poll once, each reason of an answer's unusable fields, and
-    each record skipped or value dropped at the upstream boundary."""
-    outcome, target = transition.outcome, transition.new.target
-    if outcome.error_reason is not None:
-        stats.count_poll_error(target.actor_id, outcome.error_reason)
-    if outcome.reading is not None:
-        for reason in sorted({p.reason for p in outcome.reading.problems}):
-            stats.count_poll_error(target.actor_id, reason)
-        if outcome.reading.dropped:
-            stats.count_dropped(target.kind, outcome.reading.dropped)
-
-
-def log_change(log: FilteringBoundLogger, transition: Transition) -> None:
-    """One line per change of a target's state: down (warn), recovered (info)."""
-    old, new, outcome = transition.old, transition.new, transition.outcome
-    target = new.target
-    fields = {
-        "actor_id": target.actor_id,
-        "actor": target.actor,
-        "machine": target.machine,
-        "window": target.window.name,
-        "status": outcome.status,
-        "duration": round(outcome.duration, 3),
-        "attempt": outcome.attempts,
-    }
-    if target.kind != EV_DASHBOARD:
-        fields["kind"] = target.kind
-    if not new.up:
-        log.warning("target down", reason=new.last_error_reason, error=new.last_error, **fields)
-    elif old.polled:
-        log.info("target up", **fields)
-    else:
-        log.debug("target up", **fields)
+def listing_changed(transition: Transition) -> bool:
+    """Pure: whether a committed outcome changed a machine listing."""
+    return transition.new.target.kind == DISCOVERY and transition.old.reading != (
+        transition.new.reading
+    )
 
 
 def first_dues(
@@ -464,87 +424,6 @@ def kind_intervals(plan: Plan) -> dict[str, float]:
 
 def _interval(plan: Plan, target: Target) -> float:
     return plan.config.poll.interval if target.interval is None else target.interval
-
-
-def poll_safely(
-    plan: Plan,
-    kinds: Mapping[str, RequestKind],
-    target: Target,
-    wall: Callable[[], float],
-    log: FilteringBoundLogger,
-) -> PollResult:
-    """:func:`poll_target`, where a bug costs one poll (``internal``), never a worker."""
-    try:
-        return poll_target(plan, kinds[target.kind], target, wall)
-    except Exception as exc:
-        log.error("poll failed unexpectedly", target=str(target.key), error=repr(exc))
-        return PollOutcome(
-            key=target.key,
-            finished_at=wall(),
-            reading=None,
-            error_reason="internal",
-            error=type(exc).__name__,
-        )
-
-
-def poll_target(
-    plan: Plan, kind: RequestKind, target: Target, wall: Callable[[], float] = time.time
-) -> PollResult:
-    """One poll of one target: deferred while its token is held, None when stopping."""
-    until = plan.gate.held_until(target.token.reveal())
-    if until is not None:
-        return Deferred(target.key, until)
-    request = kind.request(target, datetime.now(UTC))
-    try:
-        if request.paged:
-            answer = fetch_pages(plan.client.get_json, request.path, request.params, target.token)
-        else:
-            answer = plan.client.get_json(request.path, request.params, target.token)
-    except Stopped:
-        return None
-    except RateLimitedError as error:
-        if error.status is None:
-            # Another poll's 429 held the token after we looked (or before a
-            # retry): this attempt was not sent, so the poll waits for the hold
-            # like any other and goes out again, instead of failing on its behalf.
-            held = plan.gate.held_until(target.token.reveal())
-            return Deferred(target.key, held if held is not None else time.monotonic())
-        return _failed(target, error, wall)
-    except LynxError as error:
-        return _failed(target, error, wall)
-    try:
-        reading = kind.parse(answer.payload, target, plan.config)
-    except BadPayload as error:
-        return PollOutcome(
-            key=target.key,
-            finished_at=wall(),
-            reading=None,
-            error_reason="bad_payload",
-            error=str(error),
-            status=answer.status,
-            attempts=answer.attempts,
-            duration=answer.duration,
-        )
-    return PollOutcome(
-        key=target.key,
-        finished_at=wall(),
-        reading=reading,
-        status=answer.status,
-        attempts=answer.attempts,
-        duration=answer.duration,
-    )
-
-
-def _failed(target: Target, error: LynxError, wall: Callable[[], float]) -> PollOutcome:
-    return PollOutcome(
-        key=target.key,
-        finished_at=wall(),
-        reading=None,
-        error_reason=error.reason,
-        error=str(error),
-        status=error.status,
-        attempts=error.attempts,
-    )
 
 
 class _Round:

@@ -11,12 +11,13 @@ half-applied batch.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from exporter.kinds.base import Result
-from exporter.targets import Target, TargetKey
+from exporter.kinds.discovery import Discovery
+from exporter.targets import MachineInfo, Target, TargetKey
 
 
 @dataclass(frozen=True)
@@ -200,3 +201,12 @@ class SnapshotStore:
         with self._changed:
             self._changed.wait_for(lambda: self._snapshot.generation != generation, timeout)
             return self._snapshot
+
+
+def discovered_machines(snapshot: Snapshot) -> Mapping[int, tuple[MachineInfo, ...]]:
+    """Each discovering actor's last complete listing (a failed poll keeps it). Pure."""
+    return {
+        state.target.actor_id: state.reading.machines
+        for state in snapshot.states.values()
+        if isinstance(state.reading, Discovery)
+    }

@@ -1,20 +1,22 @@
-"""Config → targets: what one poll round asks for (``build``), and the machines an
-actor's targets poll, configured and listed (``machines``). Pure."""
+"""What is polled: targets and their keys (``model``), the machines they poll,
+configured and listed (``machines``), and config → targets (``build``). Pure."""
 
 from exporter.targets.build import (
-    DISCOVERY,
     DISCOVERY_WINDOW,
-    EV_DASHBOARD,
-    MACHINE_STATUS,
     STATUS_WINDOW,
     Discovered,
+    build_targets,
+)
+from exporter.targets.machines import Machine, MachineInfo, merge_machines, unique_labels
+from exporter.targets.model import (
+    DISCOVERY,
+    EV_DASHBOARD,
+    MACHINE_STATUS,
     Shard,
     Target,
     TargetKey,
-    build_targets,
     shard_of,
 )
-from exporter.targets.machines import KnownMachine, MachineInfo, merge_machines, unique_labels
 
 __all__ = [
     "DISCOVERY",
@@ -23,7 +25,7 @@ __all__ = [
     "MACHINE_STATUS",
     "STATUS_WINDOW",
     "Discovered",
-    "KnownMachine",
+    "Machine",
     "MachineInfo",
     "Shard",
     "Target",

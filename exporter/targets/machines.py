@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from exporter.config import MachineConfig
 
-__all__ = ["KnownMachine", "MachineInfo", "merge_machines", "unique_labels"]
+__all__ = ["Machine", "MachineInfo", "merge_machines", "unique_labels"]
 
 
 @dataclass(frozen=True)
@@ -36,13 +36,21 @@ class MachineInfo:
 
 
 @dataclass(frozen=True)
-class KnownMachine:
-    """A machine to poll: configured, discovered, or both."""
+class Machine:
+    """A machine the exporter polls: configured, listed by discovery, or both.
+
+    (What the operator wrote is a ``MachineConfig``, what the API lists a
+    :class:`MachineInfo`; this is the one the targets carry.)"""
 
     machine_id: int | None
     number: str | None
-    label: str
+    label: str  # the `machine` label, unique within its actor (unique_labels)
     info: MachineInfo | None = None  # None: configured only, never listed
+
+    @property
+    def ref(self) -> str:
+        """How the machine is named in a target's key: ``id:<n>``, else ``number:<s>``."""
+        return f"id:{self.machine_id}" if self.machine_id is not None else f"number:{self.number}"
 
 
 def _matches(configured: MachineConfig, info: MachineInfo) -> bool:
@@ -85,7 +93,7 @@ def unique_labels(
 
 def merge_machines(
     configured: Sequence[MachineConfig], discovered: Sequence[MachineInfo] | None
-) -> tuple[KnownMachine, ...]:
+) -> tuple[Machine, ...]:
     """Discovered machines (API order) with configured names, then the configured
     machines the API did not list. Pure."""
     used: set[int] = set()
@@ -106,7 +114,7 @@ def merge_machines(
     ids = [machine_id for machine_id, _, _, _ in merged]
     labels = unique_labels(bases, ids, [number for _, number, _, _ in merged])
     result = [
-        KnownMachine(entry[0], entry[1], label, entry[3])
+        Machine(entry[0], entry[1], label, entry[3])
         for entry, label in zip(merged, labels, strict=True)
     ]
     return tuple(result)

@@ -53,9 +53,16 @@ def _silent(state: TargetState, now: float) -> SilentMachine | None:
     if keepalive is None or now - keepalive <= SILENT_AFTER:
         return None
     mqtt = None if reading.mqtt_connected is None else reading.mqtt_connected == 1.0
-    city = "" if target.info is None else target.info.city or ""
+    info = None if target.machine is None else target.machine.info
+    city = "" if info is None else info.city or ""
     return SilentMachine(
-        target.actor_id, target.actor, target.machine, target.machine_id, city, keepalive, mqtt
+        target.actor_id,
+        target.actor,
+        target.machine_label,
+        target.machine_id,
+        city,
+        keepalive,
+        mqtt,
     )
 
 
@@ -69,8 +76,8 @@ def summarize(states: Iterable[TargetState], now: float) -> FleetSummary:
     for state in states:
         target = state.target
         names.setdefault(target.actor_id, target.actor)
-        if target.machine:
-            machines.setdefault(target.actor_id, set()).add(target.machine)
+        if target.machine is not None:
+            machines.setdefault(target.actor_id, set()).add(target.machine_label)
         count = counts.setdefault(target.actor_id, [0, 0])
         count[0] += 1
         if state.polled and not state.up:

@@ -68,7 +68,7 @@ def _target_row(state: TargetState, now: float, stale_after: float) -> str:
         "<tr>"
         f"<td>{escape(str(target.actor_id))}</td>"
         f"<td>{escape(target.actor)}</td>"
-        f"<td>{escape(target.machine or '(actor-wide)')}</td>"
+        f"<td>{escape(target.machine_label or '(actor-wide)')}</td>"
         f"<td>{escape(target.window.name)}</td>"
         f'<td class="state">{escape(_state(state, now, stale_after))}</td>'
         f"<td>{escape(_when(state.last_success))}</td>"

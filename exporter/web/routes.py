@@ -37,6 +37,10 @@ class Response:
     headers: dict[str, str]
 
 
+def html(body: bytes) -> Response:
+    return Response(HTTPStatus.OK, body, {"Content-Type": "text/html; charset=utf-8"})
+
+
 def text(status: int, body: str) -> Response:
     return Response(status, body.encode("utf-8"), {"Content-Type": "text/plain; charset=utf-8"})
 
@@ -55,14 +59,20 @@ TARGET_PAGE = re.compile(r"/targets/([1-9][0-9]{0,5})")
 
 
 class Site(Protocol):
-    """What the routes need from the running exporter."""
+    """What the routes need from the running exporter: content, never responses."""
 
-    def metrics(self, accept: str | None, accept_encoding: str | None) -> Response: ...
+    def metrics(
+        self, accept: str | None, accept_encoding: str | None
+    ) -> tuple[tuple[bytes, ...], dict[str, str]]:
+        """The exposition negotiated for these headers: body chunks and headers."""
+        ...
 
-    def landing(self) -> Response: ...
+    def landing(self) -> bytes:
+        """The landing page's HTML."""
+        ...
 
-    def targets(self, page: int) -> Response:
-        """Page ``page`` (from 1) of the full target list."""
+    def targets(self, page: int) -> bytes:
+        """The HTML of page ``page`` (from 1) of the full target list."""
         ...
 
     def ready(self) -> bool: ...
@@ -123,12 +133,15 @@ class Routes:
         path = request.path
         if path == self.telemetry_path:
             headers = request.headers
-            return self._site.metrics(headers.get("accept"), headers.get("accept-encoding"))
+            chunks, negotiated = self._site.metrics(
+                headers.get("accept"), headers.get("accept-encoding")
+            )
+            return Response(HTTPStatus.OK, chunks, negotiated)
         if path == "/":
-            return self._site.landing()
+            return html(self._site.landing())
         page = TARGET_PAGE.fullmatch(path)
         if page is not None:
-            return self._site.targets(int(page.group(1)))
+            return html(self._site.targets(int(page.group(1))))
         if path == "/-/healthy":
             if self._site.healthy():
                 return text(HTTPStatus.OK, "Healthy\n")
