@@ -1,7 +1,7 @@
 # nayax-ev-exporter: Prometheus exporter for Nayax EV charging meters.
 #
 #   docker build -t nayax-ev-exporter .      # BuildKit (the default builder)
-#   docker run --rm -p 9877:9877 nayax-ev-exporter --demo
+#   docker run --rm -p 9877:9877 nayax-ev-exporter --demo --web.listen-address=:9877
 #
 # BASE needs only python3 (>= 3.11) with the venv module. The default is the
 # official slim image; CI builds from a debootstrapped Debian bookworm instead

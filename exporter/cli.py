@@ -8,24 +8,23 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from structlog.typing import FilteringBoundLogger
 
 from exporter import __version__
 from exporter.app import Exporter, Options
-from exporter.config import Config, ConfigError, load_config
+from exporter.config import DEFAULT_LISTEN_ADDRESS, Config, ConfigError, load_config
 from exporter.config.web import WebConfig, load_web_config
-from exporter.demo import demo_config, start_simulator
 from exporter.logs import FORMATS, LEVELS, SecretScrubber, configure
 from exporter.polling.budget import notes, request_budget, summary, warnings
 from exporter.signals import Signals
-from exporter.simulator import SimulatorServer
 from exporter.targets import Shard, build_targets
 from exporter.web.routes import Routes
 from exporter.web.server import DEFAULT_MAX_CONNECTIONS, ExporterHTTPServer, parse_listen_address
 
 DEFAULT_CONFIG_FILE = "config.yaml"
+DEMO_LISTEN_ADDRESS = "127.0.0.1:9877"
 SHUTDOWN_GRACE = 3.0  # seconds; SIGTERM must end the process well within 5 s
 
 
@@ -37,7 +36,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add = parser.add_argument
     add("--config.file", dest="config_file", default=DEFAULT_CONFIG_FILE, help="YAML config")
     add("--config.check", dest="config_check", action="store_true", help="validate and exit 0/1")
-    add("--web.listen-address", dest="listen_address", default=":9877", help="HOST:PORT")
+    add(
+        "--web.listen-address",
+        dest="listen_address",
+        default=None,
+        help=f"HOST:PORT (default {DEFAULT_LISTEN_ADDRESS}; with --demo {DEMO_LISTEN_ADDRESS})",
+    )
     add("--web.telemetry-path", dest="telemetry_path", default="/metrics")
     add("--web.config.file", dest="web_config_file", default=None, help="TLS / basic auth")
     add(
@@ -66,6 +70,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     add("--version", action="version", version=f"nayax-ev-exporter {__version__}")
     args = parser.parse_args(argv)
+    if args.listen_address is None:  # the demo is for one person's browser: loopback
+        args.listen_address = DEMO_LISTEN_ADDRESS if args.demo else DEFAULT_LISTEN_ADDRESS
     if not args.telemetry_path.startswith("/") or args.telemetry_path in ("/", "/-/healthy"):
         parser.error("--web.telemetry-path must be an absolute path other than / and /-/*")
     if args.max_connections < 1:
@@ -77,13 +83,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+class Simulator(Protocol):
+    """The demo's embedded Lynx simulator, as the command line sees it."""
+
+    @property
+    def url(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Source:
     """Where the config comes from: a file, or the demo's embedded simulator."""
 
     load: Callable[[], Config]
     label: str
-    simulator: SimulatorServer | None = None
+    simulator: Simulator | None = None
 
 
 def main(argv: Sequence[str] | None = None, signals: Signals | None = None) -> int:
@@ -109,6 +124,9 @@ def main(argv: Sequence[str] | None = None, signals: Signals | None = None) -> i
 
 def _source(args: argparse.Namespace) -> Source:
     if args.demo:
+        # Only the demo loads the simulator: a real start never imports it.
+        from exporter.demo import demo_config, start_simulator  # noqa: PLC0415
+
         host, port = parse_listen_address(args.demo_simulator_address)
         simulator = start_simulator(host or "127.0.0.1", port)
         demo = demo_config(simulator)
@@ -233,7 +251,7 @@ def _announce(
     log: FilteringBoundLogger,
     server: ExporterHTTPServer,
     web_config: WebConfig | None,
-    simulator: SimulatorServer | None,
+    simulator: Simulator | None,
 ) -> None:
     scheme = "https" if web_config is not None and web_config.tls is not None else "http"
     host = args.listen_address.rsplit(":", 1)[0] or "localhost"

@@ -222,3 +222,20 @@ def test_demo_serves_every_family_within_30s() -> None:
         assert b"Demo metrics:" in demo.stdout
     finally:
         demo.stop()
+
+
+def test_the_demo_listens_on_loopback_unless_told_otherwise() -> None:
+    from exporter.cli import parse_args
+
+    assert parse_args(["--demo"]).listen_address == "127.0.0.1:9877"
+    assert parse_args([]).listen_address == ":9877"
+    assert parse_args(["--demo", "--web.listen-address=:9900"]).listen_address == ":9900"
+
+
+def test_a_real_start_never_imports_the_simulator(tmp_path: Path) -> None:
+    """Only --demo loads the simulator (the layers contract forbids the rest)."""
+    code = "import sys, exporter.cli; print('exporter.simulator' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"

@@ -46,8 +46,8 @@ class OperatorStatus:
     silent: float | None = None
 
 
-# What a per-machine reading carries: one shared object, not one per poll (at
-# 10,000 machines that is 10,000 fewer objects for the garbage collector to walk).
+# What a per-machine reading carries: one shared object, not one per poll (one
+# fewer object per machine for the garbage collector to walk).
 NO_OPERATOR_STATUS = OperatorStatus()
 
 

@@ -137,8 +137,7 @@ class Stats:
         with self._lock:
             if actors == self._actors:
                 # Most reloads keep the actors: the rendered counters stay valid
-                # (re-rendering 12 counters per actor on the next scrape cost
-                # 15-25 ms at 100 actors while the pollers were busy).
+                # (re-rendering them slowed the next scrape: docs/performance.md).
                 return
             for actor in sorted(actors - self._actors):
                 for reason in POLL_ERROR_REASONS:

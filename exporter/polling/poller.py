@@ -94,7 +94,7 @@ class Poller:
         self._posted: Plan | None = None  # handed over to the scheduler thread
         self._plan: Plan | None = None  # scheduler thread only, from here down
         self._sched = sched.scheduler(clock.monotonic)
-        # One bound method (and kwargs dict) for every event: 20,000 fewer objects at 10k.
+        # One bound method (and kwargs dict) for every event, not one per event.
         self._fire_action, self._resubmit_action = self._fire, self._resubmit
         self._executor: ThreadPoolExecutor | None = None
         self._workers = 0
@@ -228,7 +228,7 @@ class Poller:
             old.client.close()  # in-flight requests on it finish or fail on their own
         if old is not None:  # not at start-up: the first grid points are due at once
             # A reload's long-lived garbage (parsed config, old schedule) would set
-            # off a full collection (~100 ms at 10,000 targets) seconds later.
+            # off a long full collection seconds later, in the middle of a scrape.
             gc.collect()
 
     def _resize(self, workers: int) -> None:

@@ -373,10 +373,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._write((head.getvalue(), *(() if head_only else chunks)))
 
     def _write(self, parts: tuple[bytes, ...]) -> None:
-        """Head and body in one blocking call: the kernel takes a 10 MB body at
+        """Head and body in one blocking call: the kernel takes a large body at
         once. With a timeout, Python sends it in many non-blocking pieces, and a
-        thread takes the GIL back after every call, up to 5 ms each time while
-        the pollers are busy (plain scrapes of 10,000 machines met 20-40 ms).
+        thread takes the GIL back after every call, which is slow while the
+        pollers are busy (measured: docs/performance.md).
         A client that stops reading is still cut at RESPONSE_DEADLINE: the
         watchdog's shutdown wakes the blocked send."""
         sock = self.connection
