@@ -4,7 +4,7 @@ A year of keep-alive series for four chargers (known outages, Prometheus gaps, a
 rename, a charger scraped twice, a frozen exporter, a decommissioned charger) is
 written as OpenMetrics, backfilled with ``promtool tsdb create-blocks-from
 openmetrics``, and served by Debian's ``/usr/bin/prometheus`` behind basic auth
-(its own ``--web.config.file``). ``python -m exporter report uptime`` then runs as
+and mutual TLS (its own ``--web.config.file``). ``python -m exporter report uptime`` then runs as
 a subprocess, and every row (12 months and the trailing twelve, per charger) must
 equal the minutes counted by hand in ``tests/uptime_history.py``.
 """
@@ -14,6 +14,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import pty
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,7 +28,7 @@ import yaml
 
 from tests.conftest import require_tool
 from tests.harness import REPO, free_port, wait_for
-from tests.test_web_security import bcrypt_hash
+from tests.test_web_security import PKI, bcrypt_hash, make_pki
 from tests.uptime_history import (
     Expected,
     History,
@@ -227,6 +229,7 @@ def test_the_history_has_the_cases_it_claims(
 class Backfilled:
     url: str
     directory: Path
+    pki: PKI
 
 
 @pytest.fixture(scope="module")
@@ -258,8 +261,16 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfilled]
     )
     assert created.returncode == 0, created.stderr
     source.unlink()  # 250 MB
+    pki = make_pki(directory / "pki")
     web = directory / "web.yml"
-    web.write_text(yaml.safe_dump({"basic_auth_users": {USER: bcrypt_hash(PASSWORD)}}))
+    tls = {
+        "cert_file": str(pki.server.cert),
+        "key_file": str(pki.server.key),
+        "client_auth_type": "RequireAndVerifyClientCert",
+        "client_ca_file": str(pki.ca),
+    }
+    users = {USER: bcrypt_hash(PASSWORD)}
+    web.write_text(yaml.safe_dump({"tls_server_config": tls, "basic_auth_users": users}))
     config = directory / "prometheus.yml"
     config.write_text("global: {scrape_interval: 1m}\n")
     port = free_port()
@@ -275,19 +286,25 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfilled]
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"https://127.0.0.1:{port}"
 
     def ready() -> bool:
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
         try:
-            answer = requests.get(f"{url}/-/ready", auth=(USER, PASSWORD), timeout=1)
+            answer = requests.get(
+                f"{url}/-/ready",
+                auth=(USER, PASSWORD),
+                verify=str(pki.ca),
+                cert=pki.client.pair,
+                timeout=1,
+            )
         except requests.RequestException:
             return False
         return answer.status_code == 200
 
     try:
         wait_for(ready, timeout=60, what="prometheus ready")
-        yield Backfilled(url, directory)
+        yield Backfilled(url, directory, pki)
     finally:
         process.terminate()
         try:
@@ -308,15 +325,30 @@ def report(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
     )
 
 
-def http_config(directory: Path, password: str = PASSWORD, *, as_file: bool = False) -> Path:
-    if as_file:
+def http_config(
+    prometheus: Backfilled,
+    password: str | None = PASSWORD,
+    *,
+    as_file: bool = False,
+    ca: bool = True,
+) -> Path:
+    """A ``--http.config.file``: basic auth (or none), the client certificate, the CA."""
+    directory = prometheus.directory
+    document: dict[str, object] = {
+        "tls_config": {
+            "cert_file": str(prometheus.pki.client.cert),
+            "key_file": str(prometheus.pki.client.key),
+            **({"ca_file": str(prometheus.pki.ca)} if ca else {}),
+        }
+    }
+    if password is not None and as_file:
         secret = directory / "password"
         secret.write_text(password + "\n")
-        auth = {"username": USER, "password_file": secret.name}  # relative to the config
-    else:
-        auth = {"username": USER, "password": password}
-    path = directory / ("http-file.yml" if as_file else "http.yml")
-    path.write_text(yaml.safe_dump({"basic_auth": auth}))
+        document["basic_auth"] = {"username": USER, "password_file": secret.name}  # relative
+    elif password is not None:
+        document["basic_auth"] = {"username": USER, "password": password}
+    path = directory / f"http-{len(list(directory.glob('http-*.yml')))}.yml"
+    path.write_text(yaml.safe_dump(document))
     return path
 
 
@@ -355,7 +387,7 @@ def test_every_csv_row_equals_the_minutes_counted_by_hand(
     output = prometheus.directory / "uptime.csv"
     result = report(
         f"--prometheus.url={prometheus.url}",
-        f"--http.config.file={http_config(prometheus.directory)}",
+        f"--http.config.file={http_config(prometheus)}",
         f"--month={MONTH}",
         f"--excluded={excluded_file(prometheus.directory)}",
         f"--output={output}",
@@ -376,7 +408,7 @@ def test_json_with_unknown_minutes_left_out_and_a_password_file(
 ) -> None:
     result = report(
         f"--prometheus.url={prometheus.url}/",
-        f"--http.config.file={http_config(prometheus.directory, as_file=True)}",
+        f"--http.config.file={http_config(prometheus, as_file=True)}",
         f"--month={MONTH}",
         f"--excluded={excluded_file(prometheus.directory)}",
         "--format=json",
@@ -408,7 +440,10 @@ def test_json_with_unknown_minutes_left_out_and_a_password_file(
 def test_without_credentials_prometheus_refuses_and_the_exit_code_is_1(
     prometheus: Backfilled,
 ) -> None:
-    result = report(f"--prometheus.url={prometheus.url}", f"--month={MONTH}")
+    config = http_config(prometheus, None)
+    result = report(
+        f"--prometheus.url={prometheus.url}", f"--http.config.file={config}", f"--month={MONTH}"
+    )
     assert result.returncode == 1
     assert "HTTP 401" in result.stderr and "--http.config.file" in result.stderr
     assert result.stdout == ""
@@ -416,10 +451,71 @@ def test_without_credentials_prometheus_refuses_and_the_exit_code_is_1(
 
 def test_a_wrong_password_is_refused_and_never_printed(prometheus: Backfilled) -> None:
     wrong = "wrong-password-1234"
-    config = http_config(prometheus.directory, wrong)
+    config = http_config(prometheus, wrong)
     result = report(
         f"--prometheus.url={prometheus.url}", f"--http.config.file={config}", f"--month={MONTH}"
     )
     assert result.returncode == 1
     assert "HTTP 401" in result.stderr
     assert wrong not in result.stderr + result.stdout
+
+
+def test_a_server_certificate_from_an_unknown_ca_is_refused(prometheus: Backfilled) -> None:
+    config = http_config(prometheus, ca=False)  # the system's CAs do not know the test CA
+    result = report(
+        f"--prometheus.url={prometheus.url}", f"--http.config.file={config}", f"--month={MONTH}"
+    )
+    assert result.returncode == 1
+    assert "TLS with" in result.stderr and "certificate verify failed" in result.stderr
+    assert PASSWORD not in result.stderr
+
+
+def test_the_progress_bar_shows_on_a_terminal_and_the_report_is_the_same(
+    prometheus: Backfilled,
+) -> None:
+    """stderr on a pseudo-terminal: the bar is drawn there (and wiped at the end);
+    stdout, a pipe, carries the very same CSV as without a terminal."""
+    leader, follower = pty.openpty()
+    args = [
+        f"--prometheus.url={prometheus.url}",
+        f"--http.config.file={http_config(prometheus)}",
+        f"--month={MONTH}",
+    ]
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "report", "uptime", *args],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            cwd=REPO,
+        )
+        os.close(follower)
+        drawn = _read_all(leader)
+        stdout, _ = process.communicate(timeout=120)
+    finally:
+        os.close(leader)
+    assert process.returncode == 0
+    assert "queries" in drawn and "100%" in drawn and "\r" in drawn
+    assert drawn.endswith("\r")  # the last line blanked: the prompt comes back clean
+    plain = subprocess.run(
+        [sys.executable, "-m", "exporter", "report", "uptime", *args],
+        capture_output=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert plain.returncode == 0 and plain.stderr == b""
+    assert stdout == plain.stdout
+
+
+def _read_all(descriptor: int) -> str:
+    """Everything written to the pty until the child closes it."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(descriptor, 4096)
+        except OSError:  # EIO: the other side is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode("utf-8", "replace")
