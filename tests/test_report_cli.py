@@ -293,6 +293,23 @@ def test_a_run_writes_the_file_only_when_it_succeeds(
     assert len(fleet_of_one.requests) == 25
 
 
+def test_prometheus_warnings_reach_stderr_once(tmp_path: Path) -> None:
+    """A partial answer (remote storage down) must not pass silently."""
+    labels = {"actor_id": "1", "machine_id": "2"}
+
+    def answer(path: str, form: dict[str, list[str]]) -> Answer:
+        if path == "/api/v1/series":
+            return 200, success([labels])
+        body = json.loads(vector((labels, 0)))
+        body["warnings"] = ["remote_read: store\nunavailable"]
+        return 200, json.dumps(body).encode()
+
+    with StubPrometheus(answer) as stub:
+        result = report(f"--prometheus.url={stub.url}", "--month=2024-06")
+    assert result.returncode == 0
+    assert result.stderr == "warning: Prometheus: remote_read: store unavailable\n"
+
+
 def test_a_failed_run_leaves_the_previous_report_in_place(tmp_path: Path) -> None:
     output = tmp_path / "uptime.csv"
     output.write_text("the previous report\n")

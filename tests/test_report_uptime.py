@@ -46,6 +46,7 @@ from exporter.report.uptime import (
     tally_from_counts,
     uptime_percent,
 )
+from tests.harness import REPO
 
 DAY = 1440
 A = Charger("1001", "5001")
@@ -328,11 +329,15 @@ def test_a_charger_over_the_budget_still_gets_its_query() -> None:
 
 
 def test_the_plan_for_10000_chargers_over_a_year() -> None:
-    """The figures README quotes: about 2,100 queries of at most 5,000,000 points."""
+    """The figures docs/uptime-report.md quotes."""
     fleet = [member(str(i)) for i in range(10_000)]
     queries = plan_queries(fleet, trailing_twelve(Month(2025, 12)), {}, DEFAULT_MAX_POINTS)
     assert len(queries) == 2_118
     assert max(q.series * q.minutes.count for q in queries) <= DEFAULT_MAX_POINTS
+    sent = sum(len(q.promql(900)) for q in queries)
+    assert 1_350_000 < sent < 1_450_000  # "about 1.4 MB of PromQL"
+    documented = " ".join((REPO / "docs" / "uptime-report.md").read_text().split())
+    assert "**2,118 queries** of at most 5,000,000 points, about 1.4 MB of PromQL" in documented
 
 
 def test_a_window_across_months_is_counted_in_each_month() -> None:
@@ -381,6 +386,23 @@ def test_a_second_series_where_the_listing_showed_one_is_an_error() -> None:
     ]
     with pytest.raises(PrometheusError, match="more series than the listing"):
         Counts().add(query, twice)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, 44_641.0])
+def test_an_implausible_count_is_an_error(value: float) -> None:
+    march = Month(2024, 3)
+    query = Query(Measure.KNOWN, march, month_range(march), False, (A,), False, 1)
+    with pytest.raises(PrometheusError, match="for a count"):
+        Counts().add(query, [Sample({"actor_id": "1001", "machine_id": "5001"}, value)])
+
+
+def test_counts_that_contradict_each_other_are_an_error_not_a_row() -> None:
+    march = Month(2024, 3)
+    counts = Counts()
+    counts.minutes[(Measure.KNOWN, march, False, A)] = 100
+    counts.minutes[(Measure.COMMUNICATING, march, False, A)] = 101  # the data changed between
+    with pytest.raises(PrometheusError, match="2024-03: inconsistent minute counts"):
+        build_rows([FleetSeries(A, 1, ("x",))], [march], counts, {}, UnknownMinutes.OUTAGE)
 
 
 def test_a_renamed_charger_takes_the_label_it_was_last_seen_with() -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -36,31 +37,36 @@ class Counts:
     latest_name: dict[Charger, tuple[float, str]] = field(default_factory=dict)
 
     def add(self, query: Query, samples: Sequence[Sample]) -> None:
-        members = set(query.chargers)
-        seen: set[tuple[Charger, str]] = set()
-        for sample in samples:
-            charger = Charger(
-                sample.labels.get("actor_id", ""), sample.labels.get("machine_id", "")
-            )
-            if charger not in members:
-                continue  # another pair the regex matchers also matched: its own query counts it
-            name = sample.labels.get("machine") or charger.machine_id
-            identity = (charger, name if query.measure is Measure.PRESENCE else "")
-            if identity in seen:
-                raise PrometheusError(
-                    f"{charger} has more series than the listing showed; "
-                    "did its data change during the report? Run it again"
-                )
-            seen.add(identity)
+        for charger, name, value in _checked(query, samples):
             if query.measure is Measure.PRESENCE:
-                latest = self.latest_name.get(charger)
-                self.latest_name[charger] = max(
-                    latest or (sample.value, name), (sample.value, name)
-                )
+                latest = self.latest_name.get(charger, (value, name))
+                self.latest_name[charger] = max(latest, (value, name))
             else:
-                self.minutes[(query.measure, query.month, query.in_window, charger)] += round(
-                    sample.value
-                )
+                key = (query.measure, query.month, query.in_window, charger)
+                self.minutes[key] += round(value)
+
+
+def _checked(query: Query, samples: Sequence[Sample]) -> Iterator[tuple[Charger, str, float]]:
+    """(charger, machine label, value) of the answer's samples for the query's own
+    chargers; an answer the plan cannot explain is an error, not a figure."""
+    members = set(query.chargers)
+    limit = math.inf if query.measure is Measure.PRESENCE else query.minutes.count
+    seen: set[tuple[Charger, str]] = set()
+    for sample in samples:
+        charger = Charger(sample.labels.get("actor_id", ""), sample.labels.get("machine_id", ""))
+        if charger not in members:
+            continue  # another pair the regex matchers also matched: its own query counts it
+        name = sample.labels.get("machine") or charger.machine_id
+        identity = (charger, name if query.measure is Measure.PRESENCE else "")
+        if identity in seen:
+            raise PrometheusError(
+                f"{charger} has more series than the listing showed; "
+                "did its data change during the report? Run it again"
+            )
+        seen.add(identity)
+        if not (math.isfinite(sample.value) and 0 <= sample.value <= limit):
+            raise PrometheusError(f"{charger}: Prometheus answered {sample.value!r} for a count")
+        yield charger, name, sample.value
 
 
 def list_fleet(api: PrometheusAPI, months: Sequence[Month]) -> tuple[list[FleetSeries], int]:

@@ -148,6 +148,9 @@ def main(argv: Sequence[str], *, now: datetime | None = None) -> int:
     except PrometheusError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_PROMETHEUS
+    finally:
+        for warning in sorted(api.warnings):  # e.g. a partial answer from remote storage
+            print(f"warning: Prometheus: {warning}", file=sys.stderr)
     _write(text, args.output)
     return EXIT_OK
 

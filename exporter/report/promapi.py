@@ -61,6 +61,8 @@ class PrometheusAPI:
         self.settings = settings
         self.timeout = timeout  # the server's query timeout; the socket waits 10 s more
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self.warnings: set[str] = set()  # Prometheus' own (a partial remote read, ...)
 
     def series(self, selector: str, start: float, end: float) -> list[dict[str, str]]:
         """Label sets with samples in [start, end]."""
@@ -109,7 +111,11 @@ class PrometheusAPI:
             raise _Retryable(f"{where}: no answer within {self.timeout + 10:g} s") from None
         except requests.exceptions.RequestException as exc:
             raise _Retryable(f"cannot reach Prometheus at {self.url}: {_cause(exc)}") from None
-        return _data(where, status, body)
+        data, warnings = _data(where, status, body)
+        if warnings:
+            with self._lock:
+                self.warnings.update(warnings)
+        return data
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
@@ -153,8 +159,8 @@ def _bounded_body(response: requests.Response, where: str) -> bytes:
     return b"".join(chunks)
 
 
-def _data(where: str, status: int, body: bytes) -> object:
-    """The ``data`` of a success envelope; otherwise the failure, named."""
+def _data(where: str, status: int, body: bytes) -> tuple[object, list[str]]:
+    """The ``data`` and ``warnings`` of a success envelope; otherwise the failure, named."""
     try:
         envelope = json.loads(body)
     except (ValueError, RecursionError):
@@ -162,7 +168,13 @@ def _data(where: str, status: int, body: bytes) -> object:
     if not isinstance(envelope, dict):
         envelope = {}
     if status == 200 and envelope.get("status") == "success" and "data" in envelope:
-        return envelope["data"]
+        warnings = envelope.get("warnings")
+        texts = (
+            [_one_line(w) for w in warnings if isinstance(w, str)]
+            if isinstance(warnings, list)
+            else []
+        )
+        return envelope["data"], texts
     if status in (401, 403):
         raise PrometheusError(
             f"{where}: HTTP {status}: not authorized; check the credentials in --http.config.file"
@@ -177,7 +189,10 @@ def _data(where: str, status: int, body: bytes) -> object:
 def _server_error(envelope: Mapping[str, object]) -> str:
     """Prometheus' own ``errorType: error``, shortened and on one line."""
     kind, error = envelope.get("errorType"), envelope.get("error")
-    text = ": ".join(str(part) for part in (kind, error) if isinstance(part, str) and part)
+    return _one_line(": ".join(part for part in (kind, error) if isinstance(part, str) and part))
+
+
+def _one_line(text: str) -> str:
     text = " ".join(text.split())
     return text[:_ERROR_TEXT_LIMIT] + ("..." if len(text) > _ERROR_TEXT_LIMIT else "")
 

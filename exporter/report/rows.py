@@ -10,6 +10,7 @@ from exporter.report.charger import Charger
 from exporter.report.collect import Counts
 from exporter.report.periods import Minutes, Month, month_range, span_label
 from exporter.report.plan import FleetSeries, Measure
+from exporter.report.promapi import PrometheusError
 from exporter.report.uptime import (
     Tally,
     UnknownMinutes,
@@ -73,11 +74,16 @@ def _tally(
     whole = month_range(month)
     inside = [r.clip(whole) for r in windows.get(charger, ())]
     excluded = sum(r.count for r in inside if r is not None)
-    window = (
-        WindowCounts(excluded, count(Measure.KNOWN, True), count(Measure.COMMUNICATING, True))
-        if excluded
-        else None
-    )
-    return tally_from_counts(
-        month.minutes, count(Measure.KNOWN, False), count(Measure.COMMUNICATING, False), window
-    )
+    try:
+        window = (
+            WindowCounts(excluded, count(Measure.KNOWN, True), count(Measure.COMMUNICATING, True))
+            if excluded
+            else None
+        )
+        return tally_from_counts(
+            month.minutes, count(Measure.KNOWN, False), count(Measure.COMMUNICATING, False), window
+        )
+    except ValueError as exc:  # separate queries disagree: the stored data changed meanwhile
+        raise PrometheusError(
+            f"{charger}, {month.label}: {exc}; did its data change during the report? Run it again"
+        ) from None
