@@ -55,6 +55,7 @@ def report(*args: str) -> subprocess.CompletedProcess[str]:
         (("--prometheus.url=http://p:9090", "--query.max-points=10"), "--query.max-points"),
         (("--prometheus.url=http://p:9090", "--query.concurrency=0"), "--query.concurrency"),
         (("--prometheus.url=http://p:9090", "--output=/nonexistent/dir/x.csv"), "--output"),
+        (("--prometheus.url=http://p:9090", "--output=/tmp"), "--output"),
     ],
 )
 def test_usage_errors_exit_2(args: tuple[str, ...], message: str) -> None:

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exporter.report.charger import Charger
 from exporter.report.collect import Counts
@@ -538,3 +541,89 @@ def test_the_bar_is_drawn_only_when_enabled_and_wiped_at_the_end() -> None:
         "[##############################] 100%  3/3 queries",
     ]
     assert drawn[-1] == "" and drawn[-2].strip() == ""  # blanked, cursor at the start
+
+
+# --- properties ---------------------------------------------------------------------
+
+_minute_ranges = st.lists(
+    st.tuples(st.integers(0, 200), st.integers(1, 50)).map(
+        lambda p: Minutes(p[0] * 60, (p[0] + p[1]) * 60)
+    ),
+    max_size=8,
+)
+
+
+@given(_minute_ranges)
+def test_merged_ranges_cover_the_same_minutes_once(ranges: list[Minutes]) -> None:
+    merged = merge(ranges)
+    covered = {m for r in ranges for m in range(r.start, r.end, 60)}
+    assert sum(r.count for r in merged) == len(covered)
+    assert all(a.end < b.start for a, b in itertools.pairwise(merged))
+
+
+@given(
+    fleet=st.lists(
+        st.tuples(st.integers(1, 3), st.integers(1, 40), st.integers(1, 3)),
+        min_size=1,
+        max_size=25,
+        unique_by=lambda t: (t[0], t[1]),
+    ),
+    per_query=st.integers(1, 6),
+    windows=st.dictionaries(st.integers(1, 40), _minute_ranges, max_size=5),
+)
+@settings(max_examples=60, deadline=None)
+def test_the_plan_counts_every_charger_once_per_month_and_range(
+    fleet: list[tuple[int, int, int]], per_query: int, windows: dict[int, list[Minutes]]
+) -> None:
+    """Whatever the fleet, budget and windows: one known and one communicating
+    query per charger and range, within the budget, presence for renamed ones."""
+    members = [
+        FleetSeries(Charger(str(a), str(m)), series, tuple(f"n{i}" for i in range(series)))
+        for a, m, series in fleet
+    ]
+    month = Month(2024, 2)
+    whole = month_range(month)
+    excluded = {  # ranges scaled to spread over (and past the end of) the month
+        f.charger: merge(
+            [
+                Minutes(month.start + r.start * 200, month.start + r.end * 200)
+                for r in windows.get(int(f.charger.machine_id), [])
+            ]
+        )
+        for f in members
+    }
+    budget = per_query * month.minutes
+    queries = plan_queries(members, [month], excluded, budget)
+    expected = {
+        (f.charger, inside)
+        for f in members
+        for r in [whole, *excluded[f.charger]]
+        if (inside := r.clip(whole)) is not None
+    }
+    for measure in (Measure.KNOWN, Measure.COMMUNICATING):
+        counted = [(c, q.minutes) for q in queries if q.measure is measure for c in q.chargers]
+        assert sorted(map(str, counted)) == sorted(map(str, expected))
+    for query in queries:
+        assert len(query.chargers) == 1 or query.series * query.minutes.count <= budget
+        assert query.merged == any(f.merged for f in members if f.charger in query.chargers)
+    renamed = {f.charger for f in members if f.renamed}
+    presence = [c for q in queries if q.measure is Measure.PRESENCE for c in q.chargers]
+    assert sorted(map(str, presence)) == sorted(map(str, renamed))
+
+
+@given(
+    total=st.integers(1, 600_000),
+    known=st.floats(0, 1),
+    communicating=st.floats(0, 1),
+    excluded=st.floats(0, 1),
+)
+def test_uptime_is_the_exact_fraction_rounded_down(
+    total: int, known: float, communicating: float, excluded: float
+) -> None:
+    k = int(total * known)
+    c = int(k * communicating)
+    tally = Tally(total, k, c, excluded_known=int((k - c) * excluded))
+    percent = uptime_percent(tally, UnknownMinutes.OUTAGE)
+    assert percent is not None
+    exact = Decimal(total - (tally.outage + tally.unknown - tally.excluded)) * 100 / total
+    assert Decimal(0) <= percent <= exact < percent + Decimal("0.0001")

@@ -1,8 +1,8 @@
 """``nayax-ev-exporter report uptime``: the command line of the uptime report.
 
 Exit codes: 0 the report was written; 1 Prometheus unreachable, refusing or a
-query failed (nothing is written); 2 usage: a bad flag, or an invalid
-``--http.config.file`` / ``--excluded`` file.
+query failed, or the output could not be written (nothing is written); 2 usage:
+a bad flag, or an invalid ``--http.config.file`` / ``--excluded`` file.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from exporter.report.rows import build_rows
 from exporter.report.uptime import UnknownMinutes
 from exporter.validate import ConfigError, parse_duration
 
-EXIT_OK, EXIT_PROMETHEUS, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_THRESHOLD = "15m"
 MAX_CONCURRENCY = 16
 
@@ -131,8 +131,10 @@ def main(argv: Sequence[str], *, now: datetime | None = None) -> int:
         url = base_url(args.url)
     except ValueError as exc:
         parser.error(str(exc))
-    if args.output is not None and not os.access(args.output.parent, os.W_OK):
-        parser.error(f"--output: cannot write in the directory {args.output.parent}")
+    if args.output is not None and (
+        args.output.is_dir() or not os.access(args.output.parent, os.W_OK)
+    ):
+        parser.error(f"--output: cannot write the file {args.output}")
     try:
         settings = load_http_config(args.http_config) if args.http_config else HTTPSettings()
         windows = load_excluded(args.excluded) if args.excluded else ()
@@ -147,11 +149,15 @@ def main(argv: Sequence[str], *, now: datetime | None = None) -> int:
         text = _report(args, api, trailing_twelve(last), windows)
     except PrometheusError as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_PROMETHEUS
+        return EXIT_FAILED
     finally:
         for warning in sorted(api.warnings):  # e.g. a partial answer from remote storage
             print(f"warning: Prometheus: {warning}", file=sys.stderr)
-    _write(text, args.output)
+    try:
+        _write(text, args.output)
+    except OSError as exc:  # a full disk: the report is lost, the old file kept
+        print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 
