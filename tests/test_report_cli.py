@@ -214,6 +214,23 @@ def test_prometheus_errors_are_shown_on_one_line_without_retrying() -> None:
     assert len(stub.requests) == 1
 
 
+@pytest.mark.parametrize(
+    ("status", "kind", "error"),
+    [
+        (503, "timeout", "query timed out in expression evaluation"),
+        (422, "execution", "query processing would load too many samples into memory"),
+    ],
+)
+def test_a_query_too_heavy_fails_at_once_with_a_hint(
+    no_retry_wait: None, status: int, kind: str, error: str
+) -> None:
+    body = json.dumps({"status": "error", "errorType": kind, "error": error}).encode()
+    with StubPrometheus([(status, body)] * 3) as stub, pytest.raises(PrometheusError) as caught:
+        api(stub.url).vector("up", 0)
+    assert "--query.max-points" in str(caught.value)
+    assert len(stub.requests) == 1  # the same query would only time out again
+
+
 def test_401_says_where_the_credentials_go() -> None:
     with StubPrometheus([(401, b"Unauthorized")]) as stub, pytest.raises(PrometheusError) as caught:
         api(stub.url).vector("up", 0)

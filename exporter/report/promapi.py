@@ -75,13 +75,15 @@ class PrometheusAPI:
         """An instant query that must answer a vector."""
         params = {"query": expr, "time": at, "timeout": f"{self.timeout:g}s"}
         data = self._call("query", params, attempts)
-        result = data.get("result") if isinstance(data, dict) else None
         if not isinstance(data, dict) or data.get("resultType") != "vector":
             raise PrometheusError(f"{self.url}: the query did not answer a vector")
         try:
-            return [Sample(item["metric"], float(item["value"][1])) for item in result or ()]
+            samples = [Sample(item["metric"], float(item["value"][1])) for item in data["result"]]
         except (TypeError, KeyError, IndexError, ValueError):
-            raise PrometheusError(f"{self.url}: the query answered malformed samples") from None
+            samples = None
+        if samples is None or not all(_labels(sample.labels) for sample in samples):
+            raise PrometheusError(f"{self.url}: the query answered malformed samples")
+        return samples
 
     def _call(self, endpoint: str, params: Mapping[str, object], attempts: int) -> object:
         for attempt in range(attempts):
@@ -181,6 +183,9 @@ def _data(where: str, status: int, body: bytes) -> tuple[object, list[str]]:
         )
     detail = _server_error(envelope)
     message = f"{where}: HTTP {status}{': ' + detail if detail else ''}"
+    kind = envelope.get("errorType")
+    if kind == "timeout" or "too many samples" in detail:  # the same query would fail again
+        raise PrometheusError(f"{message} (a smaller --query.max-points makes queries lighter)")
     if status in _RETRY_STATUS:
         raise _Retryable(message)
     raise PrometheusError(message)
