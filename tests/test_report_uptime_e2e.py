@@ -16,8 +16,10 @@ import io
 import json
 import os
 import pty
+import select
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,22 +276,24 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfilled]
     config = directory / "prometheus.yml"
     config.write_text("global: {scrape_interval: 1m}\n")
     port = free_port()
-    process = subprocess.Popen(
-        [
-            prometheus_bin,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tsdb}",
-            "--storage.tsdb.retention.time=2y",  # older blocks would be dropped at start
-            f"--web.config.file={web}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    log = directory / "prometheus.log"  # a file: a full pipe would block Prometheus
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                prometheus_bin,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tsdb}",
+                "--storage.tsdb.retention.time=2y",  # older blocks would be dropped at start
+                f"--web.config.file={web}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
     url = f"https://127.0.0.1:{port}"
 
     def ready() -> bool:
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert process.poll() is None, log.read_text(errors="replace")
         try:
             answer = requests.get(
                 f"{url}/-/ready",
@@ -507,10 +511,15 @@ def test_the_progress_bar_shows_on_a_terminal_and_the_report_is_the_same(
     assert stdout == plain.stdout
 
 
-def _read_all(descriptor: int) -> str:
+def _read_all(descriptor: int, timeout: float = 120) -> str:
     """Everything written to the pty until the child closes it."""
     chunks = []
+    deadline = time.monotonic() + timeout
     while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, "the report did not finish"
+        if not select.select([descriptor], [], [], remaining)[0]:
+            continue
         try:
             chunk = os.read(descriptor, 4096)
         except OSError:  # EIO: the other side is closed
