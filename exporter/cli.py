@@ -102,6 +102,13 @@ class Source:
 
 
 def main(argv: Sequence[str] | None = None, signals: Signals | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["report"]:  # `report uptime ...`: a one-shot command, plain signals
+        if signals is not None:
+            signals.restore_defaults()
+        from exporter.report.command import main as report  # noqa: PLC0415 - only when asked
+
+        return report(arguments[1:])
     args = parse_args(argv)
     if signals is None:
         signals = Signals().install()
