@@ -30,14 +30,7 @@ from exporter.lynx.ratelimit import TokenGate
 from exporter.lynx.upstream import Dropped
 from exporter.metrics.stats import Stats
 from exporter.polling.plan import Plan
-from exporter.polling.poller import (
-    BATCH_WINDOW,
-    COMMIT_DELAY,
-    IDLE_WAKE,
-    TICK,
-    Poller,
-    sleep_for,
-)
+from exporter.polling.poller import BATCH_WINDOW, COMMIT_DELAY, IDLE_WAKE, TICK, Poller, sleep_for
 from exporter.polling.polls import Deferred, poll_target
 from exporter.polling.store import SnapshotStore
 from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, SimulatorServer

@@ -18,11 +18,11 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from exporter.config.validate import Secret
 from exporter.report import promapi
 from exporter.report.command import main
 from exporter.report.httpconfig import HTTPSettings
 from exporter.report.promapi import PrometheusAPI, PrometheusError, base_url
-from exporter.validate import Secret
 from tests.harness import REPO, free_port
 
 Answer = tuple[int, bytes]

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.config.validate import ConfigError
 from exporter.report import excluded as excluded_module
 from exporter.report.charger import Charger
 from exporter.report.excluded import load_excluded, parse_excluded, unmatched
 from exporter.report.httpconfig import load_http_config
-from exporter.validate import ConfigError
 from tests.test_web_security import PKI, make_pki
 
 

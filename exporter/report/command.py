@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from exporter.config.validate import ConfigError, parse_duration
 from exporter.report.collect import collect, list_fleet
 from exporter.report.excluded import ExcludedWindow, charger_windows, load_excluded, unmatched
 from exporter.report.httpconfig import HTTPSettings, load_http_config
@@ -25,7 +26,6 @@ from exporter.report.promapi import PrometheusAPI, PrometheusError, base_url
 from exporter.report.render import to_csv, to_json
 from exporter.report.rows import build_rows
 from exporter.report.uptime import UnknownMinutes
-from exporter.validate import ConfigError, parse_duration
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_THRESHOLD = "15m"

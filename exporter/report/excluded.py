@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from exporter.config.validate import ConfigError, Validator
+from exporter.config.yamlload import load_yaml
 from exporter.report.charger import Charger
 from exporter.report.periods import Minutes, merge, minute_ceiling
-from exporter.validate import ConfigError, Validator
-from exporter.yamlload import load_yaml
 
 MAX_WINDOWS = 100_000  # each distinct window costs Prometheus queries
 _WINDOW_KEYS = ("start", "end", "reason", "actor_id", "machine_id")

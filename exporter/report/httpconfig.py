@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exporter.config import read_token_file
-from exporter.validate import SECRET_STRIP, ConfigError, Secret, Validator
-from exporter.webconfig import EncryptedKeyError
-from exporter.yamlload import load_yaml
+from exporter.config.validate import SECRET_STRIP, ConfigError, Secret, Validator
+from exporter.config.web import EncryptedKeyError
+from exporter.config.yamlload import load_yaml
 
 TOP_KEYS = (
     "basic_auth",

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from exporter.validate import format_duration
+from exporter.config.validate import format_duration
 
 REDRAW_EVERY = 0.1  # seconds
 

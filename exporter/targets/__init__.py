@@ -1,12 +1,7 @@
 """What is polled: targets and their keys (``model``), the machines they poll,
 configured and listed (``machines``), and config → targets (``build``). Pure."""
 
-from exporter.targets.build import (
-    DISCOVERY_WINDOW,
-    STATUS_WINDOW,
-    Discovered,
-    build_targets,
-)
+from exporter.targets.build import DISCOVERY_WINDOW, STATUS_WINDOW, Discovered, build_targets
 from exporter.targets.machines import Machine, MachineInfo, merge_machines, unique_labels
 from exporter.targets.model import (
     DISCOVERY,
