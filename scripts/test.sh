@@ -11,6 +11,8 @@ ruff check .
 ruff format --check .
 echo "== mypy --strict"
 mypy --strict
+echo "== lint-imports (the layers, no import cycle)"
+lint-imports
 echo "== hadolint"
 hadolint Dockerfile
 echo "== pytest"
