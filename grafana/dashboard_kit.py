@@ -8,12 +8,13 @@ footers off, ...) so a panel definition only says what is particular to it.
 from __future__ import annotations
 
 import json
+import string
 from collections.abc import Sequence
 from typing import Any, Protocol, Self
 
+from grafana_foundation_sdk.builders import bargauge, prometheus, stat, timeseries
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
-from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.builders import table as table_panel
 from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
@@ -22,6 +23,11 @@ from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import prometheus as prometheus_model
 
 JSON = dict[str, Any]
+# Threshold steps: (colour, from value), the first from None (minus infinity).
+Steps = tuple[tuple[str, float | None], ...]
+GREEN_ONLY: Steps = (("green", None),)
+RED_FROM_ONE: Steps = (("green", None), ("red", 1))  # a count of which any one is bad
+GREEN_FROM_ONE: Steps = (("red", None), ("green", 1))  # a flag or count that must be 1+
 Panel = Builder[model.Panel]
 # A row and the panels under it.
 Section = tuple[dashboard_builders.Row, list[Panel]]
@@ -256,6 +262,63 @@ def stat_panel(
         .wide_layout(True)
         .show_percent_change(False)
     )
+
+
+def threshold_stat(
+    expr: str,
+    legend_format: str,
+    steps: Steps,
+    decimals: int | None = None,
+) -> stat.Panel:
+    """A stat panel of one instant query, coloured by its thresholds ``steps``."""
+    tile = stat_panel().with_target(query("A", expr, legend_format, instant=True))
+    tile.thresholds(thresholds(*steps)).color_scheme(color(model.FieldColorModeId.THRESHOLDS))
+    if decimals is not None:
+        tile.decimals(decimals)
+    return tile
+
+
+def instant_table(
+    sort_by: str,
+    exprs: Sequence[str],
+    overrides: Sequence[tuple[str, list[model.DynamicConfigValue]]],
+    transformations: list[model.DataTransformerConfig],
+    *,
+    desc: bool = True,
+) -> table_panel.Panel:
+    """A sorted table of instant queries (ref ids A, B, ... in order), its columns
+    set by ``overrides`` (``by_name``) and ``transformations``."""
+    table = sorted_table(sort_by, desc=desc)
+    for ref_id, expr in zip(string.ascii_uppercase, exprs, strict=False):
+        table.with_target(query(ref_id, expr, instant=True, table=True))
+    table.thresholds(green_only())
+    for name, props in overrides:
+        table.override_by_name(name, props)
+    return table.transformations(transformations)
+
+
+def top_ten(
+    expr: str, legend_format: str, scheme: model.FieldColorModeId, decimals: int
+) -> bargauge.Panel:
+    """Horizontal gradient bars of ``topk(10, ...)``'s last values, one per series."""
+    top = (
+        bargauge.Panel()
+        .thresholds(green_only())
+        .min(0)
+        .decimals(decimals)
+        .color_scheme(color(scheme))
+        .reduce_options(last_value())
+        .display_mode(common.BarGaugeDisplayMode.GRADIENT)
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .show_unfilled(True)
+        .value_mode(common.BarGaugeValueMode.COLOR)
+        .name_placement(common.BarGaugeNamePlacement.AUTO)
+        .sizing(common.BarGaugeSizing.AUTO)
+        .min_viz_height(16)
+        .min_viz_width(8)
+        .max_viz_height(300)
+    )
+    return top.with_target(query("A", f"topk(10, {expr})", legend_format, instant=True))
 
 
 def lines(

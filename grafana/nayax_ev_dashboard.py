@@ -5,18 +5,21 @@ from __future__ import annotations
 
 from dashboard_kit import (
     ACTOR,
+    GREEN_FROM_ONE,
+    GREEN_ONLY,
     MACHINE,
+    RED_FROM_ONE,
     WINDOW,
     Ids,
     Panel,
     Section,
+    Steps,
     bottom,
     by_name,
     color,
     dashboard,
     datasource_variable,
-    green_only,
-    last_value,
+    instant_table,
     lay_out,
     legend,
     lines,
@@ -27,16 +30,17 @@ from dashboard_kit import (
     row,
     runbook_link,
     sel,
-    sorted_table,
     stat_panel,
+    threshold_stat,
     thresholds,
     tooltip,
+    top_ten,
     transformation,
     value_mapping,
 )
-from grafana_foundation_sdk.builders import bargauge, geomap, statetimeline
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
+from grafana_foundation_sdk.builders import geomap, statetimeline
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import geomap as geomap_model
@@ -55,7 +59,7 @@ EXPORTER = sel()
 NON_2XX = sel('code!~"2.."')
 HTTP_429 = sel('code="429"')
 # Time since a keep-alive: orange after 15 min, red after 1 h (NayaxEVMachineSilent).
-SILENCE_STEPS: tuple[tuple[str, float | None], ...] = (
+SILENCE_STEPS: Steps = (
     ("green", None),
     ("orange", 900),
     ("red", 3600),
@@ -101,10 +105,9 @@ def fleet_health(ids: Ids, y: int) -> Section:
     for i, (title, metric, description, red_above_zero) in enumerate(FLEET_TILES):
         # max by (actor_id) de-duplicates HA pairs of exporters polling one actor.
         expr = f"sum(max by (actor_id) ({metric}{OPERATOR}))"
-        tile = stat_panel().with_target(query("A", expr, title, instant=True))
+        steps = RED_FROM_ONE if red_above_zero else GREEN_ONLY
+        tile = threshold_stat(expr, title, steps, decimals=0)
         place(tile, ids, title, description, "none", (6 * i, y + 1, 6, 4))
-        steps = thresholds(("green", None), ("red", 1)) if red_above_zero else green_only()
-        tile.thresholds(steps).color_scheme(color(model.FieldColorModeId.THRESHOLDS)).decimals(0)
         panels.append(tile)
     return heading, [*panels, *_silent_over_time(ids, y + 5)]
 
@@ -239,23 +242,20 @@ def machines(ids: Ids, y: int) -> Section:
     def latest(metric: str, extra: str = "") -> str:
         return f"max by ({keys}{extra}) ({metric}{MACHINE_WINDOW})"
 
-    table = sorted_table("Energy")
-    for ref_id, expr in (
-        ("A", f"{latest('nayax_ev_machine_energy_joules')} / {J_PER_KWH}"),
-        ("B", latest("nayax_ev_machine_sales_amount", ", currency")),
-        ("C", latest("nayax_ev_machine_charging_sessions")),
-        ("D", latest("nayax_ev_machine_charging_duration_seconds")),
-    ):
-        table.with_target(query(ref_id, expr, instant=True, table=True))
-    table.thresholds(green_only())
-    for name, props in (
-        by_name("Value #A", displayName="Energy", unit="kwatth", decimals=1),
-        by_name("Value #B", displayName="Sales", unit="short", decimals=2),
-        by_name("Value #C", displayName="Sessions", unit="none", decimals=0),
-        by_name("Value #D", displayName="Charging time", unit="s"),
-    ):
-        table.override_by_name(name, props)
-    table.transformations(
+    table = instant_table(
+        "Energy",
+        [
+            f"{latest('nayax_ev_machine_energy_joules')} / {J_PER_KWH}",
+            latest("nayax_ev_machine_sales_amount", ", currency"),
+            latest("nayax_ev_machine_charging_sessions"),
+            latest("nayax_ev_machine_charging_duration_seconds"),
+        ],
+        [
+            by_name("Value #A", displayName="Energy", unit="kwatth", decimals=1),
+            by_name("Value #B", displayName="Sales", unit="short", decimals=2),
+            by_name("Value #C", displayName="Sessions", unit="none", decimals=0),
+            by_name("Value #D", displayName="Charging time", unit="s"),
+        ],
         merge_and_organize(
             [
                 *("actor", "machine", "machine_number", "machine_id", "window"),
@@ -270,7 +270,7 @@ def machines(ids: Ids, y: int) -> Section:
                 "window": "Window",
                 "currency": "Currency",
             },
-        )
+        ),
     )
     place(
         table,
@@ -286,31 +286,12 @@ def machines(ids: Ids, y: int) -> Section:
 
 
 def _top_machines(ids: Ids, y: int) -> Panel:
-    top = (
-        bargauge.Panel()
-        .thresholds(green_only())
-        .min(0)
-        .decimals(1)
-        .color_scheme(color(model.FieldColorModeId.CONTINUOUS_GR_YL_RD))
-        .reduce_options(last_value())
-        .display_mode(common.BarGaugeDisplayMode.GRADIENT)
-        .orientation(common.VizOrientation.HORIZONTAL)
-        .show_unfilled(True)
-        .value_mode(common.BarGaugeValueMode.COLOR)
-        .name_placement(common.BarGaugeNamePlacement.AUTO)
-        .sizing(common.BarGaugeSizing.AUTO)
-        .min_viz_height(16)
-        .min_viz_width(8)
-        .max_viz_height(300)
-    )
-    top.with_target(
-        query(
-            "A",
-            f"topk(10, max by (actor_id, actor, machine_id, machine, window) "
-            f"(nayax_ev_machine_energy_joules{MACHINE_WINDOW}) / {J_PER_KWH})",
-            "{{machine}} ({{actor}}, {{window}})",
-            instant=True,
-        )
+    top = top_ten(
+        "max by (actor_id, actor, machine_id, machine, window) "
+        f"(nayax_ev_machine_energy_joules{MACHINE_WINDOW}) / {J_PER_KWH}",
+        "{{machine}} ({{actor}}, {{window}})",
+        model.FieldColorModeId.CONTINUOUS_GR_YL_RD,
+        decimals=1,
     )
     place(
         top,
@@ -341,34 +322,31 @@ def _silent_table(ids: Ids, y: int, status: str) -> Panel:
     def latest(metric: str, extra: str = "") -> str:
         return f"max by ({keys}{extra}) ({metric}{status})"
 
-    table = sorted_table("Since keep-alive")
-    for ref_id, expr in (
-        ("A", f"time() - {latest('nayax_ev_machine_last_keepalive_timestamp_seconds')}"),
-        ("B", latest("nayax_ev_machine_mqtt_connected")),
-        ("C", f"{latest('nayax_ev_machine_last_transaction_timestamp_seconds')} * 1000"),
-        ("D", latest("nayax_ev_machine_info", ", city")),
-    ):
-        table.with_target(query(ref_id, expr, instant=True, table=True))
-    table.thresholds(green_only())
     connected = value_mapping((0, "disconnected", "red"), (1, "connected", "green"))
-    for name, props in (
-        by_name(
-            "Value #A",
-            displayName="Since keep-alive",
-            unit="s",
-            thresholds=thresholds(*SILENCE_STEPS),
-            custom={"cellOptions": {"type": "color-background"}},
-        ),
-        by_name("Value #B", displayName="MQTT", unit="none", mappings=connected),
-        by_name("Value #C", displayName="Last transaction", unit="dateTimeFromNow"),
-    ):
-        table.override_by_name(name, props)
-    table.transformations(
+    table = instant_table(
+        "Since keep-alive",
+        [
+            f"time() - {latest('nayax_ev_machine_last_keepalive_timestamp_seconds')}",
+            latest("nayax_ev_machine_mqtt_connected"),
+            f"{latest('nayax_ev_machine_last_transaction_timestamp_seconds')} * 1000",
+            latest("nayax_ev_machine_info", ", city"),
+        ],
+        [
+            by_name(
+                "Value #A",
+                displayName="Since keep-alive",
+                unit="s",
+                thresholds=thresholds(*SILENCE_STEPS),
+                custom={"cellOptions": {"type": "color-background"}},
+            ),
+            by_name("Value #B", displayName="MQTT", unit="none", mappings=connected),
+            by_name("Value #C", displayName="Last transaction", unit="dateTimeFromNow"),
+        ],
         merge_and_organize(
             ["machine", "actor", "city", "Value #A", "Value #B", "Value #C"],
             exclude=["Time", "actor_id", "machine_id", "Value #D"],
             rename={"actor": "Operator", "machine": "Machine", "city": "City"},
-        )
+        ),
     )
     place(
         table,
@@ -486,7 +464,7 @@ def exporter_health(ids: Ids, y: int) -> Section:
 def _targets(ids: Ids, y: int) -> list[Panel]:
     status = (
         statetimeline.Panel()
-        .thresholds(thresholds(("red", None), ("green", 1)))
+        .thresholds(thresholds(*GREEN_FROM_ONE))
         .color_scheme(color(model.FieldColorModeId.THRESHOLDS))
         .mappings(value_mapping((0, "failing", "red"), (1, "ok", "green")))
         .fill_opacity(80)
@@ -607,9 +585,7 @@ def _exporter_tiles(ids: Ids, y: int) -> list[Panel]:
         "reqps",
         (0, y, 12, 8),
     )
-    up = stat_panel().with_target(query("A", f"sum(up{EXPORTER})", "up", instant=True))
-    up.color_scheme(color(model.FieldColorModeId.THRESHOLDS)).decimals(0)
-    up.thresholds(thresholds(("red", None), ("green", 1)))
+    up = threshold_stat(f"sum(up{EXPORTER})", "up", GREEN_FROM_ONE, decimals=0)
     place(
         up,
         ids,
@@ -623,11 +599,9 @@ def _exporter_tiles(ids: Ids, y: int) -> list[Panel]:
 
 
 def _reload_and_version(ids: Ids, y: int) -> list[Panel]:
-    reload_ok = stat_panel().with_target(
-        query("A", f"min(nayax_ev_config_last_reload_successful{EXPORTER})", "reload", instant=True)
+    reload_ok = threshold_stat(
+        f"min(nayax_ev_config_last_reload_successful{EXPORTER})", "reload", GREEN_FROM_ONE
     )
-    reload_ok.color_scheme(color(model.FieldColorModeId.THRESHOLDS))
-    reload_ok.thresholds(thresholds(("red", None), ("green", 1)))
     reload_ok.mappings(value_mapping((0, "failed", "red"), (1, "ok", "green")))
     place(
         reload_ok,

@@ -12,16 +12,16 @@ from __future__ import annotations
 from dashboard_kit import (
     ACTOR,
     MACHINE,
+    RED_FROM_ONE,
     Ids,
     Panel,
     Section,
+    Steps,
     bottom,
     by_name,
-    color,
     dashboard,
     datasource_variable,
-    green_only,
-    last_value,
+    instant_table,
     lay_out,
     lines,
     merge_and_organize,
@@ -31,11 +31,10 @@ from dashboard_kit import (
     row,
     runbook_link,
     sel,
-    sorted_table,
-    stat_panel,
+    threshold_stat,
     thresholds,
+    top_ten,
 )
-from grafana_foundation_sdk.builders import bargauge
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
@@ -53,7 +52,7 @@ RATIO_30D = f"{SIGNAL}:ratio_30d{CHARGER}"
 SUM_30D = f"{SIGNAL}:sum_30d{CHARGER}"
 COUNT_30D = f"{SIGNAL}:count_30d{CHARGER}"
 # Red below the target, green from it on.
-TARGET_STEPS: tuple[tuple[str, float | None], ...] = (("red", None), ("green", UPTIME_TARGET))
+TARGET_STEPS: Steps = (("red", None), ("green", UPTIME_TARGET))
 
 
 def hourly(kind: str) -> str:
@@ -101,7 +100,7 @@ def _tiles(ids: Ids, y: int) -> list[Panel]:
             "(if the exporter still publishes them).",
             "none",
             only_with_data(below),
-            (("green", None), ("red", 1)),
+            RED_FROM_ONE,
         ),
         (
             "Chargers not yet judged",
@@ -117,14 +116,12 @@ def _tiles(ids: Ids, y: int) -> list[Panel]:
             "(nayax_ev:machine_communicating == 0). Unknown ones are not counted.",
             "none",
             f"sum(1 - {SIGNAL}{CHARGER})",
-            (("green", None), ("red", 1)),
+            RED_FROM_ONE,
         ),
     ]
     panels: list[Panel] = []
     for i, (title, description, unit, expr, steps) in enumerate(specs):
-        tile = stat_panel().with_target(query("A", expr, title, instant=True))
-        tile.thresholds(thresholds(*steps)).color_scheme(color(model.FieldColorModeId.THRESHOLDS))
-        tile.decimals(2 if unit == "percentunit" else 0)
+        tile = threshold_stat(expr, title, steps, decimals=2 if unit == "percentunit" else 0)
         place(tile, ids, title, description, unit, (6 * i, y, 6, 4))
         panels.append(tile)
     return panels
@@ -134,44 +131,37 @@ def _per_charger(ids: Ids, y: int) -> Panel:
     def latest(expr: str, extra: str = "") -> str:
         return f"max by ({KEYS}{extra}) ({expr})"
 
-    table = sorted_table("30-day uptime", desc=False)
-    for ref_id, expr in (
-        ("A", latest(RATIO_30D)),
-        ("B", latest(RATIO_1D)),
-        ("C", latest(f"{COUNT_30D} - {SUM_30D}")),
-        ("D", latest(COUNT_30D)),
-        ("E", latest(f"nayax_ev_machine_info{CHARGER}", ", city")),
-    ):
-        table.with_target(query(ref_id, expr, instant=True, table=True))
-    table.thresholds(green_only())
-    coloured = {"cellOptions": {"type": "color-background"}}
-    for name, props in (
-        by_name(
-            "Value #A",
-            displayName="30-day uptime",
+    def uptime(field: str, title: str) -> tuple[str, list[model.DynamicConfigValue]]:
+        return by_name(
+            field,
+            displayName=title,
             unit="percentunit",
             decimals=2,
             thresholds=thresholds(*TARGET_STEPS),
-            custom=coloured,
-        ),
-        by_name(
-            "Value #B",
-            displayName="24-hour uptime",
-            unit="percentunit",
-            decimals=2,
-            thresholds=thresholds(*TARGET_STEPS),
-            custom=coloured,
-        ),
-        by_name("Value #C", displayName="Outage (30 days)", unit="m", decimals=0),
-        by_name("Value #D", displayName="Known (30 days)", unit="m", decimals=0),
-    ):
-        table.override_by_name(name, props)
-    table.transformations(
+            custom={"cellOptions": {"type": "color-background"}},
+        )
+
+    table = instant_table(
+        "30-day uptime",
+        [
+            latest(RATIO_30D),
+            latest(RATIO_1D),
+            latest(f"{COUNT_30D} - {SUM_30D}"),
+            latest(COUNT_30D),
+            latest(f"nayax_ev_machine_info{CHARGER}", ", city"),
+        ],
+        [
+            uptime("Value #A", "30-day uptime"),
+            uptime("Value #B", "24-hour uptime"),
+            by_name("Value #C", displayName="Outage (30 days)", unit="m", decimals=0),
+            by_name("Value #D", displayName="Known (30 days)", unit="m", decimals=0),
+        ],
         merge_and_organize(
             ["machine", "actor", "city", "Value #A", "Value #B", "Value #C", "Value #D"],
             exclude=["Time", "actor_id", "machine_id", "Value #E"],
             rename={"actor": "Operator", "machine": "Machine", "city": "City"},
-        )
+        ),
+        desc=False,
     )
     place(
         table,
@@ -190,30 +180,11 @@ def _per_charger(ids: Ids, y: int) -> Panel:
 
 
 def _most_outage(ids: Ids, y: int) -> Panel:
-    top = (
-        bargauge.Panel()
-        .thresholds(green_only())
-        .min(0)
-        .decimals(0)
-        .color_scheme(color(model.FieldColorModeId.CONTINUOUS_YL_RD))
-        .reduce_options(last_value())
-        .display_mode(common.BarGaugeDisplayMode.GRADIENT)
-        .orientation(common.VizOrientation.HORIZONTAL)
-        .show_unfilled(True)
-        .value_mode(common.BarGaugeValueMode.COLOR)
-        .name_placement(common.BarGaugeNamePlacement.AUTO)
-        .sizing(common.BarGaugeSizing.AUTO)
-        .min_viz_height(16)
-        .min_viz_width(8)
-        .max_viz_height(300)
-    )
-    top.with_target(
-        query(
-            "A",
-            f"topk(10, max by ({KEYS}) ({COUNT_30D} - {SUM_30D}) > 0)",
-            "{{machine}} ({{actor}})",
-            instant=True,
-        )
+    top = top_ten(
+        f"max by ({KEYS}) ({COUNT_30D} - {SUM_30D}) > 0",
+        "{{machine}} ({{actor}})",
+        model.FieldColorModeId.CONTINUOUS_YL_RD,
+        decimals=0,
     )
     place(
         top,
