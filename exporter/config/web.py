@@ -122,21 +122,6 @@ EXTRA_HEADERS: Mapping[str, tuple[str, ...] | None] = MappingProxyType(
     }
 )
 TOP_LEVEL_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users")
-TLS_KEYS = (
-    "cert",
-    "key",
-    "client_ca",
-    "cert_file",
-    "key_file",
-    "client_auth_type",
-    "client_ca_file",
-    "client_allowed_sans",
-    "min_version",
-    "max_version",
-    "cipher_suites",
-    "prefer_server_cipher_suites",
-    "curve_preferences",
-)
 # Keys whose presence turns TLS on (the toolkit's TLSConfig.IsEnabled).
 TLS_ENABLING_KEYS = (
     "cert",
@@ -146,6 +131,15 @@ TLS_ENABLING_KEYS = (
     "key_file",
     "client_auth_type",
     "client_ca_file",
+)
+TLS_KEYS = (
+    *TLS_ENABLING_KEYS,
+    "client_allowed_sans",
+    "min_version",
+    "max_version",
+    "cipher_suites",
+    "prefer_server_cipher_suites",
+    "curve_preferences",
 )
 HTTP_KEYS = ("http2", "headers")
 _BCRYPT_HASH = re.compile(r"^\$2[abxy]\$(\d\d)\$[./A-Za-z0-9]{53}$")
