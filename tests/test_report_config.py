@@ -5,6 +5,7 @@ is reported at once with its key path; no error quotes a secret."""
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,27 @@ def test_the_number_of_windows_is_bounded(monkeypatch: pytest.MonkeyPatch) -> No
 def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_excluded(tmp_path / "missing.yml")
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yml"
+    path.write_bytes("excluded: [{reason: Wartung f\u00fcr Ladepunkt}]".encode("latin-1"))
+    for load_file in (load_excluded, load_http_config):
+        with pytest.raises(ConfigError) as caught:
+            load_file(path)
+        assert caught.value.errors == (f"{path}: not UTF-8 text",)
+
+
+def test_windows_may_come_through_a_pipe() -> None:
+    """``--excluded <(generate-windows)``: the report reads a pipe, where the
+    exporter's own config files must be regular files."""
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, VALID.encode())  # far below the pipe's buffer
+        os.close(write_end)
+        assert len(load_excluded(Path(f"/dev/fd/{read_end}"))) == 3
+    finally:
+        os.close(read_end)
 
 
 def test_windows_for_chargers_the_report_does_not_have_are_reported() -> None:

@@ -25,6 +25,7 @@ from exporter.config.validate import ConfigError, Validator
 from exporter.config.yamlload import load_yaml
 from exporter.report.charger import Charger
 from exporter.report.periods import Minutes, merge, minute_ceiling
+from exporter.report.textfile import read_text
 
 MAX_WINDOWS = 100_000  # each distinct window costs Prometheus queries
 _WINDOW_KEYS = ("start", "end", "reason", "actor_id", "machine_id")
@@ -55,13 +56,7 @@ class ExcludedWindow:
 
 def load_excluded(path: Path) -> tuple[ExcludedWindow, ...]:
     """Read and validate the file; raises ConfigError naming every problem."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror or type(exc).__name__}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"{path}: not UTF-8 text"]) from None
-    return parse_excluded(text)
+    return parse_excluded(read_text(path))
 
 
 def parse_excluded(text: str) -> tuple[ExcludedWindow, ...]:

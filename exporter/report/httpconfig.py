@@ -25,6 +25,7 @@ from exporter.config import read_token_file
 from exporter.config.validate import SECRET_STRIP, ConfigError, Secret, Validator
 from exporter.config.web import EncryptedKeyError
 from exporter.config.yamlload import load_yaml
+from exporter.report.textfile import read_text
 
 TOP_KEYS = (
     "basic_auth",
@@ -58,13 +59,7 @@ class HTTPSettings:
 
 def load_http_config(path: Path) -> HTTPSettings:
     """Read and validate the file; raises ConfigError naming every problem."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror or type(exc).__name__}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"{path}: not UTF-8 text"]) from None
-    return parse_http_config(text, base_dir=path.parent)
+    return parse_http_config(read_text(path), base_dir=path.parent)
 
 
 def parse_http_config(text: str, *, base_dir: Path) -> HTTPSettings:
