@@ -27,11 +27,11 @@ from tests.conftest import require_tool
 from tests.harness import (
     REPO,
     ExporterProcess,
-    free_port,
     simulator_config,
     wait_for,
     write_config,
 )
+from tests.prometheus_server import running_prometheus
 
 pytestmark = pytest.mark.e2e
 
@@ -161,7 +161,6 @@ def stack(tmp_path: Path) -> Iterator[tuple[SimulatorServer, ExporterProcess, Pr
         ),
     )
     exporter = ExporterProcess(args=[f"--config.file={config}"]).start()
-    port = free_port()
     prometheus_config = tmp_path / "prometheus.yml"
     prometheus_config.write_text(
         yaml.safe_dump(
@@ -177,33 +176,17 @@ def stack(tmp_path: Path) -> Iterator[tuple[SimulatorServer, ExporterProcess, Pr
             }
         )
     )
-    process = subprocess.Popen(
-        [
-            prometheus_bin,
-            f"--config.file={prometheus_config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    prometheus = Prometheus(f"http://127.0.0.1:{port}", process)
     try:
-
-        def ready() -> bool:
-            try:
-                return requests.get(f"{prometheus.url}/-/ready", timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_for(ready, timeout=30, what="prometheus ready")
-        yield simulator, exporter, prometheus
+        with running_prometheus(
+            prometheus_bin,
+            [
+                f"--config.file={prometheus_config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            ],
+            tmp_path / "prometheus.log",
+        ) as running:
+            yield simulator, exporter, Prometheus(running.url, running.process)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
         exporter.stop()
         simulator.stop()
 

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 
 from tests.conftest import require_tool
-from tests.harness import REPO, free_port, wait_for
+from tests.harness import REPO
+from tests.prometheus_server import running_prometheus
 from tests.test_web_security import PKI, bcrypt_hash, make_pki
 from tests.uptime_history import (
     Expected,
@@ -275,47 +275,22 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfilled]
     web.write_text(yaml.safe_dump({"tls_server_config": tls, "basic_auth_users": users}))
     config = directory / "prometheus.yml"
     config.write_text("global: {scrape_interval: 1m}\n")
-    port = free_port()
-    log = directory / "prometheus.log"  # a file: a full pipe would block Prometheus
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                prometheus_bin,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tsdb}",
-                "--storage.tsdb.retention.time=2y",  # older blocks would be dropped at start
-                f"--web.config.file={web}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=log_file,
-        )
-    url = f"https://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert process.poll() is None, log.read_text(errors="replace")
-        try:
-            answer = requests.get(
-                f"{url}/-/ready",
-                auth=(USER, PASSWORD),
-                verify=str(pki.ca),
-                cert=pki.client.pair,
-                timeout=1,
-            )
-        except requests.RequestException:
-            return False
-        return answer.status_code == 200
-
-    try:
-        wait_for(ready, timeout=60, what="prometheus ready")
-        yield Backfilled(url, directory, pki)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with running_prometheus(
+        prometheus_bin,
+        [
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tsdb}",
+            "--storage.tsdb.retention.time=2y",  # older blocks would be dropped at start
+            f"--web.config.file={web}",
+        ],
+        directory / "prometheus.log",
+        scheme="https",
+        timeout=60,
+        auth=(USER, PASSWORD),
+        verify=str(pki.ca),
+        cert=pki.client.pair,
+    ) as running:
+        yield Backfilled(running.url, directory, pki)
 
 
 def report(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
