@@ -31,6 +31,11 @@ from exporter.targets import MACHINE_STATUS, Machine, Target, TargetKey
 REPO = Path(__file__).resolve().parent.parent
 
 SeriesKey = tuple[str, frozenset[tuple[str, str]]]
+# The fields of a Lynx API error body (400/500) as the vendor's QA system sends them
+# (shared/reference/lynx-ev-dashboard-api.md, "Error answers"); the simulator's too.
+VENDOR_ERROR_FIELDS = frozenset(
+    {"message", "errorKey", "errorCode", "errorMessage", "correlationId", "isUserError"}
+)
 
 
 def run_promtool(*args: str) -> str:

@@ -33,6 +33,7 @@ from exporter.lynx.ratelimit import RateLimiter, TokenGate
 from exporter.simulator import Fleet, FleetSpec, SimulatorServer
 from exporter.simulator.vendor import PERIOD_OR_DATES
 from tests.harness import (
+    VENDOR_ERROR_FIELDS,
     fetch_dashboard,
     running_exporter,
     simulator_config,
@@ -175,14 +176,7 @@ def test_the_simulator_refuses_what_the_vendor_refuses(
     answer = ask(strict, **params)
     assert answer.status_code == 400
     body = answer.json()
-    assert set(body) == {
-        "message",
-        "errorKey",
-        "errorCode",
-        "errorMessage",
-        "correlationId",
-        "isUserError",
-    }
+    assert set(body) == VENDOR_ERROR_FIELDS
     assert body["message"] == PERIOD_OR_DATES and body["isUserError"] is True
     assert body["correlationId"] != ask(strict, **params).json()["correlationId"]
 

@@ -20,6 +20,7 @@ import requests
 
 from exporter.simulator import Fault, FaultKind, Fleet, FleetSpec, SimulatorServer
 from exporter.simulator.fleet import EV_TYPES
+from tests.harness import VENDOR_ERROR_FIELDS
 from tests.simulator.openapi_subset import load_schemas, problems
 
 SCHEMAS: Final = load_schemas()
@@ -31,14 +32,6 @@ DATES: Final = {"StartDate": "2024-03-01T00:00:00Z", "EndDate": "2024-03-02T00:0
 # figure, and the exporter reads any number.
 ENERGY_PATH: Final = "$.MachineDashboard.TotalEnergyConsumption"
 DEPARTURES: Final = {ENERGY_PATH: {"type": "number", "format": "double"}}
-VENDOR_ERROR_FIELDS: Final = {
-    "message",
-    "errorKey",
-    "errorCode",
-    "errorMessage",
-    "correlationId",
-    "isUserError",
-}
 
 
 def conforms(document: object, schema_name: str) -> None:

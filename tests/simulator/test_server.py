@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from exporter.simulator import Fleet, FleetSpec, RecordedRequest, SimulatorServer
+from tests.harness import VENDOR_ERROR_FIELDS
 
 ACTOR = 2001492652
 OTHER = 2001492653
@@ -39,16 +40,6 @@ def get(
         headers=AUTH if headers is None else headers,
         timeout=5,
     )
-
-
-VENDOR_ERROR_FIELDS = {
-    "message",
-    "errorKey",
-    "errorCode",
-    "errorMessage",
-    "correlationId",
-    "isUserError",
-}
 
 
 def error_of(resp: requests.Response) -> str:
