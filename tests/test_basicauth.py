@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import bcrypt
@@ -36,6 +36,30 @@ class HeldCheckpw:
         if len(self.passwords) == 1:
             assert self.release.wait(10)
         return False
+
+
+@dataclass
+class CountedCheckpw:
+    """The real bcrypt.checkpw, recording the password and the hash of every call."""
+
+    real: Callable[[bytes, bytes], bool]
+    passwords: list[bytes] = field(default_factory=list)
+    hashes: list[bytes] = field(default_factory=list)
+
+    def __call__(self, password: bytes, hashed: bytes) -> bool:
+        self.passwords.append(password)
+        self.hashes.append(hashed)
+        return self.real(password, hashed)
+
+    def clear(self) -> None:
+        self.passwords.clear()
+        self.hashes.clear()
+
+
+def count_checkpw(monkeypatch: pytest.MonkeyPatch) -> CountedCheckpw:
+    counted = CountedCheckpw(bcrypt.checkpw)
+    monkeypatch.setattr(bcrypt, "checkpw", counted)
+    return counted
 
 
 @pytest.fixture
@@ -95,19 +119,12 @@ def test_repeated_wrong_credentials_cost_one_hash_known_user_or_not(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     auth = BasicAuth({"alice": HASH})
-    hashed: list[bytes] = []
-    real = bcrypt.checkpw
-
-    def counting(password: bytes, hash_: bytes) -> bool:
-        hashed.append(password)
-        return real(password, hash_)
-
-    monkeypatch.setattr(bcrypt, "checkpw", counting)
+    counted = count_checkpw(monkeypatch)
     for _ in range(3):
         assert auth.check(header("wrong")) is Verdict.DENIED
         assert auth.check(header("wrong", user="mallory")) is Verdict.DENIED
         assert auth.check(header("right")) is Verdict.ALLOWED
-    assert hashed == [b"wrong", b"wrong", b"right"]
+    assert counted.passwords == [b"wrong", b"wrong", b"right"]
 
 
 def test_a_cheap_users_wrong_password_is_padded_to_the_highest_cost() -> None:

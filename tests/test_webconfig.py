@@ -12,7 +12,6 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-import bcrypt
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
@@ -29,6 +28,7 @@ from exporter.config.web import (
     parse_web_config,
 )
 from exporter.web.basicauth import BasicAuth, Verdict
+from tests.test_basicauth import count_checkpw
 from tests.test_web_security import PKI, bcrypt_hash, make_pki
 
 _CHECKERS: weakref.WeakKeyDictionary[WebConfig, BasicAuth] = weakref.WeakKeyDictionary()
@@ -512,20 +512,13 @@ def test_unknown_user_costs_one_bcrypt_verification_at_the_highest_cost(
         ),
         base_dir=Path("."),
     )
-    calls: list[bytes] = []
-    real_checkpw = bcrypt.checkpw
-
-    def counting_checkpw(password: bytes, hashed: bytes) -> bool:
-        calls.append(hashed)
-        return real_checkpw(password, hashed)
-
-    monkeypatch.setattr(bcrypt, "checkpw", counting_checkpw)
+    calls = count_checkpw(monkeypatch)
 
     assert not allowed(users_config, header("mallory", "alice-pw"))
-    assert len(calls) == 1
+    assert len(calls.hashes) == 1
     # As slow as the slowest real user (bob's hash, cost 6): no enumeration by timing,
     # and no hashing at load time (a high cost would delay the start by minutes).
-    assert calls[0] == users_config.users["bob"] == checker(users_config).decoy
+    assert calls.hashes[0] == users_config.users["bob"] == checker(users_config).decoy
     assert not allowed(users_config, header("mallory", "bob"))  # bob's password
 
     calls.clear()
@@ -533,16 +526,16 @@ def test_unknown_user_costs_one_bcrypt_verification_at_the_highest_cost(
     assert not allowed(users_config, header("alice", "wrong"))  # a repeat costs no hash
     assert not allowed(users_config, header("mallory", "alice-pw"))  # nor for a stranger
     assert not allowed(users_config, header("alice", "wronger"))
-    assert calls == [users_config.users["alice"]] * 2
+    assert calls.hashes == [users_config.users["alice"]] * 2
 
     calls.clear()
     assert allowed(users_config, header("bob", "bob"))
-    assert calls == [users_config.users["bob"]]
+    assert calls.hashes == [users_config.users["bob"]]
     # A verified user:password pair is remembered (as a keyed digest), as the toolkit
     # does: a high cost is paid once, not on every scrape.
     calls.clear()
     assert allowed(users_config, header("bob", "bob"))
-    assert calls == []
+    assert calls.hashes == []
     assert not allowed(users_config, header("alice", "bob"))
 
 
@@ -863,15 +856,8 @@ def test_web_config_errors_share_the_main_configs_dialect(tmp_path: Path) -> Non
 # `http2: false`. Go's HTTP/2 server refuses a TLS 1.2 cipher list without the cipher
 # HTTP/2 requires, so the toolkit refuses the file; so does this exporter (which speaks
 # HTTP/1.1 only), so that a file accepted here works with the toolkit too.
-TOOLKIT_NO_HTTP2_CIPHER = """
-tls_server_config:
-  cert_file: "server.crt"
-  key_file: "server.key"
-  client_auth_type: "VerifyClientCertIfGiven"
-  cipher_suites:
-    - TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
-  max_version: TLS12
-"""
+HTTP2_OFF = "http_server_config:\n  http2: false\n"
+TOOLKIT_NO_HTTP2_CIPHER = TOOLKIT_SHAPES["noAuth_noHTTP2"].removesuffix(HTTP2_OFF)
 
 
 def test_a_cipher_list_without_the_http2_cipher_needs_http2_off(tmp_path: Path, pki: PKI) -> None:
@@ -883,7 +869,7 @@ def test_a_cipher_list_without_the_http2_cipher_needs_http2_off(tmp_path: Path, 
     )
     required = "    - TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\n  max_version"
     for fixed in (
-        text + "http_server_config:\n  http2: false\n",  # the toolkit's noAuth_noHTTP2 file
+        text + HTTP2_OFF,  # the toolkit's noAuth_noHTTP2 file
         text.replace("  max_version", required),
         text.replace("max_version: TLS12", "min_version: TLS13"),  # the list configures nothing
     ):
