@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 import yaml
@@ -31,6 +31,7 @@ from exporter.targets import MACHINE_STATUS, Machine, Target, TargetKey
 REPO = Path(__file__).resolve().parent.parent
 
 SeriesKey = tuple[str, frozenset[tuple[str, str]]]
+T = TypeVar("T")
 # The fields of a Lynx API error body (400/500) as the vendor's QA system sends them
 # (shared/reference/lynx-ev-dashboard-api.md, "Error answers"); the simulator's too.
 VENDOR_ERROR_FIELDS = frozenset(
@@ -140,6 +141,28 @@ def wait_for(
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+
+
+def run_with_deadline(call: Callable[[], T], deadline: float, what: str) -> T:
+    """``call()`` in a daemon thread: what it returns, or what it raised, raised
+    here. Still running after ``deadline`` seconds fails the test (``what``
+    blocked) instead of hanging the suite: for reads that must never block."""
+    returned: list[T] = []
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            returned.append(call())
+        except BaseException as exc:
+            raised.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(deadline)
+    assert not worker.is_alive(), f"{what} blocked"
+    if raised:
+        raise raised[0]
+    return returned[0]
 
 
 @dataclass

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import socket
 import stat
-import threading
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,25 +28,21 @@ from exporter.config.files import (
     read_regular_file,
     size_text,
 )
+from tests.harness import run_with_deadline
 
 DEADLINE = 10.0  # seconds: far beyond a refusal, which takes microseconds
 
 
 def outcome(path: Path, cap: int = TOKEN_FILE_MAX) -> bytes | str:
     """The content, or the reason it was refused; fails if the read blocks."""
-    result: list[bytes | str] = []
 
-    def read() -> None:
+    def read() -> bytes | str:
         try:
-            result.append(read_regular_file(path, cap))
+            return read_regular_file(path, cap)
         except FileReadError as exc:
-            result.append(exc.reason)
+            return exc.reason
 
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(DEADLINE)
-    assert not reader.is_alive(), "read_regular_file blocked"
-    return result[0]
+    return run_with_deadline(read, DEADLINE, "read_regular_file")
 
 
 @pytest.fixture

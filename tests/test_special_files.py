@@ -21,7 +21,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +36,7 @@ from tests.harness import (
     REPO,
     config_check,
     parse_exposition,
+    run_with_deadline,
     running_exporter,
     simulator_config,
     wait_for,
@@ -101,20 +101,9 @@ def restore(path: Path, text: str) -> None:
 def config_errors(load: Callable[[], object]) -> tuple[str, ...]:
     """The errors of the ConfigError that ``load()`` raises, in a thread with a
     deadline: a load that blocks (on a FIFO) fails the test, not the suite."""
-    errors: list[tuple[str, ...]] = []
-
-    def run() -> None:
-        try:
-            load()
-        except ConfigError as error:
-            errors.append(error.errors)
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(EXIT_DEADLINE)
-    assert not worker.is_alive(), "the load blocked"
-    assert errors, "no ConfigError"
-    return errors[0]
+    with pytest.raises(ConfigError) as caught:
+        run_with_deadline(load, EXIT_DEADLINE, "the load")
+    return caught.value.errors
 
 
 @pytest.mark.parametrize("key", ["token_file", "refresh_token_file"])
