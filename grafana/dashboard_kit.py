@@ -147,7 +147,7 @@ def thresholds(*steps: tuple[str, float | None]) -> dashboard_builders.Threshold
 
 
 def green_only() -> dashboard_builders.ThresholdsConfig:
-    return thresholds(("green", None))
+    return thresholds(*GREEN_ONLY)
 
 
 def color(mode: model.FieldColorModeId) -> dashboard_builders.FieldColor:
