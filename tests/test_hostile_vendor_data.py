@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -174,3 +175,63 @@ def test_ten_pages_of_megabyte_names_cost_no_memory_to_speak_of(tmp_path: Path) 
     assert len(labels) == 10 and all(len(label) == MAX_TEXT for label in labels)
     assert len(metrics) < 100_000 and len(landing) < 100_000
     assert peak < 100, f"peak RSS {peak:.0f} MiB"
+
+
+@pytest.mark.e2e
+def test_a_real_prometheus_keeps_one_series_per_target_whatever_the_names(
+    tmp_path: Path,
+) -> None:
+    """Names that once published one series twice (machines "dup", "dup" and
+    "dup (<id>)"): a real Prometheus ingests one `nayax_ev_target_up` series per
+    target, and the target that is down is visible as down."""
+    import yaml
+
+    from tests.conftest import require_tool
+    from tests.prometheus_server import running_prometheus
+
+    fleet = Fleet(FleetSpec(seed=21, actors=1, machines_per_actor=4, silent_probability=0.0))
+    ids = [str(m.id) for m in fleet.machines(fleet.actor_ids()[0])]
+    names = {ids[0]: "dup", ids[1]: "dup", ids[2]: f"dup ({ids[1]})", ids[3]: f"dup ({ids[1]}) (2)"}
+    with SimulatorServer(fleet) as sim:
+        sim.add_fault(
+            Fault(
+                FaultKind.PATCH,
+                endpoint="machines",
+                records={k: {"MachineName": v} for k, v in names.items()},
+            )
+        )
+        # One machine's polls fail: its target_up must be its own 0, never hidden.
+        sim.add_fault(Fault(FaultKind.STATUS, status=500, endpoint="status", machine=ids[2]))
+        document = simulator_config(
+            sim.url,
+            [{"id": fleet.actor_ids()[0], "discover": True}],
+            machine_status={"enabled": True, "interval": "1s"},
+        )  # the default machine types: the chargers
+        with running_exporter(write_config(tmp_path / "c.yaml", document)) as exporter:
+            wait_for(exporter.ready, timeout=30, what="every target polled once")
+            targets = len(select(parse_exposition(exporter.scrape()), "nayax_ev_target_up"))
+            config = tmp_path / "prometheus.yml"
+            scrape = {"job_name": "nayax-ev", "static_configs": [{"targets": [exporter.url[7:]]}]}
+            config.write_text(
+                yaml.safe_dump({"global": {"scrape_interval": "1s"}, "scrape_configs": [scrape]})
+            )
+            flags = [f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}"]
+            with running_prometheus(
+                require_tool("prometheus"), flags, tmp_path / "prometheus.log"
+            ) as prometheus:
+
+                def query(expr: str) -> list[dict[str, Any]]:
+                    answer = requests.get(
+                        f"{prometheus.url}/api/v1/query", params={"query": expr}, timeout=5
+                    ).json()
+                    return list(answer["data"]["result"])
+
+                wait_for(lambda: bool(query("nayax_ev_target_up")), timeout=20, what="a scrape")
+                series = query("nayax_ev_target_up")
+                per_labels = query("count by (actor_id, machine, window) (nayax_ev_target_up)")
+    assert len(series) == targets  # every target its own series, none merged
+    assert all(float(s["value"][1]) == 1.0 for s in per_labels)
+    down = [s["metric"] for s in series if float(s["value"][1]) == 0.0]
+    labels = {s["metric"].get("machine", "") for s in series}
+    assert {f"dup ({ids[0]})", f"dup ({ids[1]}) (3)", f"dup ({ids[1]})"} <= labels
+    assert down == [{**down[0], "machine": f"dup ({ids[1]})", "window": "status"}]
