@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ def test_minimal_config_gets_documented_defaults() -> None:
 
 
 def test_example_config_is_valid_and_complete(tmp_path: Path) -> None:
-    config = load_config(REPO / "config.example.yaml", environ={"NAYAX_API_TOKEN": "t0k"})
+    config = load_config(REPO / "config.example.yaml", environ={"NAYAX_LYNX_TOKEN": "t0k"})
     assert config.lynx.token == Secret("t0k")
     assert [w.name for w in config.windows] == ["24h", "today"]
     assert config.windows[1].calendar == "day"
@@ -69,11 +70,34 @@ def test_example_documents_every_key() -> None:
         assert f"{key}:" in text, key
 
 
+def test_one_token_variable_name_everywhere() -> None:
+    """The README, the example config, the docs, the manifests and the compose file
+    name the token's environment variable alike: a user following one with the
+    other must not meet an unset variable at start-up. (The refresh token's
+    variable, NAYAX_LYNX_REFRESH_TOKEN, is another credential.)"""
+    documents = [
+        REPO / "README.md",
+        REPO / "config.example.yaml",
+        REPO / "docker-compose.yml",
+        REPO / "Dockerfile",
+        *sorted((REPO / "docs").glob("*.md")),
+        *sorted(p for p in (REPO / "deploy").rglob("*") if p.is_file()),
+    ]
+    names: dict[str, set[str]] = {}
+    for path in documents:
+        for name in re.findall(r"\bNAYAX_\w*TOKEN\b", path.read_text(encoding="utf-8")):
+            if "REFRESH" not in name:
+                names.setdefault(name, set()).add(str(path.relative_to(REPO)))
+    assert set(names) == {"NAYAX_LYNX_TOKEN"}, names
+    assert "README.md" in names["NAYAX_LYNX_TOKEN"]
+    assert "config.example.yaml" in names["NAYAX_LYNX_TOKEN"]
+
+
 def test_full_contract_parses() -> None:
     text = """
 lynx:
   base_url: http://127.0.0.1:8080/operational/
-  token: ${NAYAX_API_TOKEN}
+  token: ${NAYAX_LYNX_TOKEN}
   timeout: 500ms
   max_retries: 0
   rate_limit_per_second: 0
@@ -93,7 +117,7 @@ actors:
       - {id: 942488501, name: Car park A1}
       - {number: "EV-0042"}
 """
-    config = parse_config(text, environ={"NAYAX_API_TOKEN": "global"})
+    config = parse_config(text, environ={"NAYAX_LYNX_TOKEN": "global"})
     assert config.lynx.base_url == "http://127.0.0.1:8080/operational"
     assert config.lynx.timeout == 0.5
     assert config.lynx.max_retries == 0
@@ -303,7 +327,7 @@ def test_secrets_never_appear_in_errors_or_reprs() -> None:
 
 
 def test_config_check_cli_exit_codes(tmp_path: Path) -> None:
-    ok = config_check("--config.file", "config.example.yaml", env={"NAYAX_API_TOKEN": "TKN-abc"})
+    ok = config_check("--config.file", "config.example.yaml", env={"NAYAX_LYNX_TOKEN": "TKN-abc"})
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith(
         "config OK: 1 actor(s), 2 machine(s), 2 window(s), 8 target(s)"
