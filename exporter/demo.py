@@ -15,7 +15,16 @@ from exporter.config import (
 from exporter.simulator import Fleet, FleetSpec, SimulatorServer
 
 DEMO_TOKEN = "demo-token-not-a-secret"  # noqa: S105 - the simulator's own token
-DEMO_ACTORS = (("Acme Charging", "EUR"), ("Volt Parking", "USD"), ("Green Garage", "GBP"))
+# (name, currency, site): each operator its own site, so no two share a charger's name.
+DEMO_ACTORS = (
+    ("Acme Charging", "EUR", "Harbour Depot"),
+    ("Volt Parking", "USD", "North Park"),
+    ("Green Garage", "GBP", "Old Town Garage"),
+)
+DEMO_CHARGERS_PER_ACTOR = 6
+# (actor index, chargers forced silent): the only silent ones (no random silence),
+# so the landing page, /metrics and the README agree on the count.
+DEMO_SILENT = ((0, 1), (2, 2))
 
 
 def demo_fleet() -> Fleet:
@@ -23,16 +32,13 @@ def demo_fleet() -> Fleet:
         FleetSpec(
             seed=42,
             actors=len(DEMO_ACTORS),
-            machines_per_actor=6,
-            silent_probability=0.15,
+            machines_per_actor=DEMO_CHARGERS_PER_ACTOR,
+            silent_probability=0.0,
             silence_period_s=120.0,
             energy_unit_overrides=(),
+            sites=tuple(site for _, _, site in DEMO_ACTORS),
         )
     )
-
-
-# (actor index, chargers forced silent): the landing page and /metrics name them.
-DEMO_SILENT = ((0, 1), (2, 2))
 
 
 def start_simulator(host: str, port: int) -> SimulatorServer:
@@ -50,7 +56,7 @@ def demo_config(simulator: SimulatorServer, interval: float = 10.0) -> Config:
     fleet = simulator.fleet
     actors = tuple(
         ActorConfig(id=actor_id, name=name, currency=currency, discover=True)
-        for (name, currency), actor_id in zip(DEMO_ACTORS, fleet.actor_ids(), strict=True)
+        for (name, currency, _), actor_id in zip(DEMO_ACTORS, fleet.actor_ids(), strict=True)
     )
     return Config(
         actors=actors,

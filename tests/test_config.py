@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ def test_minimal_config_gets_documented_defaults() -> None:
 
 
 def test_example_config_is_valid_and_complete(tmp_path: Path) -> None:
-    config = load_config(REPO / "config.example.yaml", environ={"NAYAX_API_TOKEN": "t0k"})
+    config = load_config(REPO / "config.example.yaml", environ={"NAYAX_LYNX_TOKEN": "t0k"})
     assert config.lynx.token == Secret("t0k")
     assert [w.name for w in config.windows] == ["24h", "today"]
     assert config.windows[1].calendar == "day"
@@ -69,11 +70,34 @@ def test_example_documents_every_key() -> None:
         assert f"{key}:" in text, key
 
 
+def test_one_token_variable_name_everywhere() -> None:
+    """The README, the example config, the docs, the manifests and the compose file
+    name the token's environment variable alike: a user following one with the
+    other must not meet an unset variable at start-up. (The refresh token's
+    variable, NAYAX_LYNX_REFRESH_TOKEN, is another credential.)"""
+    documents = [
+        REPO / "README.md",
+        REPO / "config.example.yaml",
+        REPO / "docker-compose.yml",
+        REPO / "Dockerfile",
+        *sorted((REPO / "docs").glob("*.md")),
+        *sorted(p for p in (REPO / "deploy").rglob("*") if p.is_file()),
+    ]
+    names: dict[str, set[str]] = {}
+    for path in documents:
+        for name in re.findall(r"\bNAYAX_\w*TOKEN\b", path.read_text(encoding="utf-8")):
+            if "REFRESH" not in name:
+                names.setdefault(name, set()).add(str(path.relative_to(REPO)))
+    assert set(names) == {"NAYAX_LYNX_TOKEN"}, names
+    assert "README.md" in names["NAYAX_LYNX_TOKEN"]
+    assert "config.example.yaml" in names["NAYAX_LYNX_TOKEN"]
+
+
 def test_full_contract_parses() -> None:
     text = """
 lynx:
   base_url: http://127.0.0.1:8080/operational/
-  token: ${NAYAX_API_TOKEN}
+  token: ${NAYAX_LYNX_TOKEN}
   timeout: 500ms
   max_retries: 0
   rate_limit_per_second: 0
@@ -93,7 +117,7 @@ actors:
       - {id: 942488501, name: Car park A1}
       - {number: "EV-0042"}
 """
-    config = parse_config(text, environ={"NAYAX_API_TOKEN": "global"})
+    config = parse_config(text, environ={"NAYAX_LYNX_TOKEN": "global"})
     assert config.lynx.base_url == "http://127.0.0.1:8080/operational"
     assert config.lynx.timeout == 0.5
     assert config.lynx.max_retries == 0
@@ -211,6 +235,88 @@ def test_env_expansion_and_missing_variable() -> None:
     assert "lynx.token: environment variable MISSING is not set and has no default" in errors
 
 
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [
+        ("lynx.token", "lynx: {token: '${NAYAX_LYNX_TOKEN}'}\nactors: [{id: 1}]"),
+        ("lynx.token_file", "lynx: {token_file: '${NAYAX_LYNX_TOKEN}'}\nactors: [{id: 1}]"),
+        ("lynx.refresh_token", "lynx: {refresh_token: '${NAYAX_LYNX_TOKEN}'}\nactors: [{id: 1}]"),
+        ("actors[0].token", "actors: [{id: 1, token: '${NAYAX_LYNX_TOKEN}'}]"),
+        ("lynx", "lynx: '${NAYAX_LYNX_TOKEN}'\nactors: [{id: 1}, {id: 2}]"),
+        ("lynx.timeout", "lynx: {token: t, timeout: '${NAYAX_LYNX_TOKEN}'}\nactors: [{id: 1}]"),
+        (
+            "actors[0].machines[0]",
+            "lynx: {token: t}\nactors: [{id: 1, machines: ['${NAYAX_LYNX_TOKEN}']}]",
+        ),
+    ],
+)
+def test_an_unset_variable_is_one_error_naming_the_key(key: str, text: str) -> None:
+    """Its empty value does not fail the key a second time ("must not be empty",
+    "no token", "must be a duration", "cannot read the token file")."""
+    assert errors_of(text) == (
+        f"{key}: environment variable NAYAX_LYNX_TOKEN is not set and has no default",
+    )
+
+
+def test_an_unset_variable_leaves_the_other_problems_reported() -> None:
+    errors = errors_of(
+        "lynx: {token: '${NAYAX_LYNX_TOKEN}', timeout: 5x}\n"
+        "actors: [{id: 1, name: A}, {id: 1, name: B}]"
+    )
+    assert errors == (
+        "lynx.token: environment variable NAYAX_LYNX_TOKEN is not set and has no default",
+        "lynx.timeout: must be a duration like 500ms, 30s, 5m, 1h30m, 1d or 1w; got '5x'",
+        "actors[1].id: duplicate actor id 1",
+    )
+
+
+def test_the_example_config_without_its_variable_is_one_error() -> None:
+    """The newcomer's case: config.example.yaml, the token variable not exported."""
+    result = config_check("--config.file", "config.example.yaml")
+    assert result.returncode == 1
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+        "error: lynx.token: environment variable NAYAX_LYNX_TOKEN is not set and has no default"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (
+            "'10 parsecs'",
+            "must be a duration like 500ms, 30s, 5m, 1h30m, 1d or 1w; got '10 parsecs'",
+        ),
+        ("1000d", "must be between 10ms and 1d; got '1000d'"),
+        ("-3", "must be between 10ms and 1d; got -3"),
+        ("[5m]", "; got a list"),
+        ("yes", "; got true"),
+        # Cut to 40 characters; a line break, an escape, a bidi override and a line
+        # separator show escaped, so the error stays one printable line.
+        (
+            r'"5m\n\e\u202e\u2028' + "x" * 60 + '"',
+            r"; got '5m\n\x1b\u202e\u2028" + "x" * 34 + "'…",
+        ),
+    ],
+)
+def test_a_bad_duration_is_repeated_in_its_error(value: str, shown: str) -> None:
+    errors = errors_of(f"lynx: {{token: t}}\npoll: {{interval: {value}}}\nactors: [{{id: 1}}]")
+    assert len(errors) == 1 and errors[0].startswith("poll.interval: "), errors
+    assert errors[0].endswith(shown), errors
+    assert errors[0].isprintable()
+
+
+def test_a_bad_duration_from_the_environment_is_not_repeated() -> None:
+    """A token exported under the wrong key must not reach the error."""
+    errors = errors_of(
+        "lynx: {token: t, timeout: '${NAYAX_LYNX_TOKEN}'}\nactors: [{id: 1}]",
+        environ={"NAYAX_LYNX_TOKEN": "TKN-secret-1234"},
+    )
+    assert errors == (
+        "lynx.timeout: must be a duration like 500ms, 30s, 5m, 1h30m, 1d or 1w;"
+        " got a value from an environment variable (not shown)",
+    )
+
+
 def test_expanded_values_cannot_inject_yaml_structure() -> None:
     config = parse_config(
         "lynx: {token: abc}\nactors: [{id: 1, name: '${N}'}]\n",
@@ -303,7 +409,7 @@ def test_secrets_never_appear_in_errors_or_reprs() -> None:
 
 
 def test_config_check_cli_exit_codes(tmp_path: Path) -> None:
-    ok = config_check("--config.file", "config.example.yaml", env={"NAYAX_API_TOKEN": "TKN-abc"})
+    ok = config_check("--config.file", "config.example.yaml", env={"NAYAX_LYNX_TOKEN": "TKN-abc"})
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith(
         "config OK: 1 actor(s), 2 machine(s), 2 window(s), 8 target(s)"

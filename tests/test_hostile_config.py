@@ -104,8 +104,8 @@ def test_a_token_a_header_cannot_carry_is_a_config_error(
         config.write_text("lynx: {token_file: token}\nactors: [{id: 1}]\n")
         key = "lynx.token_file"
     elif where == "env":
-        env["NAYAX_TOKEN"] = value
-        config.write_text("lynx: {token: '${NAYAX_TOKEN}'}\nactors: [{id: 1}]\n")
+        env["NAYAX_LYNX_TOKEN"] = value
+        config.write_text("lynx: {token: '${NAYAX_LYNX_TOKEN}'}\nactors: [{id: 1}]\n")
         key = "lynx.token"
     else:
         config.write_text(

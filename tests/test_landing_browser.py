@@ -91,6 +91,11 @@ def test_landing_page_shows_hostile_names_as_text(
         assert {row[2] for row in cells} == {"(actor-wide)", MACHINE_NAME}
         assert {row[4] for row in cells} == {"up"}
         assert CONFIG_NAME in browser.find_element(By.TAG_NAME, "body").text
+        # The state colours reach the browser: the page's policy admits its inline style.
+        state = browser.find_element(By.CSS_SELECTOR, "#targets tr.up td.state")
+        assert state.value_of_css_property("background-color") == "rgba(200, 230, 201, 1)"
+        failing = browser.find_element(By.ID, "failing")
+        assert (failing.tag_name, failing.text) == ("p", "No target is failing.")
 
         assert browser.execute_script("return typeof window.pwned") == "undefined"
         injected = browser.execute_script(

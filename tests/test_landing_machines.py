@@ -60,6 +60,42 @@ def test_summary_silent_machines_and_failing_targets_come_first() -> None:
     assert "Silent machines (2)" in page and "Failing targets (1)" in page
 
 
+def test_nothing_failing_or_silent_is_one_line_not_an_empty_table() -> None:
+    page = render_landing(INFO, store_for(3, 0, 0).current(), NOW).decode()
+    assert '<p id="failing" class="none">No target is failing.</p>' in page
+    assert '<p id="silent" class="none">No machine has been silent for over an hour.</p>' in page
+    assert '<table id="failing"' not in page and '<table id="silent"' not in page
+    assert "Failing targets (0)" in page and "Silent machines (0)" in page
+    targets = [state.target for state in store_for(3, 0, 0).current().states.values()]
+    fresh = SnapshotStore(targets, 180.0).current()
+    waiting = render_landing(INFO, fresh, NOW).decode()
+    assert f"No target is failing; {len(fresh.states)} not polled yet." in waiting
+
+
+def test_states_and_silent_machines_carry_their_colour() -> None:
+    """Each target row's class names its state, which the page's inline style sheet
+    colours (up green, down red, stale amber, pending grey); silent machines and an
+    actor's non-zero silent and down counts are highlighted."""
+    store = store_for(3, 1, 2)
+    page = render_landing(INFO, store.current(), NOW).decode()
+    style = page[page.index("<style>") : page.index("</style>")]
+    for state, colour in (("up", "#c8e6c9"), ("down", "#ffcdd2"), ("stale", "#ffe0b2")):
+        assert f"tr.{state} td.state{{background:{colour}}}" in style
+    assert "tr.pending td.state{background:#eee" in style and "tr.silent td{" in style
+    assert '<tr class="up"><td>1</td><td>Acme</td><td>Bay 1</td>' in page
+    assert '<tr class="stale"><td>1</td><td>Acme</td><td>(actor-wide)</td>' in page  # never up
+    assert '<tr class="silent"><td>Bay 0</td><td>Acme</td>' in page
+    assert '<tr class="with-silent with-down"><td>1</td><td>Acme</td>' in page
+    # A target that was up and failed since: down, in red, until its data go stale.
+    targets = [state.target for state in store.current().states.values()]
+    target = targets[2]
+    store.swap([PollOutcome(target.key, NOW + 60, None, "timeout", "timed out")])
+    later = render_landing(INFO, store.current(), NOW + 60).decode()
+    assert '<tr class="down"><td>1</td><td>Acme</td><td>Bay 1</td>' in later
+    pending = SnapshotStore(targets, 180.0).current()
+    assert '<tr class="pending">' in render_target_page(INFO, pending, NOW, 1).decode()
+
+
 def test_ten_thousand_targets_stay_usable() -> None:
     snapshot = store_for(5000, 30, 50).current()
     total = len(snapshot.states)

@@ -34,7 +34,15 @@ from exporter.config.model import (
     UnitsConfig,
     WindowConfig,
 )
-from exporter.config.validate import INT32_MAX, SECRET_STRIP, ConfigError, Secret, Validator, join
+from exporter.config.validate import (
+    INT32_MAX,
+    SECRET_STRIP,
+    ConfigError,
+    FromEnvironment,
+    Secret,
+    Validator,
+    join,
+)
 from exporter.config.yamlload import load_yaml
 
 # (minimum, maximum) seconds for every duration key: no configured wait may
@@ -55,30 +63,63 @@ DURATION_BOUNDS: Mapping[str, tuple[float, float]] = {
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _expand(text: str, environ: Mapping[str, str], path: str, errors: list[str]) -> str:
+# (key path, variable name) of each ${VAR} that is unset and has no default
+Unset = list[tuple[str, str]]
+
+
+def _expand(text: str, environ: Mapping[str, str], path: str, unset: Unset) -> str:
     def replace(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         if name in environ:
             return environ[name]
         if default is not None:
             return default
-        errors.append(f"{path}: environment variable {name} is not set and has no default")
+        unset.append((path, name))
         return ""
 
-    return _VAR_RE.sub(replace, text)
+    expanded, substitutions = _VAR_RE.subn(replace, text)
+    # What came from the environment may be a secret: no error repeats it.
+    return FromEnvironment(expanded) if substitutions else expanded
 
 
-def _expand_tree(node: object, environ: Mapping[str, str], path: str, errors: list[str]) -> object:
+def _expand_tree(node: object, environ: Mapping[str, str], path: str, unset: Unset) -> object:
     """Expand ``${VAR}`` in every string value (after YAML parsing, so values
     containing YAML syntax cannot change the document's structure)."""
     if isinstance(node, str):
-        return _expand(node, environ, path or "<root>", errors)
+        return _expand(node, environ, path or "<root>", unset)
     if isinstance(node, list):
         prefix = path or "<root>"
-        return [_expand_tree(v, environ, f"{prefix}[{i}]", errors) for i, v in enumerate(node)]
+        return [_expand_tree(v, environ, f"{prefix}[{i}]", unset) for i, v in enumerate(node)]
     if isinstance(node, dict):
-        return {k: _expand_tree(v, environ, join(path, str(k)), errors) for k, v in node.items()}
+        return {k: _expand_tree(v, environ, join(path, str(k)), unset) for k, v in node.items()}
     return node
+
+
+def _unset_errors(unset: Unset) -> list[str]:
+    """Pure."""
+    return [
+        f"{path}: environment variable {name} is not set and has no default" for path, name in unset
+    ]
+
+
+def _one_error_per_cause(errors: list[str], unset: Unset) -> list[str]:
+    """``errors`` without the follow-ups of an unset variable: its value is empty, so
+    the key it fills fails again ("must not be empty", "must be a duration",
+    "cannot read the token file"), as may the keys below it. One cause, one
+    error: the unset variable, naming the key. Pure."""
+    causes = set(_unset_errors(unset))
+    paths = {path for path, _ in unset}
+    # `lynx: ${X}` unset leaves no global token: the actors' "no token" is its echo.
+    credential_unset = "lynx" in paths
+
+    def follow_up(error: str) -> bool:
+        if error in causes:
+            return False
+        if credential_unset and error.endswith(NO_CREDENTIAL):
+            return True
+        return any(error.startswith(path + mark) for path in paths for mark in (": ", ".", "["))
+
+    return [error for error in errors if not follow_up(error)]
 
 
 # --- sections ---------------------------------------------------------------------
@@ -394,8 +435,10 @@ def parse_config(
     document = load_yaml(text)
     if document is None:
         document = {}
+    unset: Unset = []
+    tree = _expand_tree(document, env, "", unset)
     v = Validator()
-    tree = _expand_tree(document, env, "", v.errors)
+    v.errors.extend(_unset_errors(unset))
     raw = v.mapping(
         tree, "", ("lynx", "poll", "windows", "units", "actors", "discovery", "machine_status")
     )
@@ -414,7 +457,7 @@ def parse_config(
     discovery = parse_discovery(raw.get("discovery"), v.errors)
     machine_status = parse_machine_status(raw.get("machine_status"), v.errors)
     if v.errors:
-        raise ConfigError(v.errors)
+        raise ConfigError(_one_error_per_cause(v.errors, unset))
     return Config(
         actors=actors,
         lynx=lynx,

@@ -141,6 +141,37 @@ def header_unsafe(value: str) -> str | None:
     return None
 
 
+# --- bad values repeated in errors ----------------------------------------------
+
+QUOTED_VALUE_MAX = 40  # characters of a bad value an error repeats
+
+
+class FromEnvironment(str):
+    """Text a ``${VAR}`` put into the config. It may be a token placed under the
+    wrong key by mistake, so an error never repeats it."""
+
+    __slots__ = ()
+
+
+def quoted(node: object) -> str:
+    """A bad (never secret) value as an error repeats it: cut to QUOTED_VALUE_MAX
+    characters and written as a Python literal, so a line break, a control, format
+    or bidi character or a lone surrogate shows escaped and the error stays one
+    printable line. A list, a mapping or a huge integer is named, not written out;
+    text from an environment variable is not shown. Pure."""
+    if isinstance(node, FromEnvironment):
+        return "a value from an environment variable (not shown)"
+    if isinstance(node, bool) or node is None:
+        return {True: "true", False: "false", None: "null"}[node]
+    if isinstance(node, list | dict):
+        return "a list" if isinstance(node, list) else "a mapping"
+    if isinstance(node, int) and node.bit_length() > 64:
+        return "an integer beyond 64 bits"  # str() of 4,301 digits would raise
+    if not isinstance(node, str):
+        return repr(node)  # a number: short, printable
+    return repr(node[:QUOTED_VALUE_MAX]) + ("…" if len(node) > QUOTED_VALUE_MAX else "")
+
+
 def _unprintable(char: str) -> bool:
     return unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp")
 
@@ -272,18 +303,18 @@ class Validator:
         if node is None:
             return None
         if isinstance(node, bool) or not isinstance(node, str | int | float):
-            self.error(path, f"must be {DURATION_HINT}")
+            self.error(path, f"must be {DURATION_HINT}; got {quoted(node)}")
             return None
         try:
             seconds = parse_duration(node) if isinstance(node, str) else float(node)
         except OverflowError:
             seconds = math.inf
         except ValueError:
-            self.error(path, f"must be {DURATION_HINT}")
+            self.error(path, f"must be {DURATION_HINT}; got {quoted(node)}")
             return None
         if not (math.isfinite(seconds) and minimum <= seconds <= maximum):
             low, high = format_duration(minimum), format_duration(maximum)
-            self.error(path, f"must be between {low} and {high}")
+            self.error(path, f"must be between {low} and {high}; got {quoted(node)}")
             return None
         return seconds
 

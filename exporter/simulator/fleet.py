@@ -100,6 +100,9 @@ class FleetSpec:
     # Non-EV machines per actor, listed by /v1/machines but not counted by evDashboard;
     # the last one of them has no device (its /status is almost all nulls).
     other_machines_per_actor: int = 2
+    # Each actor's site in turn (it names the machines and places them), one per
+    # actor; empty: drawn from the seed, so two actors may share a site.
+    sites: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.actors < 0:
@@ -114,6 +117,10 @@ class FleetSpec:
             raise ValueError("other_machines_per_actor must be in [0, 1000]")
         if self.machines_per_actor + self.other_machines_per_actor >= _MACHINE_ID_STRIDE:
             raise ValueError("too many machines per actor")
+        if self.sites and len(self.sites) != self.actors:
+            raise ValueError("sites must name one site per actor")
+        if unknown := [site for site in self.sites if site not in _PLACES]:
+            raise ValueError(f"unknown sites {unknown}; known: {', '.join(_SITES)}")
 
 
 @dataclass(frozen=True)
@@ -241,7 +248,11 @@ class Fleet:
         others: dict[int, tuple[Machine, ...]] = {}
         for a in range(spec.actors):
             actor_id = spec.first_actor_id + a
-            site = _SITES[int(_uniform(spec.seed, "site", actor_id) * len(_SITES))]
+            site = (
+                spec.sites[a]
+                if spec.sites
+                else _SITES[int(_uniform(spec.seed, "site", actor_id) * len(_SITES))]
+            )
             units[actor_id] = _unit_for(overrides.get(actor_id, spec.energy_unit_symbol))
             built = [
                 self._machine(a, m, site)

@@ -19,7 +19,7 @@ from typing import Final
 from exporter.metrics.render_guard import RenderGuard
 from exporter.polling.store import Snapshot, TargetState
 from exporter.targets import TargetKey
-from exporter.web.fleet_summary import FleetSummary, SilentMachine, summarize
+from exporter.web.fleet_summary import ActorSummary, FleetSummary, SilentMachine, summarize
 
 TARGETS_ON_LANDING: Final = 100  # of the full list, failing ones first
 FAILING_ON_LANDING: Final = 100
@@ -58,19 +58,25 @@ def _state(state: TargetState, now: float, stale_after: float) -> str:
     return "down (stale)" if not state.fresh(now, stale_after) else "down"
 
 
-def _cells(*values: str) -> str:
-    return "<tr>" + "".join(f"<td>{escape(v)}</td>" for v in values) + "</tr>"
+# A target row's class, by its state's text: the colour the style sheet gives it.
+_STATE_CLASS: Final = {"pending": "pending", "up": "up", "down": "down", "down (stale)": "stale"}
+
+
+def _cells(*values: str, row_class: str = "") -> str:
+    opening = f'<tr class="{row_class}">' if row_class else "<tr>"
+    return opening + "".join(f"<td>{escape(v)}</td>" for v in values) + "</tr>"
 
 
 def _target_row(state: TargetState, now: float, stale_after: float) -> str:
     target = state.target
+    shown = _state(state, now, stale_after)
     row = (
-        "<tr>"
+        f'<tr class="{_STATE_CLASS[shown]}">'
         f"<td>{escape(str(target.actor_id))}</td>"
         f"<td>{escape(target.actor)}</td>"
         f"<td>{escape(target.machine_label or '(actor-wide)')}</td>"
         f"<td>{escape(target.window.name)}</td>"
-        f'<td class="state">{escape(_state(state, now, stale_after))}</td>'
+        f'<td class="state">{escape(shown)}</td>'
         f"<td>{escape(_when(state.last_success))}</td>"
         f"<td>{escape(state.last_error or '')}</td>"
         "</tr>"
@@ -81,7 +87,10 @@ def _target_row(state: TargetState, now: float, stale_after: float) -> str:
 
 def _unshown_row(key: TargetKey) -> str:
     shown = escape(str(key).encode("utf-8", "backslashreplace").decode("utf-8"))
-    return f'<tr><td colspan="7">target {shown} could not be shown (see the log)</td></tr>'
+    return (
+        f'<tr class="down"><td colspan="7">target {shown} could not be shown (see the log)</td>'
+        "</tr>"
+    )
 
 
 def _target_rows(
@@ -108,6 +117,18 @@ _TARGET_HEAD: Final = (
 )
 
 
+# State colours (inline: the page's Content-Security-Policy admits inline styles only).
+# Up green, down red, stale amber, pending grey; silent machines and the counts that
+# need attention on amber, the text always there beside the colour.
+_STATE_STYLE: Final = (
+    "tr.up td.state{background:#c8e6c9}tr.down td.state{background:#ffcdd2}"
+    "tr.stale td.state{background:#ffe0b2}tr.pending td.state{background:#eee;color:#555}"
+    "tr.silent td{background:#fff3cd}"
+    "tr.with-silent td:nth-child(4),tr.with-down td:nth-child(5){background:#fff3cd;"
+    "font-weight:bold}p.none{color:#555}"
+)
+
+
 def _page(title: str, info: PageInfo, body: str, root: str = "") -> bytes:
     telemetry = escape(info.telemetry_path, quote=True)
     page = f"""<!DOCTYPE html>
@@ -115,7 +136,7 @@ def _page(title: str, info: PageInfo, body: str, root: str = "") -> bytes:
 <head><meta charset="utf-8"><title>{escape(title)}</title>
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:.2em .5em;text-align:left}}</style></head>
+td,th{{border:1px solid #ccc;padding:.2em .5em;text-align:left}}{_STATE_STYLE}</style></head>
 <body>
 <h1>Nayax EV Exporter</h1>
 <p>Version {escape(info.version)} &middot; shard {escape(info.shard)} &middot;
@@ -139,6 +160,7 @@ def _silent_row(machine: SilentMachine, now: float) -> str:
         _ago(now - machine.last_keepalive),
         _when(machine.last_keepalive),
         {None: "", True: "connected", False: "disconnected"}[machine.mqtt_connected],
+        row_class="silent",
     )
     row.encode("utf-8")
     return row
@@ -154,20 +176,48 @@ def _silent_rows(summary: FleetSummary, now: float) -> str:
     return "".join(rows)
 
 
-def _summary_sections(summary: FleetSummary, now: float) -> str:
-    actors = "".join(
-        _cells(str(a.actor_id), a.actor, str(a.machines), str(a.silent), f"{a.targets_down}")
-        for a in summary.actors
+def _actor_row(actor: ActorSummary) -> str:
+    """Silent machines and targets down are the counts that need attention."""
+    flags = " ".join(
+        name
+        for name, count in (("with-silent", actor.silent), ("with-down", actor.targets_down))
+        if count
     )
-    silent = _silent_rows(summary, now)
+    values = (str(actor.actor_id), actor.actor, str(actor.machines), str(actor.silent))
+    return _cells(*values, str(actor.targets_down), row_class=flags)
+
+
+def _summary_sections(summary: FleetSummary, now: float) -> str:
+    actors = "".join(_actor_row(a) for a in summary.actors)
+    if summary.silent:
+        silent = f"""<p>Last keep-alive more than an hour ago, longest silence first.</p>
+<table id="silent"><thead><tr><th>Machine</th><th>Actor</th><th>City</th>
+<th>Silent for</th><th>Last keep-alive</th><th>MQTT</th></tr></thead>
+<tbody>{_silent_rows(summary, now)}</tbody></table>"""
+    else:
+        silent = '<p id="silent" class="none">No machine has been silent for over an hour.</p>'
     return f"""<h2>Actors ({len(summary.actors)})</h2>
 <table id="actors"><thead><tr><th>Actor ID</th><th>Actor</th><th>Machines</th>
 <th>Silent</th><th>Targets down</th></tr></thead><tbody>{actors}</tbody></table>
 <h2>Silent machines ({len(summary.silent)})</h2>
-<p>Last keep-alive more than an hour ago, longest silence first.</p>
-<table id="silent"><thead><tr><th>Machine</th><th>Actor</th><th>City</th>
-<th>Silent for</th><th>Last keep-alive</th><th>MQTT</th></tr></thead>
-<tbody>{silent}</tbody></table>"""
+{silent}"""
+
+
+def _failing_section(
+    summary: FleetSummary, pending: int, now: float, stale_after: float, guard: RenderGuard | None
+) -> str:
+    """The failing targets, or one line saying there are none."""
+    if not summary.failing:
+        waiting = f"; {pending} not polled yet" if pending else ""
+        return f"""<h2>Failing targets (0)</h2>
+<p id="failing" class="none">No target is failing{waiting}.</p>"""
+    failing = summary.failing[:FAILING_ON_LANDING]
+    more = len(summary.failing) - len(failing)
+    return f"""<h2>Failing targets ({len(summary.failing)})</h2>
+<table id="failing">{_TARGET_HEAD}<tbody>
+{_target_rows(failing, now, stale_after, guard)}
+</tbody></table>
+{f"<p>and {more} more</p>" if more else ""}"""
 
 
 def render_landing(
@@ -176,8 +226,7 @@ def render_landing(
     states = list(snapshot.states.values())
     summary = summarize(states, now)
     stale_after = snapshot.stale_after
-    failing = summary.failing[:FAILING_ON_LANDING]
-    more_failing = len(summary.failing) - len(failing)
+    pending = sum(1 for state in states if not state.polled)
     failing_ids = {id(s) for s in summary.failing}
     ordered = [*summary.failing, *(s for s in states if id(s) not in failing_ids)]
     shown = ordered[:TARGETS_ON_LANDING]
@@ -188,11 +237,7 @@ def render_landing(
         else ""
     )
     body = f"""{_summary_sections(summary, now)}
-<h2>Failing targets ({len(summary.failing)})</h2>
-<table id="failing">{_TARGET_HEAD}<tbody>
-{_target_rows(failing, now, stale_after, guard)}
-</tbody></table>
-{f"<p>and {more_failing} more</p>" if more_failing else ""}
+{_failing_section(summary, pending, now, stale_after, guard)}
 <h2>Targets ({len(states)})</h2>
 <p>Failing first.</p>
 <table id="targets">{_TARGET_HEAD}<tbody>

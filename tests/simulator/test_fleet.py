@@ -62,6 +62,21 @@ def test_structure_ids_and_numbers() -> None:
     assert fleet.machines(1) == []
 
 
+def test_sites_can_be_given_one_per_actor() -> None:
+    """Drawn from the seed, two actors may share a site and so their machines'
+    names; the spec can give each its own (the demo does)."""
+    drawn = Fleet(FleetSpec(actors=2, machines_per_actor=1))
+    assert drawn.machines(ACTOR)[0].name == "Harbour Depot charger 1"  # the default is kept
+    given = Fleet(FleetSpec(actors=2, machines_per_actor=1, sites=("North Park", "Tech Campus")))
+    first, second = (given.machines(actor)[0] for actor in given.actor_ids())
+    assert (first.name, first.city) == ("North Park charger 1", "Chicago")
+    assert (second.name, second.city) == ("Tech Campus charger 1", "Bangalore")
+    with pytest.raises(ValueError, match="one site per actor"):
+        FleetSpec(actors=2, sites=("North Park",))
+    with pytest.raises(ValueError, match="unknown sites"):
+        FleetSpec(actors=1, sites=("Nowhere",))
+
+
 def test_find_machine() -> None:
     fleet = Fleet(FleetSpec())
     m = fleet.machines(ACTOR)[4]
