@@ -83,7 +83,7 @@ def test_states_and_silent_machines_carry_their_colour() -> None:
         assert f"tr.{state} td.state{{background:{colour}}}" in style
     assert "tr.pending td.state{background:#eee" in style and "tr.silent td{" in style
     assert '<tr class="up"><td>1</td><td>Acme</td><td>Bay 1</td>' in page
-    assert '<tr class="stale"><td>1</td><td>Acme</td><td>(actor-wide)</td>' in page  # never up
+    assert '<tr class="down"><td>1</td><td>Acme</td><td>(actor-wide)</td>' in page  # never up
     assert '<tr class="silent"><td>Bay 0</td><td>Acme</td>' in page
     assert '<tr class="with-silent with-down"><td>1</td><td>Acme</td>' in page
     # A target that was up and failed since: down, in red, until its data go stale.
@@ -118,3 +118,13 @@ def test_target_page_route_is_strict() -> None:
     assert TARGET_PAGE.fullmatch("/targets/12")
     for path in ("/targets/0", "/targets/x", "/targets/1/2", "/targets/", "/targets/1234567"):
         assert not TARGET_PAGE.fullmatch(path)
+
+
+def test_a_target_that_never_answered_is_down_not_stale() -> None:
+    from exporter.polling.store import TargetState
+    from exporter.web.landing import _state
+
+    config = parse_config("lynx: {token: t}\nactors: [{id: 1}]\n", environ={})
+    (target,) = build_targets(config)
+    never = TargetState(target, polled=True, up=False, last_error="HTTP 503")
+    assert _state(never, 1_000.0, 60.0) == "down"

@@ -55,7 +55,9 @@ def _state(state: TargetState, now: float, stale_after: float) -> str:
         return "pending"
     if state.up:
         return "up"
-    return "down (stale)" if not state.fresh(now, stale_after) else "down"
+    # Stale: the data it once had is no longer published. Never had any: plain down.
+    stale = state.reading is not None and not state.fresh(now, stale_after)
+    return "down (stale)" if stale else "down"
 
 
 # A target row's class, by its state's text: the colour the style sheet gives it.
