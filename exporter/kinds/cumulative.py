@@ -13,7 +13,7 @@ deltas kept by this process, so a restarted exporter publishes the same value:
 - a figure is published only when every part has it: never a partial sum;
 - monotonic: a total that goes down within a period (a refund, a correction
   upstream) keeps the highest value published in this period, and the decrease
-  is counted in ``nayax_ev_counter_corrections_total``.
+  is counted in ``nayax_ev_cumulative_corrections_total``.
 
 The parts' answers (:meth:`CumulativeDashboard.fetch`) are read by
 :meth:`CumulativeDashboard.parse`, which also records in the target's ledger
@@ -291,7 +291,7 @@ def _counter_families(scope: str) -> tuple[tuple[CounterFamily, str], ...]:
 ACTOR_COUNTERS = _counter_families("operator")
 MACHINE_COUNTERS = _counter_families("machine")
 CORRECTIONS = CounterFamily(
-    "nayax_ev_counter_corrections",
+    "nayax_ev_cumulative_corrections",
     "Times a cumulative window's vendor total went down within its period (a refund, "
     "a correction upstream) since the exporter started; the counter kept its highest value.",
     ("actor_id", "actor", "machine", "window"),
