@@ -52,7 +52,8 @@ def start_simulator(host: str, port: int) -> SimulatorServer:
 
 def demo_config(simulator: SimulatorServer, interval: float = 10.0) -> Config:
     """Every actor of the simulated fleet, its machines found by discovery (none
-    typed by hand), two windows, a short interval, machine status as often."""
+    typed by hand), two windows and a year-to-date counter, a short interval,
+    machine status as often."""
     fleet = simulator.fleet
     actors = tuple(
         ActorConfig(id=actor_id, name=name, currency=currency, discover=True)
@@ -71,6 +72,11 @@ def demo_config(simulator: SimulatorServer, interval: float = 10.0) -> Config:
         windows=(
             WindowConfig(name="24h", rolling=86400.0),
             WindowConfig(name="today", calendar="day", timezone="Europe/Berlin"),
+            # Counters since 1 January (docs/counters.md); the simulator answers any
+            # range, so one request per poll from the anchor.
+            WindowConfig(
+                name="ytd", cumulative="year", timezone="Europe/Berlin", max_request_span="year"
+            ),
         ),
         discovery=DiscoveryConfig(interval=6 * interval),
         machine_status=MachineStatusConfig(enabled=True, interval=interval),

@@ -20,7 +20,7 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 if [ "$want_test" = 1 ]; then
-  apt_packages=(prometheus prometheus-alertmanager buildah podman debootstrap chromium chromium-driver ca-certificates)
+  apt_packages=(prometheus prometheus-alertmanager buildah podman debootstrap chromium chromium-driver ca-certificates faketime)
   missing=()
   for pkg in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -9,14 +9,17 @@ import each other directly.
 
 from exporter.config.model import (
     CALENDAR_PERIODS,
+    CUMULATIVE_PERIODS,
     DEFAULT_AUTH_URL,
     DEFAULT_BASE_URL,
     DEFAULT_LISTEN_ADDRESS,
     DURATION_UNITS,
     ENERGY_UNITS,
     EV_MACHINE_TYPES,
+    REQUEST_SPANS,
     ActorConfig,
     Config,
+    CumulativePeriod,
     DiscoveryConfig,
     DurationUnit,
     EnergyUnit,
@@ -25,6 +28,7 @@ from exporter.config.model import (
     MachineStatusConfig,
     PollConfig,
     RefreshToken,
+    RequestSpan,
     UnitsConfig,
     WindowConfig,
 )
@@ -40,6 +44,7 @@ from exporter.config.validate import (
 
 __all__ = [
     "CALENDAR_PERIODS",
+    "CUMULATIVE_PERIODS",
     "DEFAULT_AUTH_URL",
     "DEFAULT_BASE_URL",
     "DEFAULT_LISTEN_ADDRESS",
@@ -48,9 +53,11 @@ __all__ = [
     "EV_MACHINE_TYPES",
     "INT32_MAX",
     "INT64_MAX",
+    "REQUEST_SPANS",
     "ActorConfig",
     "Config",
     "ConfigError",
+    "CumulativePeriod",
     "DiscoveryConfig",
     "DurationUnit",
     "EnergyUnit",
@@ -59,6 +66,7 @@ __all__ = [
     "MachineStatusConfig",
     "PollConfig",
     "RefreshToken",
+    "RequestSpan",
     "Secret",
     "UnitsConfig",
     "WindowConfig",

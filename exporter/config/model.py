@@ -23,10 +23,16 @@ RESERVED_WINDOW_NAMES = ("status", "discovery")
 DurationUnit = Literal["seconds", "minutes", "hours"]
 EnergyUnit = Literal["auto", "Wh", "kWh", "MWh"]
 CalendarPeriod = Literal["day", "week", "month"]
+# The anchor of a cumulative window (its counters start at 0 there), and the
+# longest date range one request may ask for (the vendor's maximum is undocumented).
+CumulativePeriod = Literal["month", "year"]
+RequestSpan = Literal["day", "month", "year"]
 
 DURATION_UNITS: tuple[DurationUnit, ...] = ("seconds", "minutes", "hours")
 ENERGY_UNITS: tuple[EnergyUnit, ...] = ("auto", "Wh", "kWh", "MWh")
 CALENDAR_PERIODS: tuple[CalendarPeriod, ...] = ("day", "week", "month")
+CUMULATIVE_PERIODS: tuple[CumulativePeriod, ...] = ("month", "year")
+REQUEST_SPANS: tuple[RequestSpan, ...] = ("day", "month", "year")
 
 
 class RefreshToken(Secret):
@@ -85,7 +91,10 @@ class WindowConfig:
     """One interval the interval-bound figures are asked for.
 
     Exactly one of ``rolling`` (seconds back from now), ``calendar`` (the current
-    day/week/month in ``timezone``) or ``time_period`` (passed through verbatim).
+    day/week/month in ``timezone``), ``time_period`` (passed through verbatim) or
+    ``cumulative`` (everything since the start of the current month/year in
+    ``timezone``, published as counters: docs/counters.md), which asks for at most
+    ``max_request_span`` per request.
     """
 
     name: str
@@ -93,6 +102,8 @@ class WindowConfig:
     calendar: CalendarPeriod | None = None
     timezone: str = "UTC"
     time_period: int | None = None
+    cumulative: CumulativePeriod | None = None
+    max_request_span: RequestSpan = "month"
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,12 @@ from exporter.config.files import CONFIG_FILE_MAX, TOKEN_FILE_MAX, FileReadError
 from exporter.config.machines import parse_discover_flag, parse_discovery, parse_machine_status
 from exporter.config.model import (
     CALENDAR_PERIODS,
+    CUMULATIVE_PERIODS,
     DEFAULT_AUTH_URL,
     DEFAULT_WINDOWS,
     DURATION_UNITS,
     ENERGY_UNITS,
+    REQUEST_SPANS,
     RESERVED_WINDOW_NAMES,
     ActorConfig,
     Config,
@@ -274,8 +276,11 @@ def _windows(v: Validator, node: object) -> tuple[WindowConfig, ...]:
     return tuple(w for w in windows if w is not None)
 
 
+_WINDOW_KINDS = ("rolling", "calendar", "time_period", "cumulative")
+
+
 def _window(v: Validator, item: object, path: str, seen: set[str]) -> WindowConfig | None:
-    raw = v.mapping(item, path, ("name", "rolling", "calendar", "timezone", "time_period"))
+    raw = v.mapping(item, path, (*_WINDOW_KINDS, "name", "timezone", "max_request_span"))
     name = v.string(raw.get("name"), f"{path}.name")
     if name is None and "name" not in raw:
         v.error(f"{path}.name", "is required")
@@ -288,14 +293,18 @@ def _window(v: Validator, item: object, path: str, seen: set[str]) -> WindowConf
                 f"{name!r} is the window label of the {name} targets; choose another name",
             )
         seen.add(name)
-    kinds = [k for k in ("rolling", "calendar", "time_period") if raw.get(k) is not None]
+    kinds = [k for k in _WINDOW_KINDS if raw.get(k) is not None]
     if len(kinds) != 1:
-        v.error(path, "set exactly one of rolling, calendar, time_period")
+        v.error(path, "set exactly one of rolling, calendar, time_period, cumulative")
     rolling = _duration(v, raw.get("rolling"), f"{path}.rolling", "windows[].rolling")
     calendar = v.choice(raw.get("calendar"), f"{path}.calendar", CALENDAR_PERIODS)
+    cumulative = v.choice(raw.get("cumulative"), f"{path}.cumulative", CUMULATIVE_PERIODS)
+    span = v.choice(raw.get("max_request_span"), f"{path}.max_request_span", REQUEST_SPANS)
+    if "max_request_span" in raw and raw.get("cumulative") is None:
+        v.error(f"{path}.max_request_span", "only applies to cumulative windows")
     timezone = v.string(raw.get("timezone"), f"{path}.timezone") or "UTC"
-    if "timezone" in raw and raw.get("calendar") is None:
-        v.error(f"{path}.timezone", "only applies to calendar windows")
+    if "timezone" in raw and raw.get("calendar") is None and raw.get("cumulative") is None:
+        v.error(f"{path}.timezone", "only applies to calendar and cumulative windows")
     try:
         zoneinfo.ZoneInfo(timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -309,6 +318,8 @@ def _window(v: Validator, item: object, path: str, seen: set[str]) -> WindowConf
         calendar=calendar,  # type: ignore[arg-type]
         timezone=timezone,
         time_period=time_period,
+        cumulative=cumulative,  # type: ignore[arg-type]
+        max_request_span=span or "month",  # type: ignore[arg-type]
     )
 
 

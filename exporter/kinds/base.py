@@ -35,6 +35,8 @@ from exporter.targets import Target
 
 __all__ = [
     "MACHINE_LABELS",
+    "CounterFamily",
+    "CounterSample",
     "Family",
     "GetJson",
     "Problem",
@@ -85,6 +87,13 @@ class Family:
     labels: tuple[str, ...]  # label names, in the order samples carry them
 
 
+@dataclass(frozen=True, eq=False)
+class CounterFamily(Family):
+    """One counter family: ``name`` is its OpenMetrics name, its series are
+    ``<name>_total`` (and ``<name>_created`` in OpenMetrics). Rendered apart from
+    the gauges, once per exposition format (exporter/metrics/exposition.py)."""
+
+
 @dataclass(frozen=True)
 class Sample:
     """One series' value; ``labels`` in the family's order."""
@@ -92,6 +101,13 @@ class Sample:
     family: Family
     labels: tuple[tuple[str, str], ...]
     value: float
+
+
+@dataclass(frozen=True)
+class CounterSample(Sample):
+    """A counter's value, and the Unix time it last started from 0 (None: not told)."""
+
+    created: float | None = None
 
 
 def machine_labels(target: Target) -> tuple[tuple[str, str], ...]:

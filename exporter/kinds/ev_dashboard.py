@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from exporter.config import Config, DurationUnit, EnergyUnit
-from exporter.kinds.base import Family, GetJson, Problem, Result, Sample, machine_labels
+from exporter.kinds.base import (
+    Family,
+    GetJson,
+    Problem,
+    RequestKind,
+    Result,
+    Sample,
+    machine_labels,
+)
 from exporter.kinds.windows import window_params
 from exporter.lynx.client import Answer
 from exporter.lynx.errors import BadPayloadError
@@ -305,21 +313,46 @@ def dashboard_samples(target: Target, reading: Reading) -> Iterator[Sample]:
 # --- the kind ------------------------------------------------------------------------
 
 
+WINDOW_FAMILIES: tuple[Family, ...] = tuple(
+    family for family, _ in (*OPERATOR_SERIES, *ACTOR_SERIES, *MACHINE_SERIES)
+)
+
+
 @dataclass(frozen=True)
 class EvDashboard:
-    """``GET /v1/actors/{actor}/evDashboard`` for one actor or machine and window."""
+    """``GET /v1/actors/{actor}/evDashboard`` for one actor or machine and window.
+
+    The targets of cumulative windows go to ``cumulative`` (exporter/kinds/cumulative.py,
+    wired in by the registry): the same endpoint, asked per sub-period, read as counters.
+    """
 
     name: str = EV_DASHBOARD
-    families: tuple[Family, ...] = tuple(
-        family for family, _ in (*OPERATOR_SERIES, *ACTOR_SERIES, *MACHINE_SERIES)
-    )
+    cumulative: RequestKind | None = None
+
+    @property
+    def families(self) -> tuple[Family, ...]:
+        counters = () if self.cumulative is None else self.cumulative.families
+        return (*WINDOW_FAMILIES, *counters)
+
+    def _cumulative(self, target: Target) -> RequestKind | None:
+        if target.window.cumulative is None:
+            return None
+        if self.cumulative is None:
+            raise BadPayloadError("cumulative windows are not wired in")  # a wiring bug
+        return self.cumulative
 
     def fetch(self, get_json: GetJson, target: Target, now: datetime) -> Answer:
+        cumulative = self._cumulative(target)
+        if cumulative is not None:
+            return cumulative.fetch(get_json, target, now)
         params = {**window_params(target.window, now), **target.machine_params()}
         return get_json(f"/v1/actors/{target.actor_id}/evDashboard", params, target.token)
 
-    def parse(self, payload: object, target: Target, config: Config, now: float) -> Reading:
-        """Pure."""
+    def parse(self, payload: object, target: Target, config: Config, now: float) -> Result:
+        """Pure for windows; see CumulativeDashboard.parse for cumulative ones."""
+        cumulative = self._cumulative(target)
+        if cumulative is not None:
+            return cumulative.parse(payload, target, config, now)
         return parse_payload(
             payload,
             duration_unit=config.units.duration,
@@ -329,5 +362,8 @@ class EvDashboard:
 
     def samples(self, target: Target, reading: Result) -> Iterator[Sample]:
         """Pure."""
+        cumulative = self._cumulative(target)
+        if cumulative is not None:
+            return cumulative.samples(target, reading)
         assert isinstance(reading, Reading)  # what this kind's parse returns
         return dashboard_samples(target, reading)

@@ -7,11 +7,16 @@ Lines are cached per block of consecutive targets, keyed by their immutable
 state objects, so a render only formats and compresses the blocks in which a
 poll landed; the rest are copied from the last bodies.
 
-The data families are all gauges without units, whose lines are identical in the
-text 0.0.4 and OpenMetrics formats; the same bytes serve both. A gzip body is the
-pre-compressed data member followed by small members for the self families:
-RFC 1952 allows several members and every client we met (Go's compress/gzip in
-Prometheus, urllib3, curl, zlib) reads them as one stream.
+The data families are gauges without units, whose lines are identical in the
+text 0.0.4 and OpenMetrics formats; the same bytes serve both. The counter
+families of cumulative windows are not: text 0.0.4 types ``x_total`` (``# TYPE
+x_total counter``), OpenMetrics types the family ``x`` and carries ``x_created``
+after each ``x_total`` (the same label set's samples must be adjacent). They are
+rendered with the same blocks, once per format, into a part of their own that
+follows the data (empty, so absent, without a cumulative window). A gzip body is
+the pre-compressed data member followed by small members for the counters and
+the self families: RFC 1952 allows several members and every client we met (Go's
+compress/gzip in Prometheus, urllib3, curl, zlib) reads them as one stream.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 from prometheus_client import CollectorRegistry
@@ -32,8 +37,15 @@ from prometheus_client import exposition as text_format
 from prometheus_client.openmetrics import exposition as openmetrics_format
 from prometheus_client.utils import floatToGoString
 
-from exporter.kinds.base import Sample
-from exporter.metrics.families import DATA_FAMILIES, FAMILY_INDEX, TARGET_UP, state_samples
+from exporter.kinds.base import CounterSample, Sample
+from exporter.metrics.families import (
+    COUNTER_FAMILIES,
+    COUNTER_INDEX,
+    DATA_FAMILIES,
+    FAMILY_INDEX,
+    TARGET_UP,
+    state_samples,
+)
 from exporter.metrics.render_guard import RenderGuard
 from exporter.polling.store import Snapshot, SnapshotStore, TargetState
 from exporter.targets import TargetKey
@@ -58,6 +70,20 @@ _HEADERS: tuple[bytes, ...] = tuple(
     f"# HELP {f.name} {_escape_help(f.help)}\n# TYPE {f.name} gauge\n".encode()
     for f in DATA_FAMILIES
 )
+# The counters' headers: text 0.0.4 names the series (x_total), OpenMetrics the family.
+_TEXT_COUNTER_HEADERS: tuple[bytes, ...] = tuple(
+    f"# HELP {f.name}_total {_escape_help(f.help)}\n# TYPE {f.name}_total counter\n".encode()
+    for f in COUNTER_FAMILIES
+)
+_OPENMETRICS_COUNTER_HEADERS: tuple[bytes, ...] = tuple(
+    f"# HELP {f.name} {_escape_help(f.help)}\n# TYPE {f.name} counter\n".encode()
+    for f in COUNTER_FAMILIES
+)
+# A block's lines, by section: the data families, then the counter families in
+# text 0.0.4, then in OpenMetrics.
+_TEXT_AT = len(DATA_FAMILIES)
+_OPENMETRICS_AT = _TEXT_AT + len(COUNTER_FAMILIES)
+_SECTIONS = _OPENMETRICS_AT + len(COUNTER_FAMILIES)
 TAIL_MAX_AGE = 1.0  # seconds the process metrics may be reused between scrapes
 
 
@@ -103,7 +129,22 @@ def _deflate(data: bytes) -> bytes:
     return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
 
 
-_DEFLATED_HEADERS: tuple[bytes, ...] = tuple(_deflate(header) for header in _HEADERS)
+@dataclass(frozen=True)
+class _BodyPart:
+    """Where a part of the body sits in a block's sections, and its headers."""
+
+    first: int  # its first section
+    headers: tuple[bytes, ...]
+    deflated: tuple[bytes, ...]  # the headers, each a deflate segment
+
+
+def _body_part(first: int, headers: tuple[bytes, ...]) -> _BodyPart:
+    return _BodyPart(first, headers, tuple(_deflate(header) for header in headers))
+
+
+_DATA = _body_part(0, _HEADERS)
+_TEXT_COUNTERS = _body_part(_TEXT_AT, _TEXT_COUNTER_HEADERS)
+_OPENMETRICS_COUNTERS = _body_part(_OPENMETRICS_AT, _OPENMETRICS_COUNTER_HEADERS)
 
 
 @dataclass(frozen=True)
@@ -114,6 +155,7 @@ class _Block:
     stale_after: float
     rendered_at: float  # wall time; a clock stepped back before it renders again
     expires: float  # when its earliest fresh reading goes stale (inf: none)
+    counters: bool = False  # whether it has counter lines
 
 
 @dataclass(frozen=True)
@@ -128,7 +170,10 @@ class _RenderedBlock:
 def _state_lines(
     state: TargetState, now: float, stale_after: float, per_family: list[list[str]]
 ) -> None:
-    """Append one target's exposition lines to their families' lists."""
+    """Append one target's exposition lines to their sections' lists."""
+    if state.target.window.cumulative is not None:
+        _counter_state_lines(state, now, stale_after, per_family)
+        return
     # A target's samples share a few label sets: each is escaped and sorted once.
     texts: dict[tuple[tuple[str, str], ...], str] = {}
     for sample in state_samples(state, now, stale_after):
@@ -136,6 +181,27 @@ def _state_lines(
         if text is None:
             text = texts[sample.labels] = label_text(sample.labels)
         per_family[FAMILY_INDEX[sample.family]].append(sample_line(sample, text))
+
+
+def _counter_state_lines(
+    state: TargetState, now: float, stale_after: float, per_family: list[list[str]]
+) -> None:
+    """:func:`_state_lines` for a target of a cumulative window: its counters in
+    both formats, its gauges (up, last success, info, operator status) as usual."""
+    texts: dict[tuple[tuple[str, str], ...], str] = {}
+    for sample in state_samples(state, now, stale_after):
+        text = texts.get(sample.labels)
+        if text is None:
+            text = texts[sample.labels] = label_text(sample.labels)
+        if not isinstance(sample, CounterSample):
+            per_family[FAMILY_INDEX[sample.family]].append(sample_line(sample, text))
+            continue
+        index, name = COUNTER_INDEX[sample.family], sample.family.name
+        total = f"{name}_total{text} {format_value(sample.value)}\n"
+        per_family[_TEXT_AT + index].append(total)
+        if sample.created is not None:
+            total += f"{name}_created{text} {format_value(sample.created)}\n"
+        per_family[_OPENMETRICS_AT + index].append(total)
 
 
 def _render_block(
@@ -146,7 +212,7 @@ def _render_block(
         if state.last_success is not None and state.fresh(now, stale_after):
             expires = min(expires, state.last_success + state.stale_limit(stale_after))
     try:
-        per_family: list[list[str]] = [[] for _ in DATA_FAMILIES]
+        per_family: list[list[str]] = [[] for _ in range(_SECTIONS)]
         for state in states:
             _state_lines(state, now, stale_after, per_family)
         plain = tuple("".join(family_lines).encode() for family_lines in per_family)
@@ -154,7 +220,7 @@ def _render_block(
             guard.rendered((state.target.key for state in states), "metrics")
     except Exception:  # one target's failure must not cost the others their series
         plain = _render_guarded(states, now, stale_after, guard)
-    block = _Block(states, stale_after, now, expires)
+    block = _Block(states, stale_after, now, expires, any(plain[_TEXT_AT:]))
     return _RenderedBlock(block, plain, tuple(_deflate(lines) for lines in plain))
 
 
@@ -162,11 +228,11 @@ def _render_guarded(
     states: tuple[TargetState, ...], now: float, stale_after: float, guard: RenderGuard | None
 ) -> tuple[bytes, ...]:
     """A block target by target: one that fails to render is shown as down."""
-    per_family: list[list[bytes]] = [[] for _ in DATA_FAMILIES]
+    per_family: list[list[bytes]] = [[] for _ in range(_SECTIONS)]
     fine: list[TargetKey] = []
     for state in states:
         try:
-            lines: list[list[str]] = [[] for _ in DATA_FAMILIES]
+            lines: list[list[str]] = [[] for _ in range(_SECTIONS)]
             _state_lines(state, now, stale_after, lines)
             encoded = ["".join(family_lines).encode() for family_lines in lines]
             fine.append(state.target.key)
@@ -184,7 +250,7 @@ def _render_guarded(
 def _down_lines(state: TargetState) -> list[bytes]:
     """Pure: only ``nayax_ev_target_up ... 0`` for a target that failed to render,
     its label values made encodable whatever they hold."""
-    out = [b""] * len(DATA_FAMILIES)
+    out = [b""] * _SECTIONS
     target = state.target
 
     def safe(text: object) -> str:
@@ -204,6 +270,8 @@ def _down_lines(state: TargetState) -> list[bytes]:
 class DataBodies:
     plain: bytes
     gzipped: bytes  # one gzip member of ``plain``
+    # The counter families in text 0.0.4 and in OpenMetrics; None: there are none.
+    counters: tuple[DataBodies, DataBodies] | None = None
 
 
 _NO_BODIES = DataBodies(b"", _GZIP_HEADER + _DEFLATE_END + struct.pack("<II", zlib.crc32(b""), 0))
@@ -220,8 +288,9 @@ class DataRenderer:
     def __init__(self, guard: RenderGuard | None = None) -> None:
         self._guard = guard
         self._blocks: list[_Block] = []
-        self._layout = _Layout((), ())
-        self._bodies = _NO_BODIES
+        # Per part (data, text counters, OpenMetrics counters): its layout and bodies.
+        self._layouts = [_Layout((), ())] * 3
+        self._parts = [_NO_BODIES] * 3
 
     def render_bodies(self, snapshot: Snapshot, now: float) -> DataBodies:
         states = tuple(snapshot.states.values())
@@ -240,9 +309,15 @@ class DataRenderer:
                 current.append(_render_block(chunk, now, stale_after, self._guard))
             else:
                 current.append(block)
-        self._bodies, self._layout = _assemble(current, self._layout, self._bodies)
+        for index, part in enumerate((_DATA, _TEXT_COUNTERS, _OPENMETRICS_COUNTERS)):
+            self._parts[index], self._layouts[index] = _assemble(
+                current, part, self._layouts[index], self._parts[index]
+            )
         self._blocks = [b.block if isinstance(b, _RenderedBlock) else b for b in current]
-        return self._bodies  # removed targets dropped out with their block
+        data, text, openmetrics = self._parts
+        if any(b.block.counters if isinstance(b, _RenderedBlock) else b.counters for b in current):
+            return replace(data, counters=(text, openmetrics))
+        return data  # removed targets dropped out with their block
 
 
 @dataclass(frozen=True)
@@ -267,11 +342,11 @@ def _runs(blocks: list[_Block | _RenderedBlock]) -> list[tuple[int, int, bool]]:
 
 
 def _assemble(
-    blocks: list[_Block | _RenderedBlock], layout: _Layout, last: DataBodies
+    blocks: list[_Block | _RenderedBlock], part: _BodyPart, layout: _Layout, last: DataBodies
 ) -> tuple[DataBodies, _Layout]:
-    """Both bodies, family by family: fresh blocks' lines, and each run of reused
-    blocks as one slice of ``last`` (placed by ``layout``); with the new layout.
-    The work is per run and per fresh block, not per block."""
+    """Both bodies of one part, family by family: fresh blocks' lines, and each run
+    of reused blocks as one slice of ``last`` (placed by ``layout``); with the new
+    layout. The work is per run and per fresh block, not per block."""
     old_plain, old_gzipped = memoryview(last.plain), memoryview(last.gzipped)
     plain: list[bytes | memoryview] = []
     gzipped: list[bytes | memoryview] = [_GZIP_HEADER]
@@ -279,24 +354,25 @@ def _assemble(
     gzip_lengths: list[list[int]] = []
     plain_end, gzip_end = 0, len(_GZIP_HEADER)  # where the last family section ended
     runs = _runs(blocks)
-    for family, header in enumerate(_HEADERS):
+    for family, header in enumerate(part.headers):
         plain_end += len(header)
-        gzip_end += len(_DEFLATED_HEADERS[family])
+        gzip_end += len(part.deflated[family])
         old_plain_lengths = layout.plain[family] if layout.plain else []
         old_gzip_lengths = layout.gzipped[family] if layout.gzipped else []
         plain_at = list(itertools.accumulate(old_plain_lengths, initial=plain_end))
         gzip_at = list(itertools.accumulate(old_gzip_lengths, initial=gzip_end))
         plain.append(header)
-        gzipped.append(_DEFLATED_HEADERS[family])
+        gzipped.append(part.deflated[family])
         new_plain_lengths: list[int] = []
         new_gzip_lengths: list[int] = []
+        section = part.first + family
         for start, end, fresh in runs:
             if fresh:
                 for block in cast(list[_RenderedBlock], blocks[start:end]):
-                    plain.append(block.plain[family])
-                    gzipped.append(block.deflated[family])
-                    new_plain_lengths.append(len(block.plain[family]))
-                    new_gzip_lengths.append(len(block.deflated[family]))
+                    plain.append(block.plain[section])
+                    gzipped.append(block.deflated[section])
+                    new_plain_lengths.append(len(block.plain[section]))
+                    new_gzip_lengths.append(len(block.deflated[section]))
             else:
                 plain.append(old_plain[plain_at[start] : plain_at[end]])
                 gzipped.append(old_gzipped[gzip_at[start] : gzip_at[end]])
@@ -319,6 +395,7 @@ class RenderedData:
     rendered_at: float  # wall time
     seconds: float  # CPU-ish cost of the render (perf_counter)
     ready: bool  # every target had been polled once in the rendered snapshot
+    counters: tuple[DataBodies, DataBodies] | None = None  # text 0.0.4, OpenMetrics
 
 
 @dataclass(frozen=True)
@@ -394,6 +471,7 @@ class ExpositionCache:
                 now,
                 time.perf_counter() - started,
                 snapshot.ready,
+                bodies.counters,
             )
 
     def refresh(self) -> RenderedData:
@@ -460,8 +538,12 @@ class ExpositionCache:
         if zipped:
             headers["Content-Encoding"] = "gzip"
         data = rendered.gzipped if zipped else rendered.body
+        tail = self._tail(openmetrics, zipped)
+        if rendered.counters is not None:
+            counters = rendered.counters[openmetrics]
+            tail = (counters.gzipped if zipped else counters.plain, *tail)
         # Two chunks: each write is a GIL hand-off, slow while pollers are busy.
-        return (data, b"".join(self._tail(openmetrics, zipped))), headers
+        return (data, b"".join(tail)), headers
 
     def serve(
         self, accept: str | None, accept_encoding: str | None

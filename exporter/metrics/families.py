@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from exporter.kinds import KINDS
-from exporter.kinds.base import MACHINE_LABELS, Family, Sample, machine_labels
+from exporter.kinds.base import MACHINE_LABELS, CounterFamily, Family, Sample, machine_labels
 from exporter.polling.store import TargetState
 from exporter.targets import Target
 
 __all__ = [
+    "COUNTER_FAMILIES",
+    "COUNTER_INDEX",
     "DATA_FAMILIES",
     "FAMILY_INDEX",
     "MACHINE_INFO",
@@ -45,16 +47,23 @@ MACHINE_INFO = Family(
     (*MACHINE_LABELS, "machine_type", "city", "latitude", "longitude"),
 )
 
-# Exposition order: every kind's families in the registry's order, then the ones
-# every target publishes; fixed, so the output is byte-for-byte reproducible.
+_KIND_FAMILIES = tuple(family for kind in KINDS.values() for family in kind.families)
+# Exposition order: every kind's gauge families in the registry's order, then the
+# ones every target publishes; fixed, so the output is byte-for-byte reproducible.
 DATA_FAMILIES: tuple[Family, ...] = (
-    *(family for kind in KINDS.values() for family in kind.families),
+    *(family for family in _KIND_FAMILIES if not isinstance(family, CounterFamily)),
     MACHINE_INFO,
     TARGET_UP,
     TARGET_LAST_SUCCESS,
 )
-# Families compare by identity: this lookup hashes an object id, not its fields.
+# The counter families (cumulative windows), after the gauges: their lines differ
+# between the text and OpenMetrics formats, so they are rendered apart.
+COUNTER_FAMILIES: tuple[CounterFamily, ...] = tuple(
+    family for family in _KIND_FAMILIES if isinstance(family, CounterFamily)
+)
+# Families compare by identity: these lookups hash an object id, not its fields.
 FAMILY_INDEX: Mapping[Family, int] = {family: i for i, family in enumerate(DATA_FAMILIES)}
+COUNTER_INDEX: Mapping[Family, int] = {family: i for i, family in enumerate(COUNTER_FAMILIES)}
 
 
 def target_labels(target: Target) -> tuple[tuple[str, str], ...]:

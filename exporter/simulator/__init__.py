@@ -17,12 +17,14 @@ checks real answers against its schemas, copied in tests/simulator/lynx_schemas.
   although the document types it int32 (an integer cannot hold a realistic kWh
   figure; the exporter reads any number).
 
-Modules, each importing only those before it: ``replies`` (answer values), ``fleet``
-(the model), ``faults``, ``vendor`` (errors, rules, tokens), ``context`` (what a route
-is given), ``machines`` and ``routes`` (the API), ``control`` (``/_sim/``),
-``server`` (HTTP transport).
+Modules, each importing only those before it: ``replies`` (answer values), ``clock``
+(the simulator's settable wall clock), ``history`` (a machine's transactions),
+``fleet`` (the model), ``faults``, ``vendor`` (errors, rules, tokens), ``context``
+(what a route is given), ``machines`` and ``routes`` (the API), ``control``
+(``/_sim/``), ``server`` (HTTP transport).
 """
 
+from exporter.simulator.clock import SimClock
 from exporter.simulator.faults import Fault, FaultKind, FaultSet
 from exporter.simulator.fleet import Fleet, FleetSpec, Machine
 from exporter.simulator.server import RecordedRequest, SimulatorServer
@@ -35,5 +37,6 @@ __all__ = [
     "FleetSpec",
     "Machine",
     "RecordedRequest",
+    "SimClock",
     "SimulatorServer",
 ]

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from exporter.simulator.clock import SimClock
 from exporter.simulator.faults import Fault
 from exporter.simulator.fleet import Fleet
 from exporter.simulator.replies import Reply
@@ -55,6 +56,7 @@ class Steered(Simulated, Protocol):
     """What the control API (``/_sim/``) also changes and reports."""
 
     latency: float
+    clock: SimClock  # the wall clock of the API's answers
 
     def add_fault(self, fault: Fault) -> None: ...
 

@@ -1,5 +1,5 @@
 """The simulator's own control API (``/_sim/``): faults, silence, latency,
-timestamps, the request log and the fleet, for tests and the demo.
+timestamps, the clock, the request log and the fleet, for tests and the demo.
 
 Not authenticated, not recorded; its errors are ``{"error": ...}``
 (:func:`~exporter.simulator.replies.sim_error`), not the vendor's shape: no vendor
@@ -32,7 +32,7 @@ def _silence(sim: Steered, doc: object) -> Reply:
     if not isinstance(since, int | float) or isinstance(since, bool):
         raise ValueError("since_seconds must be a number")
     try:
-        sim.fleet.silence(actor, count, float(since))
+        sim.fleet.silence(actor, count, float(since), now=sim.clock.now())
     except KeyError:
         return sim_error(404, f"actor {actor} not found")
     return _ok()
@@ -46,6 +46,26 @@ def _latency(sim: Steered, doc: object) -> Reply:
         raise ValueError("seconds must be >= 0")
     sim.latency = float(seconds)
     return _ok({"ok": True, "seconds": sim.latency})
+
+
+def _number(doc: dict[str, object], key: str, default: float | None = None) -> float:
+    value = doc.get(key, default)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"{key} must be a number")
+    return float(value)
+
+
+def _clock(sim: Steered, doc: object) -> Reply:
+    """``{"now": <Unix seconds>, "rate": <simulated seconds per second, default 1>}``."""
+    if not isinstance(doc, dict):
+        raise ValueError("body must be an object")
+    sim.clock.set(_number(doc, "now"), _number(doc, "rate", 1.0))
+    return _clock_doc(sim)
+
+
+def _clock_doc(sim: Steered) -> Reply:
+    clock = sim.clock
+    return _ok({"now": clock.now(), "rate": clock.rate, "set": clock.is_set})
 
 
 def _route(sim: Steered, route: tuple[str, str], doc: object) -> Reply | None:
@@ -76,6 +96,13 @@ def _route(sim: Steered, route: tuple[str, str], doc: object) -> Reply | None:
             raise ValueError(f"convention must be one of {TIMESTAMP_CONVENTIONS}")
         sim.timestamps = str(convention)
         return _ok({"ok": True, "convention": sim.timestamps})
+    if route == ("POST", "/_sim/clock"):
+        return _clock(sim, doc)
+    if route == ("GET", "/_sim/clock"):
+        return _clock_doc(sim)
+    if route == ("DELETE", "/_sim/clock"):
+        sim.clock.reset()
+        return _clock_doc(sim)
     if route == ("GET", "/_sim/fleet"):
         return _ok(_fleet_doc(sim))
     return None

@@ -1,21 +1,23 @@
 """Deterministic model of an EV-charging fleet as seen through Lynx ``evDashboard``.
 
 Every figure is a pure function of the :class:`FleetSpec`, the requested window and
-``now``, so tests can predict answers exactly. The only mutable state is the set of
-machines *forced* silent through :meth:`Fleet.silence` (a test/demo switch).
+``now``, so tests can predict answers exactly: the sum of each machine's
+transactions recorded in the window (:mod:`exporter.simulator.history`), so the
+figures of adjacent windows add up to their union's. The only mutable state is the
+set of machines *forced* silent through :meth:`Fleet.silence` (a test/demo switch).
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Final
+
+from exporter.simulator.history import History, Totals, uniform
 
 __all__ = [
     "DEFAULT_WINDOW",
@@ -103,6 +105,8 @@ class FleetSpec:
     # Each actor's site in turn (it names the machines and places them), one per
     # actor; empty: drawn from the seed, so two actors may share a site.
     sites: tuple[str, ...] = ()
+    activity: float = 1.0  # sessions per hour scale (tests: many sessions in a minute)
+    refund_share: float = 0.02  # share of sessions refunded later (sales go down)
 
     def __post_init__(self) -> None:
         if self.actors < 0:
@@ -121,6 +125,10 @@ class FleetSpec:
             raise ValueError("sites must name one site per actor")
         if unknown := [site for site in self.sites if site not in _PLACES]:
             raise ValueError(f"unknown sites {unknown}; known: {', '.join(_SITES)}")
+        if not 0.0 <= self.activity <= 10_000.0:
+            raise ValueError("activity must be in [0, 10000]")
+        if not 0.0 <= self.refund_share <= 1.0:
+            raise ValueError("refund_share must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -159,12 +167,6 @@ class _Unit:
     name: str
     symbol: str
     factor: float
-
-
-def _uniform(*parts: object) -> float:
-    """Stable pseudo-random number in [0, 1) from its inputs (independent of PYTHONHASHSEED)."""
-    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2.0**64
 
 
 def _lerp(low: float, high: float, u: float) -> float:
@@ -213,29 +215,6 @@ def _safe_sub(value: datetime, delta: timedelta) -> datetime:
         return datetime.min.replace(tzinfo=UTC)
 
 
-def _figures(
-    profiles: Sequence[_Profile], hours: float, silent_probability: float
-) -> tuple[int, int, float, int, float]:
-    """Sessions, transactions, sales, duration and kWh of machines with these
-    profiles over ``hours``. Pure.
-
-    Machines not forced silent are silent a `silent_probability` share of the
-    time on average; scaling by the expectation keeps this O(machines).
-    """
-    availability = 1.0 - silent_probability
-    sessions = transactions = duration = 0
-    sales = energy_kwh = 0.0
-    for profile in profiles:
-        expected = profile.sessions_per_hour * hours * availability
-        n = math.floor(expected)
-        sessions += n
-        transactions += n + math.floor(expected * profile.extra_transaction_share)
-        sales += round(n * profile.price_per_session, 2)
-        duration += n * profile.seconds_per_session
-        energy_kwh += n * profile.kwh_per_session
-    return sessions, transactions, sales, duration, energy_kwh
-
-
 class Fleet:
     """The simulated fleet. Thread-safe; all methods may be called concurrently."""
 
@@ -251,7 +230,7 @@ class Fleet:
             site = (
                 spec.sites[a]
                 if spec.sites
-                else _SITES[int(_uniform(spec.seed, "site", actor_id) * len(_SITES))]
+                else _SITES[int(uniform(spec.seed, "site", actor_id) * len(_SITES))]
             )
             units[actor_id] = _unit_for(overrides.get(actor_id, spec.energy_unit_symbol))
             built = [
@@ -267,6 +246,7 @@ class Fleet:
         self._profiles: Final = MappingProxyType(profiles)
         self._units: Final = MappingProxyType(units)
         self._lock = threading.Lock()
+        self._histories: dict[int, History] = {}  # machine id -> its transactions, when asked
         self._forced: dict[int, int] = {}  # actor_id -> first N machines forced silent
         self._forced_since: dict[int, float] = {}  # actor_id -> epoch of the last keep-alive
         # (actor_id, time bucket) -> (randomly silent ids, ids that drew a session in
@@ -299,25 +279,61 @@ class Fleet:
             machine_type=kind,
             city=city,
             country=country,
-            latitude=round(lat + _lerp(-0.02, 0.02, _uniform(spec.seed, "lat", machine_id)), 6),
-            longitude=round(lon + _lerp(-0.02, 0.02, _uniform(spec.seed, "lon", machine_id)), 6),
+            latitude=round(lat + _lerp(-0.02, 0.02, uniform(spec.seed, "lat", machine_id)), 6),
+            longitude=round(lon + _lerp(-0.02, 0.02, uniform(spec.seed, "lon", machine_id)), 6),
             tz_offset_hours=offset,
             has_device=ev or not last,
         )
 
     def _profile(self, machine_id: int) -> _Profile:
         seed = self.spec.seed
-        rate = _lerp(0.2, 2.0, _uniform(seed, "rate", machine_id))
+        rate = _lerp(0.2, 2.0, uniform(seed, "rate", machine_id))
         # Keep a charger's busy time below ~90% of the hour so figures stay plausible.
         max_minutes = max(20.0, min(90.0, 0.9 * 60.0 / rate))
-        minutes = _lerp(20.0, max_minutes, _uniform(seed, "minutes", machine_id))
+        minutes = _lerp(20.0, max_minutes, uniform(seed, "minutes", machine_id))
         return _Profile(
             sessions_per_hour=rate,
-            extra_transaction_share=_lerp(0.0, 0.1, _uniform(seed, "extra", machine_id)),
-            price_per_session=round(_lerp(3.0, 12.0, _uniform(seed, "price", machine_id)), 2),
+            extra_transaction_share=_lerp(0.0, 0.1, uniform(seed, "extra", machine_id)),
+            price_per_session=round(_lerp(3.0, 12.0, uniform(seed, "price", machine_id)), 2),
             seconds_per_session=round(minutes * 60.0),
-            kwh_per_session=round(_lerp(5.0, 40.0, _uniform(seed, "kwh", machine_id)), 3),
+            kwh_per_session=round(_lerp(5.0, 40.0, uniform(seed, "kwh", machine_id)), 3),
         )
+
+    def history(self, machine_id: int) -> History:
+        """An EV machine's transactions (built on first use: a big fleet starts fast).
+        Machines not forced silent are silent a ``silent_probability`` share of the
+        time on average: their sessions come that much less often."""
+        history = self._histories.get(machine_id)
+        if history is not None:
+            return history
+        spec, profile = self.spec, self._profiles[machine_id]
+        history = History(
+            f"{spec.seed}|{machine_id}",
+            sessions_per_hour=profile.sessions_per_hour
+            * (1.0 - spec.silent_probability)
+            * spec.activity,
+            price=profile.price_per_session,
+            seconds_per_session=profile.seconds_per_session,
+            kwh_per_session=profile.kwh_per_session,
+            extra_transaction_share=profile.extra_transaction_share,
+            refund_share=spec.refund_share,
+        )
+        with self._lock:
+            return self._histories.setdefault(machine_id, history)
+
+    def totals(
+        self, actor_id: int, start: datetime, end: datetime, machine: Machine | None = None
+    ) -> Totals:
+        """The transactions recorded in [start, end) by the actor's machines (or one),
+        the forced silent ones left out: what evDashboard answers for that range."""
+        forced = self._forced_ids(actor_id)
+        machines = (machine,) if machine is not None else self._machines[actor_id]
+        first, last = _as_utc(start).timestamp(), _as_utc(end).timestamp()
+        total = Totals()
+        for m in machines:
+            if m.id not in forced:
+                total += self.history(m.id).between(first, last)
+        return total
 
     # -- structure ---------------------------------------------------------------------
 
@@ -406,13 +422,13 @@ class Fleet:
             return cached
         seed, p = self.spec.seed, self.spec.silent_probability
         silent = frozenset(
-            m.id for m in self._machines[actor_id] if _uniform(seed, "silent", m.id, bucket) < p
+            m.id for m in self._machines[actor_id] if uniform(seed, "silent", m.id, bucket) < p
         )
         # Poisson: P(at least one session in an hour) = 1 - exp(-rate).
         busy = frozenset(
             m.id
             for m in self._machines[actor_id]
-            if _uniform(seed, "active", m.id, bucket)
+            if uniform(seed, "active", m.id, bucket)
             < 1.0 - math.exp(-self._profiles[m.id].sessions_per_hour)
         )
         with self._lock:
@@ -453,13 +469,7 @@ class Fleet:
         total = len(actor_machines)
 
         eff_end = min(end, now)
-        hours = (eff_end - min(start, eff_end)).total_seconds() / 3600.0
-        machines = (machine,) if machine is not None else actor_machines
-        sessions, transactions, sales, duration, energy_kwh = _figures(
-            [self._profiles[m.id] for m in machines if m.id not in forced],
-            hours,
-            self.spec.silent_probability,
-        )
+        figures = self.totals(actor_id, min(start, eff_end), eff_end, machine)
         unit = self._units[actor_id]
 
         return {
@@ -472,12 +482,12 @@ class Fleet:
             "MachineDashboard": {
                 "UnitOfMeasure": unit.name,
                 "UnitOfMeasureSymbol": unit.symbol,
-                "NumberOfChargingSessions": sessions,
-                "NumberOfTransactionsForTimeInterval": transactions,
-                "SalesAmountForTimeInterval": round(sales, 2),
-                "TotalChargingSessionsDuration": duration,
-                # Round in kWh first so Wh/MWh are exact rescalings of the same figure.
-                "TotalEnergyConsumption": round(round(energy_kwh, 3) * unit.factor, 6),
+                "NumberOfChargingSessions": figures.sessions,
+                "NumberOfTransactionsForTimeInterval": figures.transactions,
+                "SalesAmountForTimeInterval": figures.sales_cents / 100,
+                "TotalChargingSessionsDuration": figures.duration_seconds,
+                # Whole Wh, so Wh/MWh are exact rescalings of the same figure.
+                "TotalEnergyConsumption": round(figures.energy_wh / 1000 * unit.factor, 6),
             },
             "TimePeriod": time_period,
         }

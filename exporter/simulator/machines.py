@@ -19,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from exporter.simulator.context import ApiRequest, Payload, Simulated
-from exporter.simulator.fleet import Fleet, Machine, _uniform
+from exporter.simulator.fleet import Fleet, Machine
+from exporter.simulator.history import uniform
 from exporter.simulator.replies import INT32, INT64, BadRequest, parse_int
 from exporter.simulator.vendor import denial, method_not_allowed, vendor_error
 
@@ -91,12 +92,12 @@ def _keepalive(fleet: Fleet, machine: Machine, now: float) -> tuple[float, bool]
         return (now - 7200.0 if since is None else since), True
     silent = machine.id in random_silent or (
         not machine.ev
-        and _uniform(seed, "silent", machine.id, bucket) < fleet.spec.silent_probability
+        and uniform(seed, "silent", machine.id, bucket) < fleet.spec.silent_probability
     )
     if silent:  # silent since before this bucket: 1 h to 1 day before it began
-        hours = 1.0 + 23.0 * _uniform(seed, "gone", machine.id, bucket)
+        hours = 1.0 + 23.0 * uniform(seed, "gone", machine.id, bucket)
         return bucket * period - hours * 3600.0, True
-    return now - 60.0 * _uniform(seed, "alive", machine.id, math.floor(now / 30.0)), False
+    return now - 60.0 * uniform(seed, "alive", machine.id, math.floor(now / 30.0)), False
 
 
 def status_document(fleet: Fleet, machine: Machine, now: float, convention: str) -> object:
@@ -108,16 +109,16 @@ def status_document(fleet: Fleet, machine: Machine, now: float, convention: str)
     mqtt, gprs, rssi = False, None, None
     if machine.has_device:
         keepalive, silent = _keepalive(fleet, machine, now)
-        u = _uniform(seed, "tx", machine.id, math.floor(now / 3600.0))
+        u = uniform(seed, "tx", machine.id, math.floor(now / 3600.0))
         stamp["keepalive"] = keepalive
         stamp["transaction"] = keepalive - 6 * 3600.0 * u if silent else now - 3600.0 * u
-        power_up = keepalive - 86400.0 * (1 + 30 * _uniform(seed, "up", machine.id))
+        power_up = keepalive - 86400.0 * (1 + 30 * uniform(seed, "up", machine.id))
         stamp["power_up"] = power_up
         stamp["power_down"] = keepalive + 5.0 if silent else power_up - 30.0
         stamp["changed"] = keepalive
         mqtt = not silent
-        gprs = int(4 * _uniform(seed, "gprs", machine.id))
-        rssi = -110 + int(60 * _uniform(seed, "rssi", machine.id))
+        gprs = int(4 * uniform(seed, "gprs", machine.id))
+        rssi = -110 + int(60 * uniform(seed, "rssi", machine.id))
 
     def fmt(key: str) -> str | None:
         return format_timestamp(stamp[key], machine, convention)

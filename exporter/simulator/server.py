@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Final, cast
 from urllib.parse import parse_qsl, urlsplit
 
+from exporter.simulator.clock import SimClock
 from exporter.simulator.context import ApiRequest, Payload
 from exporter.simulator.control import control
 from exporter.simulator.faults import (
@@ -162,7 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
             socket.close(self.connection.detach())
 
     def _dispatch(self, method: str) -> None:
-        arrival_mono, arrival_wall = time.monotonic(), time.time()
+        arrival_mono, arrival_wall = time.monotonic(), self.sim.clock.now()
         body = self._read_body()
         split = urlsplit(self.path)
         path = split.path
@@ -350,9 +351,13 @@ class SimulatorServer:
         timestamps: str = "utc",
         page_cap: int = 50,
         strict: bool = True,
+        clock: SimClock | None = None,
     ) -> None:
         self.fleet = fleet
         self.latency = latency
+        # The wall clock the API answers by (request log, evDashboard's "now",
+        # /status): real time unless a test sets it (POST /_sim/clock).
+        self.clock = clock or SimClock()
         # /v1/machines/{id}/status: "utc" or "machine" (local at MachineTimeZoneOffset).
         self.timestamps = timestamps
         # /v1/machines answers at most this many records, whatever ResultsLimit asks.
