@@ -85,6 +85,7 @@ class FirstRound:
     first_request_seconds: float  # process start → the first API request arrived
     seconds: float  # process start → the last target's first request arrived
     ratio: float  # seconds / ideal
+    ready_seconds: float  # process start → /-/ready answered 200 (the last outcome committed)
     requests: int  # arrivals up to the end
     # Exporter CPU up to the first request (interpreter, imports, config, plan), and
     # from there to the end; interpolated between samples 0.1 s apart.
@@ -116,6 +117,7 @@ def measure_first_round(
         first_request_seconds=first_request - exporter.started,
         seconds=end - exporter.started,
         ratio=(end - exporter.started) / ideal,
+        ready_seconds=samples[-1][0] - exporter.started,
         requests=sum(1 for r in records if float(r["monotonic"]) <= end),
         startup_cpu_seconds=startup_cpu,
         exporter_cpu_seconds=interpolate(samples, end) - startup_cpu,
@@ -123,13 +125,15 @@ def measure_first_round(
 
 
 def _ready_cpu_samples(exporter: ExporterProcess, timeout: float) -> list[tuple[float, float]]:
-    """(monotonic, exporter CPU s) every 0.1 s from process start until ``/-/ready``."""
+    """(monotonic, exporter CPU s) every 0.1 s from process start until ``/-/ready``
+    answers 200; the last sample is taken then."""
     samples = [(exporter.started, 0.0)]
     deadline = exporter.started + timeout
     while True:
         exporter.check_alive()
         samples.append((time.monotonic(), exporter.cpu_seconds()))
         if exporter.status("/-/ready") == 200:
+            samples.append((time.monotonic(), exporter.cpu_seconds()))
             return samples
         if time.monotonic() > deadline:
             raise BenchError(f"exporter not ready within {timeout:.0f}s:\n{exporter.log_tail()}")

@@ -148,7 +148,6 @@ def run_size(spec: SizeSpec, settings: Settings, log: Log) -> tuple[SizeResult, 
         first = measure_first_round(
             simulator, exporter, every_kind, first_ideal, timeout=max(120.0, 10 * first_ideal)
         )
-        startup = time.monotonic() - exporter.started
 
         def note(message: str) -> None:
             log(f"  {label}: {message}")
@@ -168,7 +167,7 @@ def run_size(spec: SizeSpec, settings: Settings, log: Log) -> tuple[SizeResult, 
         first=first,
         rounds=rounds,
         scrapes=scrapes,
-        memory_and_startup=(peak, rss, startup),
+        memory=(peak, rss),
     )
     return result, config
 
@@ -225,14 +224,14 @@ def size_result(
     first: FirstRound,
     rounds: Sequence[RoundResult],
     scrapes: tuple[LatencyStats, LatencyStats, LatencyStats, LatencyStats],
-    memory_and_startup: tuple[float, float, float],
+    memory: tuple[float, float],
 ) -> SizeResult:
     shape = spec.shape
     ideal = ideal_round(shape.targets, settings)
     span = sum(r.seconds for r in rounds)
     round_seconds = statistics.median(r.seconds for r in rounds)
     exporter_cpu = sum(r.exporter_cpu_seconds for r in rounds)
-    peak, rss, startup = memory_and_startup
+    peak, rss = memory
     return SizeResult(
         name=spec.name,
         status=spec.status,
@@ -261,7 +260,7 @@ def size_result(
         scrape_gzip_paced=scrapes[3],
         peak_rss_mib=peak,
         rss_mib=rss,
-        startup_seconds=startup,
+        startup_seconds=first.ready_seconds,
     )
 
 

@@ -52,6 +52,7 @@ FIRST_ROUND_KEYS = {
     "first_request_seconds",
     "seconds",
     "ratio",
+    "ready_seconds",
     "requests",
     "startup_cpu_seconds",
     "exporter_cpu_seconds",
@@ -176,7 +177,8 @@ def check_size(size: dict[str, Any]) -> None:
     assert set(first) == FIRST_ROUND_KEYS
     assert first["targets"] == TARGETS + live["status_targets"]
     # Start-up comes first, then the round; it ends before /-/ready answered.
-    assert 0 < first["first_request_seconds"] < first["seconds"] <= live["startup_seconds"]
+    assert 0 < first["first_request_seconds"] < first["seconds"] < first["ready_seconds"]
+    assert live["startup_seconds"] == first["ready_seconds"]
     assert first["requests"] >= first["targets"]
     assert first["startup_cpu_seconds"] > 0 and first["exporter_cpu_seconds"] >= 0
     scrapes = ("scrape_plain", "scrape_gzip", "scrape_plain_paced", "scrape_gzip_paced")
