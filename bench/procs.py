@@ -106,10 +106,13 @@ def exporter_config(
     stale_after: float,
     concurrency: int,
     rate_limit: float,
+    status: bool,
 ) -> dict[str, Any]:
-    """A config with every simulated machine configured by id."""
+    """A config with every simulated machine configured by id. ``status``: machine
+    status as the default has it (on for every configured machine, its own default
+    interval), else ``machine_status: {enabled: false}``."""
     fleet = Fleet(FleetSpec(actors=shape.actors, machines_per_actor=shape.machines_per_actor))
-    return {
+    document: dict[str, Any] = {
         "lynx": {
             "base_url": base_url,
             "token": TOKEN,
@@ -121,9 +124,6 @@ def exporter_config(
             "max_concurrency": concurrency,
         },
         "poll": {"interval": _duration(interval), "stale_after": _duration(stale_after)},
-        # The rounds measured are evDashboard rounds (scenario.expected_keys); machine
-        # status would add a request per machine at its own interval.
-        "machine_status": {"enabled": False},
         "windows": [{"name": name, "rolling": f"{seconds}s"} for name, seconds in WINDOWS][
             : shape.windows
         ],
@@ -132,6 +132,9 @@ def exporter_config(
             for actor in fleet.actor_ids()
         ],
     }
+    if not status:
+        document["machine_status"] = {"enabled": False}
+    return document
 
 
 def _duration(seconds: float) -> str:
@@ -151,6 +154,8 @@ class _Child:
     ) -> None:
         self.log_path = log_path
         self._log: IO[bytes] = log_path.open("wb")
+        # Process start, on the clock the simulator stamps arrivals with.
+        self.started = time.monotonic()
         self.process = subprocess.Popen(
             list(command),
             cwd=REPO,
@@ -251,11 +256,15 @@ class ExporterProcess(_Child):
             if response.status != 200:
                 raise BenchError(f"reload answered {response.status}")
 
+    def status(self, path: str) -> int:
+        """The status code of a GET of ``path`` (0: no answer)."""
+        return http_status(f"{self.url}{path}")
+
     def wait_status(self, path: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
-            if http_status(f"{self.url}{path}") == 200:
+            if self.status(path) == 200:
                 return
             time.sleep(0.2)
         raise BenchError(f"exporter {path} not 200 within {timeout:.0f}s:\n{self.log_tail()}")

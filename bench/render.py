@@ -1,28 +1,30 @@
 """In-process comparison: our pre-rendered exposition against prometheus_client's
 ``generate_latest`` over the same snapshot, built from the same simulated fleet
-the live run polls (same targets, same series, same values)."""
+the live run polls (same targets of every kind, same series, same values)."""
 
 from __future__ import annotations
 
 import gzip
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import yaml
 
 from bench.procs import FleetShape
+from bench.scrape import sample_lines
 from exporter.app import Exporter
 from exporter.config import Config, parse_config
-from exporter.kinds.ev_dashboard import parse_payload
+from exporter.kinds import KINDS
 from exporter.logs import SecretScrubber, configure
 from exporter.metrics.exposition import GZIP_LEVEL, DataRenderer
-from exporter.polling.store import PollOutcome
+from exporter.polling.store import PollOutcome, SnapshotStore
 from exporter.simulator import Fleet, FleetSpec
 from exporter.simulator.fleet import resolve_window
-from exporter.targets import Target, build_targets
+from exporter.simulator.machines import status_document
+from exporter.targets import MACHINE_STATUS, Target, build_targets
 from tests.reference import render_reference
 
 CHANGED_SHARE = 0.05  # share of targets whose state changes between two renders
@@ -75,35 +77,36 @@ def fleet_config(document: dict[str, object]) -> Config:
 
 
 def polled_outcomes(config: Config, shape: FleetShape, now: float) -> list[PollOutcome]:
-    """What a full round of polls against the simulator would hand the store."""
+    """What a full round of polls against the simulator would hand the store: every
+    target of every kind, parsed by its kind from the simulator's own answer."""
     fleet = Fleet(FleetSpec(actors=shape.actors, machines_per_actor=shape.machines_per_actor))
     moment = datetime.fromtimestamp(now, UTC)
     outcomes = []
     for index, target in enumerate(build_targets(config)):
+        kind = KINDS[target.kind]
         outcomes.append(
             PollOutcome(
                 key=target.key,
                 finished_at=now - (index % 600) * 0.05,  # spread over the last 30 s
-                reading=parse_payload(
-                    _payload(fleet, target, moment),
-                    duration_unit=config.units.duration,
-                    energy_unit=config.units.energy,
-                    want_operator=target.operator_status,
-                ),
+                reading=kind.parse(_payload(fleet, target, moment), target, config, now),
                 status=200,
             )
         )
     return outcomes
 
 
-def _payload(fleet: Fleet, target: Target, moment: datetime) -> dict[str, object]:
-    rolling = target.window.rolling or 86_400.0
-    start, end = resolve_window(moment - timedelta(seconds=rolling), moment, None, moment)
+def _payload(fleet: Fleet, target: Target, moment: datetime) -> object:
+    """The simulator's answer to ``target``'s request at ``moment``."""
     machine = (
         None
         if target.machine_id is None
         else fleet.find_machine(target.actor_id, target.machine_id, None)
     )
+    if target.kind == MACHINE_STATUS:
+        assert machine is not None  # a status target is a configured machine's
+        return status_document(fleet, machine, moment.timestamp(), "utc")
+    rolling = target.window.rolling or 86_400.0
+    start, end = resolve_window(moment - timedelta(seconds=rolling), moment, None, moment)
     return fleet.dashboard(
         target.actor_id, start=start, end=end, machine=machine, time_period=None, now=moment
     )
@@ -116,8 +119,31 @@ def _first_difference(ours: bytes, theirs: bytes) -> tuple[str, str] | None:
     return None if len(ours) == len(theirs) else ("(length differs)", "(length differs)")
 
 
-def _sample_lines(body: bytes) -> int:
-    return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+def time_changed_renders(
+    store: SnapshotStore, warm: DataRenderer, outcomes: Sequence[PollOutcome], now: float
+) -> Timing:
+    """Renders by ``warm`` after the next CHANGED_SHARE of the targets, in config order,
+    got a new poll result, as between two renders of the daemon (polls land in
+    config order, see schedule.phases). Only the render is timed."""
+    run_length = max(1, round(len(outcomes) * CHANGED_SHARE))
+    rounds = iter(range(1, 1_000_000))
+    changed_only: list[float] = []
+
+    def changed_render() -> None:
+        offset = next(rounds)
+        start = (offset * run_length) % len(outcomes)
+        store.apply(
+            PollOutcome(key=o.key, finished_at=now + offset * 1e-3, reading=o.reading)
+            for o in outcomes[start : start + run_length]
+        )
+        started = time.perf_counter()
+        warm.render_bodies(store.current(), now)
+        changed_only.append(time.perf_counter() - started)
+
+    time_runs(changed_render, runs=3, budget=1.0)
+    return Timing(
+        statistics.median(changed_only), min(changed_only), max(changed_only), len(changed_only)
+    )
 
 
 def compare(config: Config, shape: FleetShape, *, quick: bool) -> RenderResult:
@@ -150,36 +176,15 @@ def compare(config: Config, shape: FleetShape, *, quick: bool) -> RenderResult:
     warm.render_bodies(snapshot, now)
     render_warm = time_runs(lambda: warm.render_bodies(snapshot, now), runs=3, budget=1.0)
 
-    # Each run: the next CHANGED_SHARE of the targets, in config order, got a new
-    # poll result since the last render, as between two renders of the daemon
-    # (polls land in config order, see schedule.phases).
-    run_length = max(1, round(len(outcomes) * CHANGED_SHARE))
-    rounds = iter(range(1, 1_000_000))
-
-    def changed_render() -> None:
-        offset = next(rounds)
-        start = (offset * run_length) % len(outcomes)
-        store.apply(
-            PollOutcome(key=o.key, finished_at=now + offset * 1e-3, reading=o.reading)
-            for o in outcomes[start : start + run_length]
-        )
-        started = time.perf_counter()
-        warm.render_bodies(store.current(), now)
-        changed_only.append(time.perf_counter() - started)
-
-    changed_only: list[float] = []
-    time_runs(changed_render, runs=3, budget=1.0)
-    render_changed = Timing(
-        statistics.median(changed_only), min(changed_only), max(changed_only), len(changed_only)
-    )
+    render_changed = time_changed_renders(store, warm, outcomes, now)
     gzip_compress = time_runs(
         lambda: gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0), runs=3, budget=1.0
     )
     landing = time_runs(exporter.landing, runs=3, budget=budget / 2)
     return RenderResult(
         targets=len(targets),
-        series=_sample_lines(body),
-        reference_series=_sample_lines(reference_body),
+        series=sample_lines(body),
+        reference_series=sample_lines(reference_body),
         identical=body == reference_body,
         first_difference=_first_difference(body, reference_body),
         body_bytes=len(body),

@@ -1,27 +1,23 @@
-"""One live run: simulator + exporter processes at one fleet size.
+"""One live run: simulator + exporter processes at one fleet size and variant.
 
-Poll rounds are measured from the simulator's request log: after clearing it,
-a round ends when every target has arrived once. CPU comes from
-``/proc/PID/stat`` and peak memory from ``VmHWM``; the monotonic clock the
-simulator stamps arrivals with is the same system-wide one the bench reads.
+The headline variant is the default config: machine status on for every
+configured machine, at its own default interval (5 m). The other turns it off.
+Rounds are read from the simulator's request log (``bench/rounds.py``); CPU
+comes from ``/proc/PID/stat`` and peak memory from ``VmHWM``.
 """
 
 from __future__ import annotations
 
-import http.client
-import math
-import random
+import contextlib
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bench.procs import (
-    WINDOWS,
     ExporterProcess,
     FleetShape,
     SimulatorProcess,
@@ -29,8 +25,21 @@ from bench.procs import (
     machine_busy_seconds,
     status_kib,
 )
+from bench.rounds import (
+    FirstRound,
+    RequestKey,
+    RoundResult,
+    dashboard_keys,
+    measure_first_round,
+    measure_round,
+    status_keys,
+)
+from bench.scrape import LatencyStats, Scraper, scrape_for, sleep_until
+from exporter.config import MachineStatusConfig
 
-RequestKey = tuple[int | None, str | None, int]  # (actor id, machine, window span s)
+# machine_status.interval when the config leaves it out (the headline variant).
+STATUS_INTERVAL = MachineStatusConfig().interval
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -38,53 +47,42 @@ class Settings:
     latency: float = 0.05  # simulated seconds per answer
     concurrency: int = 32
     rate_limit: float = 0.0  # requests/s; 0 = unlimited
-    rounds: int = 3  # poll rounds measured per size
+    rounds: int = 3  # steady poll rounds measured per size
     scrape_seconds: float = 30.0  # /metrics is scraped every second this long
     paced_interval: float = 60.0  # the second scrape phase: every target once a minute
     quick: bool = False
 
 
 @dataclass(frozen=True)
-class LatencyStats:
-    """Scrape latency (request sent → last body byte read), milliseconds."""
-
-    count: int
-    errors: int
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
-    bytes: int
-
-
-@dataclass(frozen=True)
-class RoundResult:
-    seconds: float  # clear → every target arrived once
-    requests: int  # arrivals during that span
-    non_200: int
-    exporter_cpu_seconds: float  # over the round
-    simulator_cpu_seconds: float
-    # Everything else busy on the machine meanwhile (the bench itself, other
-    # users): a loud neighbour makes the other figures pessimistic.
-    other_cpu_seconds: float
+class SizeSpec:
+    name: str
+    shape: FleetShape
+    status: bool = True  # machine status as the default config has it
 
 
 @dataclass(frozen=True)
 class SizeResult:
     name: str
+    status: bool  # machine status polled (the default config) or turned off
     machines: int
     actors: int
     windows: int
-    targets: int
-    interval_seconds: float
-    ideal_round_seconds: float
-    rounds: tuple[RoundResult, ...]
-    round_seconds: float  # median of the rounds
+    targets: int  # evDashboard targets: what a steady round polls
+    status_targets: int  # machine status targets (0 when off)
+    interval_seconds: float  # poll.interval: ideal / 2, at capacity
+    status_interval_seconds: float | None  # machine_status.interval (None when off)
+    ideal_round_seconds: float  # of the evDashboard targets
+    first_round: FirstRound  # process start → every target of every kind once
+    rounds: tuple[RoundResult, ...]  # steady evDashboard rounds after a warm-up
+    round_seconds: float  # median of the steady rounds
     round_ratio: float  # round_seconds / ideal
-    throughput_per_second: float  # requests/s over the measured rounds
+    throughput_per_second: float  # requests/s over the steady rounds
     cpu_seconds_per_round: float  # exporter, median
+    exporter_cpu_ms_per_request: float  # exporter CPU over the rounds / requests in them
     exporter_cpu_percent: float  # of one core, at capacity, during the rounds
     simulator_cpu_percent: float
     other_cpu_percent: float  # rest of the machine during the rounds (bench included)
+    series: int  # sample lines of the plain exposition, polling at capacity
     scrape_plain: LatencyStats  # while polling at capacity
     scrape_gzip: LatencyStats
     scrape_plain_paced: LatencyStats  # after a reload to Settings.paced_interval
@@ -101,329 +99,265 @@ def ideal_round(targets: int, settings: Settings) -> float:
     return max(by_concurrency, by_rate)
 
 
-def _span(query: Mapping[str, str]) -> int:
-    try:
-        start = datetime.fromisoformat(query["StartDate"])
-        end = datetime.fromisoformat(query["EndDate"])
-    except (KeyError, ValueError):
-        return -1
-    return round((end - start).total_seconds())
-
-
-def request_key(record: Mapping[str, Any]) -> RequestKey:
-    return (record.get("actor_id"), record.get("machine"), _span(record.get("query") or {}))
-
-
-def expected_keys(config: Mapping[str, Any]) -> set[RequestKey]:
-    spans = [seconds for _, seconds in WINDOWS][: len(config["windows"])]
-    keys: set[RequestKey] = set()
-    for actor in config["actors"]:
-        for span in spans:
-            keys.add((actor["id"], None, span))
-            keys.update((actor["id"], str(m["id"]), span) for m in actor["machines"])
-    return keys
-
-
-def measure_round(
-    simulator: SimulatorProcess,
-    exporter: ExporterProcess,
-    keys: set[RequestKey],
-    ideal: float,
-) -> RoundResult:
-    started = time.monotonic()
-    exporter_cpu, simulator_cpu = exporter.cpu_seconds(), simulator.cpu_seconds()
-    machine_cpu = machine_busy_seconds()
-    simulator.clear_requests()
-    # Fetching the log costs the simulator CPU: look first when a round should
-    # be nearly over, then in small steps.
-    time.sleep(max(0.5, 1.1 * ideal))
-    deadline = started + max(30.0, 6 * ideal)
-    while True:
-        exporter.check_alive()
-        now = time.monotonic()
-        records = simulator.requests()
-        first: dict[RequestKey, float] = {}
-        for record in records:
-            key = request_key(record)
-            if key in keys and key not in first:
-                first[key] = float(record["monotonic"])
-        if len(first) == len(keys):
-            end = max(first.values())
-            elapsed = now - started
-            within = [r for r in records if float(r["monotonic"]) <= end]
-            # CPU over the span up to this fetch, scaled to the round.
-            scale = (end - started) / elapsed
-            exporter_used = exporter.cpu_seconds() - exporter_cpu
-            simulator_used = simulator.cpu_seconds() - simulator_cpu
-            machine_used = machine_busy_seconds() - machine_cpu
-            return RoundResult(
-                seconds=end - started,
-                requests=len(within),
-                non_200=sum(1 for r in within if r["status"] not in (0, 200)),
-                exporter_cpu_seconds=exporter_used * scale,
-                simulator_cpu_seconds=simulator_used * scale,
-                other_cpu_seconds=max(0.0, machine_used - exporter_used - simulator_used) * scale,
-            )
-        if now > deadline:
-            missing = len(keys) - len(first)
-            raise TimeoutError(
-                f"{missing} of {len(keys)} targets not polled within {now - started:.0f}s"
-            )
-        time.sleep(max(0.25, 0.1 * ideal))
-
-
-def percentile(values: Sequence[float], share: float) -> float:
-    """Nearest-rank percentile (with 30 samples, p99 is the maximum)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
-
-
-class Scraper:
-    """One keep-alive connection, as Prometheus keeps one per target."""
-
-    def __init__(self, port: int, gzip: bool) -> None:
-        self._port = port
-        self._headers = {"Accept-Encoding": "gzip"} if gzip else {}
-        self._connection: http.client.HTTPConnection | None = None
-        self.durations: list[float] = []
-        self.errors = 0
-        self.size = 0
-
-    def scrape(self) -> None:
-        if self._connection is None:
-            self._connection = http.client.HTTPConnection("127.0.0.1", self._port, timeout=30)
-        started = time.perf_counter()
-        try:
-            self._connection.request("GET", "/metrics", headers=self._headers)
-            response = self._connection.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException):
-            self.errors += 1
-            self._connection.close()
-            self._connection = None
-            return
-        self.durations.append(time.perf_counter() - started)
-        if response.status != 200:
-            self.errors += 1
-        self.size = len(body)
-
-    def stats(self) -> LatencyStats:
-        ms = [d * 1000 for d in self.durations] or [math.nan]
-        return LatencyStats(
-            count=len(self.durations),
-            errors=self.errors,
-            p50_ms=statistics.median(ms),
-            p99_ms=percentile(ms, 0.99),
-            max_ms=max(ms),
-            bytes=self.size,
-        )
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-
-
-def scrape_for(
-    port: int, seconds: float, period: float = 1.0, seed: int = 5
-) -> tuple[LatencyStats, LatencyStats]:
-    """A plain scrape in the first half of every ``period`` and a gzip one in the
-    second, each at a random moment within its half (seeded: runs repeat).
-
-    Not on a fixed grid: the exporter renders on a fixed period too (every
-    max(1 s, interval/20)), and both grids start from the same reload, so at fixed
-    moments every scrape of a run met a render or none did, and the slowest of 30
-    measured that phase, not the exporter."""
-    rng = random.Random(seed)
-    plain, gzipped = Scraper(port, gzip=False), Scraper(port, gzip=True)
-    started = time.monotonic()
-    half = period / 2
-    tick = 0
-    try:
-        while (due := started + tick * period) < started + seconds:
-            _sleep_until(due + rng.uniform(0, half * 0.8))
-            plain.scrape()
-            _sleep_until(due + half + rng.uniform(0, half * 0.8))
-            gzipped.scrape()
-            tick += 1
-    finally:
-        plain.close()
-        gzipped.close()
-    return plain.stats(), gzipped.stats()
-
-
-def _sleep_until(moment: float) -> None:
-    delay = moment - time.monotonic()
-    if delay > 0:
-        time.sleep(delay)
-
-
-@dataclass(frozen=True)
-class SizeSpec:
-    name: str
-    shape: FleetShape
-
-
-def run_size(
-    spec: SizeSpec, settings: Settings, log: Callable[[str], None]
-) -> tuple[SizeResult, dict[str, Any]]:
-    """The live measurements at one size; also returns the generated config."""
-    shape = spec.shape
-    ideal = ideal_round(shape.targets, settings)
-    # Below the ideal round, so targets are always overdue: the exporter runs flat out.
-    interval = max(0.01, ideal / 2)
-    with tempfile.TemporaryDirectory(prefix=f"bench-{spec.name}-") as tmp:
+@contextlib.contextmanager
+def running(
+    shape: FleetShape,
+    settings: Settings,
+    make_config: Callable[[str], dict[str, Any]],
+    prefix: str,
+) -> Iterator[tuple[SimulatorProcess, ExporterProcess, dict[str, Any]]]:
+    """The simulator, then the exporter with ``make_config(simulator url)``; both
+    stopped on the way out."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         workdir = Path(tmp)
         simulator = SimulatorProcess(shape, settings.latency, workdir)
         try:
-            config = exporter_config(
-                shape,
-                simulator.url,
-                interval=interval,
-                stale_after=max(600.0, 20 * ideal),
-                concurrency=settings.concurrency,
-                rate_limit=settings.rate_limit,
-            )
-            started = time.monotonic()
+            config = make_config(simulator.url)
             exporter = ExporterProcess(config, workdir)
             try:
-                exporter.wait_status("/-/healthy", 60)
-                exporter.wait_status("/-/ready", max(120.0, 10 * ideal))
-                startup = time.monotonic() - started
-                log(f"  {spec.name}: ready after {startup:.1f}s; warm-up round")
-                keys = expected_keys(config)
-                measure_round(simulator, exporter, keys, ideal)  # warm-up, not reported
-                rounds = []
-                for index in range(settings.rounds):
-                    result = measure_round(simulator, exporter, keys, ideal)
-                    log(
-                        f"  {spec.name}: round {index + 1}: {result.seconds:.2f}s "
-                        f"(ideal {ideal:.2f}s), exporter CPU {result.exporter_cpu_seconds:.2f}s"
-                    )
-                    rounds.append(result)
-                simulator.clear_requests()
-                log(f"  {spec.name}: scraping /metrics for {settings.scrape_seconds:.0f}s")
-                plain, gzipped = scrape_for(exporter.port, settings.scrape_seconds)
-                poll = {**config["poll"], "interval": f"{settings.paced_interval:g}s"}
-                paced = {**config, "poll": poll}
-                exporter.reload(paced)
-                # The reload's own work (its collections, the first render) is not
-                # steady state.
-                time.sleep(5.0)
-                simulator.clear_requests()
-                log(f"  {spec.name}: interval {settings.paced_interval:g}s, scraping again")
-                plain_paced, gzip_paced = scrape_for(exporter.port, settings.scrape_seconds)
-                simulator.clear_requests()
-                peak = status_kib(exporter.pid, "VmHWM") / 1024
-                rss = status_kib(exporter.pid, "VmRSS") / 1024
+                yield simulator, exporter, config
             finally:
                 exporter.stop()
         finally:
             simulator.stop()
+
+
+def run_size(spec: SizeSpec, settings: Settings, log: Log) -> tuple[SizeResult, dict[str, Any]]:
+    """The live measurements at one size and variant; also returns the config."""
+    shape, label = spec.shape, f"{spec.name} status {'on' if spec.status else 'off'}"
+    ideal = ideal_round(shape.targets, settings)
+    # Below the ideal round, so targets are always overdue: the exporter runs flat out.
+    interval = max(0.01, ideal / 2)
+
+    def make_config(url: str) -> dict[str, Any]:
+        return exporter_config(
+            shape,
+            url,
+            interval=interval,
+            stale_after=max(600.0, 20 * ideal),
+            concurrency=settings.concurrency,
+            rate_limit=settings.rate_limit,
+            status=spec.status,
+        )
+
+    with running(shape, settings, make_config, f"bench-{spec.name}-") as processes:
+        simulator, exporter, config = processes
+        keys = dashboard_keys(config)
+        every_kind = keys | status_keys(config)
+        first_ideal = ideal_round(len(every_kind), settings)
+        first = measure_first_round(
+            simulator, exporter, every_kind, first_ideal, timeout=max(120.0, 10 * first_ideal)
+        )
+
+        def note(message: str) -> None:
+            log(f"  {label}: {message}")
+
+        note(
+            f"first request after {first.first_request_seconds:.1f}s, every target of every "
+            f"kind after {first.seconds:.1f}s ({first.ratio:.2f} x ideal); warm-up round"
+        )
+        rounds = steady_rounds(simulator, exporter, keys, ideal=ideal, settings=settings, log=note)
+        scrapes = scrape_phases(simulator, exporter, config, settings, note)
+        peak = status_kib(exporter.pid, "VmHWM") / 1024
+        rss = status_kib(exporter.pid, "VmRSS") / 1024
+    result = size_result(
+        spec,
+        settings,
+        interval=interval,
+        first=first,
+        rounds=rounds,
+        scrapes=scrapes,
+        memory=(peak, rss),
+    )
+    return result, config
+
+
+def steady_rounds(
+    simulator: SimulatorProcess,
+    exporter: ExporterProcess,
+    keys: set[RequestKey],
+    *,
+    ideal: float,
+    settings: Settings,
+    log: Log,
+) -> tuple[RoundResult, ...]:
+    """A warm-up round (not reported), then ``settings.rounds`` measured ones."""
+    measure_round(simulator, exporter, keys, ideal)
+    rounds = []
+    for index in range(settings.rounds):
+        result = measure_round(simulator, exporter, keys, ideal)
+        log(
+            f"round {index + 1}: {result.seconds:.2f}s (ideal {ideal:.2f}s), "
+            f"exporter CPU {result.exporter_cpu_seconds:.2f}s"
+        )
+        rounds.append(result)
+    return tuple(rounds)
+
+
+def scrape_phases(
+    simulator: SimulatorProcess,
+    exporter: ExporterProcess,
+    config: Mapping[str, Any],
+    settings: Settings,
+    log: Log,
+) -> tuple[LatencyStats, LatencyStats, LatencyStats, LatencyStats]:
+    """Plain and gzip scrapes while polling at capacity, then at the paced interval."""
+    simulator.clear_requests()
+    log(f"scraping /metrics for {settings.scrape_seconds:.0f}s")
+    plain, gzipped = scrape_for(exporter.port, settings.scrape_seconds)
+    poll = {**config["poll"], "interval": f"{settings.paced_interval:g}s"}
+    exporter.reload({**config, "poll": poll})
+    # The reload's own work (its collections, the first render) is not steady state.
+    time.sleep(5.0)
+    simulator.clear_requests()
+    log(f"interval {settings.paced_interval:g}s, scraping again")
+    plain_paced, gzip_paced = scrape_for(exporter.port, settings.scrape_seconds)
+    simulator.clear_requests()
+    return plain, gzipped, plain_paced, gzip_paced
+
+
+def size_result(
+    spec: SizeSpec,
+    settings: Settings,
+    *,
+    interval: float,
+    first: FirstRound,
+    rounds: Sequence[RoundResult],
+    scrapes: tuple[LatencyStats, LatencyStats, LatencyStats, LatencyStats],
+    memory: tuple[float, float],
+) -> SizeResult:
+    shape = spec.shape
+    ideal = ideal_round(shape.targets, settings)
     span = sum(r.seconds for r in rounds)
     round_seconds = statistics.median(r.seconds for r in rounds)
-    size_result = SizeResult(
+    exporter_cpu = sum(r.exporter_cpu_seconds for r in rounds)
+    peak, rss = memory
+    return SizeResult(
         name=spec.name,
+        status=spec.status,
         machines=shape.machines,
         actors=shape.actors,
         windows=shape.windows,
         targets=shape.targets,
+        status_targets=shape.machines if spec.status else 0,
         interval_seconds=interval,
+        status_interval_seconds=STATUS_INTERVAL if spec.status else None,
         ideal_round_seconds=ideal,
+        first_round=first,
         rounds=tuple(rounds),
         round_seconds=round_seconds,
         round_ratio=round_seconds / ideal,
         throughput_per_second=sum(r.requests for r in rounds) / span,
         cpu_seconds_per_round=statistics.median(r.exporter_cpu_seconds for r in rounds),
-        exporter_cpu_percent=100 * sum(r.exporter_cpu_seconds for r in rounds) / span,
+        exporter_cpu_ms_per_request=1000 * exporter_cpu / sum(r.requests for r in rounds),
+        exporter_cpu_percent=100 * exporter_cpu / span,
         simulator_cpu_percent=100 * sum(r.simulator_cpu_seconds for r in rounds) / span,
         other_cpu_percent=100 * sum(r.other_cpu_seconds for r in rounds) / span,
-        scrape_plain=plain,
-        scrape_gzip=gzipped,
-        scrape_plain_paced=plain_paced,
-        scrape_gzip_paced=gzip_paced,
+        series=scrapes[0].series,
+        scrape_plain=scrapes[0],
+        scrape_gzip=scrapes[1],
+        scrape_plain_paced=scrapes[2],
+        scrape_gzip_paced=scrapes[3],
         peak_rss_mib=peak,
         rss_mib=rss,
-        startup_seconds=startup,
+        startup_seconds=first.ready_seconds,
     )
-    return size_result, config
 
 
 @dataclass(frozen=True)
 class IdleResult:
     """Average CPU at a realistic pace: every target once per interval."""
 
+    status: bool  # machine status polled (the default config) or turned off
     machines: int
-    targets: int
+    targets: int  # evDashboard targets
+    status_targets: int  # machine status targets (0 when off)
     interval_seconds: float
+    status_interval_seconds: float | None  # machine_status.interval (None when off)
     measured_seconds: float
     scrape_every_seconds: float
     cpu_percent: float  # of one core, exporter process, average over the span
     simulator_cpu_percent: float
     other_cpu_percent: float  # rest of the machine meanwhile (bench included)
     requests: int  # arrivals at the simulator during the span
+    exporter_cpu_ms_per_request: float
     peak_rss_mib: float
 
 
-def run_idle(
-    shape: FleetShape,
-    settings: Settings,
-    *,
-    interval: float,
-    seconds: float,
-    scrape_every: float,
-    log: Callable[[str], None],
-) -> IdleResult:
-    """CPU of the exporter polling ``shape`` every ``interval`` while Prometheus
-    scrapes it every ``scrape_every`` seconds (gzip, as Prometheus asks)."""
-    with tempfile.TemporaryDirectory(prefix="bench-idle-") as tmp:
-        workdir = Path(tmp)
-        simulator = SimulatorProcess(shape, settings.latency, workdir)
-        try:
-            config = exporter_config(
-                shape,
-                simulator.url,
-                interval=interval,
-                stale_after=3 * interval,
-                concurrency=settings.concurrency,
-                rate_limit=settings.rate_limit,
-            )
-            exporter = ExporterProcess(config, workdir)
-            try:
-                exporter.wait_status("/-/healthy", 60)
-                time.sleep(5.0)  # start-up (imports, config) is not steady state
-                log(f"  idle: measuring CPU over {seconds:.0f}s")
-                simulator.clear_requests()
-                scraper = Scraper(exporter.port, gzip=True)
-                start_cpu, sim_cpu = exporter.cpu_seconds(), simulator.cpu_seconds()
-                machine_cpu = machine_busy_seconds()
-                started = time.monotonic()
-                tick = 0
-                while (due := started + tick * scrape_every) < started + seconds:
-                    _sleep_until(due)
-                    scraper.scrape()
-                    tick += 1
-                _sleep_until(started + seconds)
-                elapsed = time.monotonic() - started
-                cpu = exporter.cpu_seconds() - start_cpu
-                sim = simulator.cpu_seconds() - sim_cpu
-                other = machine_busy_seconds() - machine_cpu - cpu - sim
-                scraper.close()
-                requests = len(simulator.requests())
-                exporter.check_alive()
-                peak = status_kib(exporter.pid, "VmHWM") / 1024
-            finally:
-                exporter.stop()
-        finally:
-            simulator.stop()
+@dataclass(frozen=True)
+class IdleSpec:
+    shape: FleetShape
+    status: bool
+    interval: float  # poll.interval
+    seconds: float  # the measured span
+    scrape_every: float
+
+
+def idle_seconds(status: bool, quick: bool, override: float | None) -> float:
+    """The average-CPU span: with status on, one whole machine_status.interval, so
+    every kind is polled in its share (each target once per its interval); else
+    120 s. ``--quick``: 30 s, which over-weights status (its first round is spread
+    over one poll.interval)."""
+    if override is not None:
+        return override
+    if quick:
+        return 30.0
+    return STATUS_INTERVAL if status else 120.0
+
+
+def run_idle(spec: IdleSpec, settings: Settings, log: Log) -> IdleResult:
+    """CPU of the exporter polling ``spec.shape`` every ``spec.interval`` while
+    Prometheus scrapes it every ``spec.scrape_every`` seconds (gzip, as
+    Prometheus asks)."""
+
+    def make_config(url: str) -> dict[str, Any]:
+        return exporter_config(
+            spec.shape,
+            url,
+            interval=spec.interval,
+            stale_after=3 * spec.interval,
+            concurrency=settings.concurrency,
+            rate_limit=settings.rate_limit,
+            status=spec.status,
+        )
+
+    with running(spec.shape, settings, make_config, "bench-idle-") as processes:
+        simulator, exporter, _ = processes
+        exporter.wait_status("/-/healthy", 60)
+        time.sleep(5.0)  # start-up (imports, config) is not steady state
+        log(f"  idle, status {'on' if spec.status else 'off'}: CPU over {spec.seconds:.0f}s")
+        simulator.clear_requests()
+        scraper = Scraper(exporter.port, gzip=True)
+        start_cpu, sim_cpu = exporter.cpu_seconds(), simulator.cpu_seconds()
+        machine_cpu = machine_busy_seconds()
+        started = time.monotonic()
+        tick = 0
+        while (due := started + tick * spec.scrape_every) < started + spec.seconds:
+            sleep_until(due)
+            scraper.scrape()
+            tick += 1
+        sleep_until(started + spec.seconds)
+        elapsed = time.monotonic() - started
+        cpu = exporter.cpu_seconds() - start_cpu
+        sim = simulator.cpu_seconds() - sim_cpu
+        other = machine_busy_seconds() - machine_cpu - cpu - sim
+        scraper.close()
+        requests = len(simulator.requests())
+        exporter.check_alive()
+        peak = status_kib(exporter.pid, "VmHWM") / 1024
     return IdleResult(
-        machines=shape.machines,
-        targets=shape.targets,
-        interval_seconds=interval,
+        status=spec.status,
+        machines=spec.shape.machines,
+        targets=spec.shape.targets,
+        status_targets=spec.shape.machines if spec.status else 0,
+        interval_seconds=spec.interval,
+        status_interval_seconds=STATUS_INTERVAL if spec.status else None,
         measured_seconds=elapsed,
-        scrape_every_seconds=scrape_every,
+        scrape_every_seconds=spec.scrape_every,
         cpu_percent=100 * cpu / elapsed,
         simulator_cpu_percent=100 * sim / elapsed,
         other_cpu_percent=100 * max(0.0, other) / elapsed,
         requests=requests,
+        exporter_cpu_ms_per_request=1000 * cpu / max(1, requests),
         peak_rss_mib=peak,
     )
