@@ -375,9 +375,11 @@ def table(measured: Sequence[Measured], counted: dict[Case, float]) -> str:
     return "\n".join(rows)
 
 
-def write(measured: Sequence[Measured], counted: dict[Case, float], label: str) -> Path:
+def write(
+    measured: Sequence[Measured], counted: dict[Case, float], label: str, output: Path
+) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS / f"client-cpu-{stamp}{'-' + label if label else ''}.json"
+    path = output / f"client-cpu-{stamp}{'-' + label if label else ''}.json"
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
     ).stdout.strip()
@@ -428,6 +430,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--profile", metavar="LAYER", help="print a cProfile of LAYER (1 thread) and stop")
     add("--gzip-only", action="store_true")
     add("--label", default="", help="appended to the results file's name")
+    add("--output", type=Path, default=RESULTS, help=f"directory of results (default {RESULTS})")
     add("--serve", action="store_true", help=argparse.SUPPRESS)
     add("--once", metavar="LAYER", help=argparse.SUPPRESS)  # one run, for callgrind
     add("--base", help=argparse.SUPPRESS)
@@ -463,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         server.stop()
     print(table(measured, counted))
-    print(f"written: {write(measured, counted, args.label)}", file=sys.stderr)
+    print(f"written: {write(measured, counted, args.label, args.output)}", file=sys.stderr)
     return 0
 
 
