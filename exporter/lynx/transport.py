@@ -263,6 +263,19 @@ def _install(manager: Any) -> Any:
 class DeadlineAdapter(HTTPAdapter):
     """requests' adapter whose connections honour :func:`deadline_scope`."""
 
+    def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
+        """The status, headers and raw stream, and nothing the transport never reads:
+        no cookie jar filled from ``Set-Cookie`` (none is kept), no text encoding
+        looked up (the body is read as bytes), no copy of the headers (urllib3's
+        are case-insensitive already)."""
+        response = requests.Response()
+        response.status_code = resp.status
+        response.headers = resp.headers
+        response.raw = resp
+        response.reason = resp.reason
+        response.request = req
+        return response
+
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         _install(self.poolmanager)
