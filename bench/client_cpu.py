@@ -196,9 +196,13 @@ def layer(name: str, base: str, threads: int) -> tuple[Send, Callable[[], None]]
         host, _, target = url.removeprefix("http://").partition("/")
         address, port = host.split(":")
         pool = urllib3.HTTPConnectionPool(address, int(port), maxsize=threads)
-        return lambda: pool.urlopen(
-            "GET", "/" + target, headers=HEADERS, retries=False, redirect=False, timeout=10.0
-        ).data, pool.close
+
+        def send() -> bytes:
+            return pool.urlopen(
+                "GET", "/" + target, headers=HEADERS, retries=False, redirect=False, timeout=10.0
+            ).data
+
+        return send, pool.close
     if name == "http.client":
         return _http_client(url)
     if name == "nothing":  # the loop's own cost (and the sleeps' with --gap)
@@ -301,9 +305,7 @@ def measure(
             done = requests_ // case.threads * case.threads
             cpu[case].append(used / done * 1e6)
             wall[case].append(took / done * 1e6)
-    return [
-        Measured(c.layer, c.gzip, c.threads, requests_, cpu[c], wall[c]) for c in cases
-    ]
+    return [Measured(c.layer, c.gzip, c.threads, requests_, cpu[c], wall[c]) for c in cases]
 
 
 # --- callgrind ------------------------------------------------------------------------
@@ -367,7 +369,7 @@ def table(measured: Sequence[Measured], counted: dict[Case, float]) -> str:
     ]
     for m in measured:
         case = Case(m.layer, m.gzip, m.threads)
-        ir = f"{counted[case] / 1000:,.0f} k" if case in counted else "–"
+        ir = f"{counted[case] / 1000:,.0f} k" if case in counted else "-"
         rows.append(
             f"| {m.layer} | {'gzip' if m.gzip else 'plain'} | {m.threads} "
             f"| {statistics.median(m.cpu_us):,.0f}, {min(m.cpu_us):,.0f} | {ir} |"
@@ -375,17 +377,18 @@ def table(measured: Sequence[Measured], counted: dict[Case, float]) -> str:
     return "\n".join(rows)
 
 
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], check=False, capture_output=True, text=True, cwd=REPO)
+    return done.stdout.strip()
+
+
 def write(
     measured: Sequence[Measured], counted: dict[Case, float], label: str, output: Path
 ) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = output / f"client-cpu-{stamp}{'-' + label if label else ''}.json"
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "exporter"], capture_output=True, text=True, cwd=REPO
-    ).stdout.strip()
+    commit = _git("rev-parse", "--short", "HEAD")
+    dirty = _git("status", "--porcelain", "exporter")
     document = {
         "label": label,
         "commit": commit + ("+dirty" if dirty else ""),
