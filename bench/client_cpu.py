@@ -27,6 +27,7 @@ import argparse
 import cProfile
 import gzip
 import http.client
+import importlib.metadata
 import json
 import os
 import platform
@@ -394,7 +395,7 @@ def write(
         "commit": commit + ("+dirty" if dirty else ""),
         "python": platform.python_version(),
         "requests": requests.__version__,
-        "urllib3": urllib3.__version__,
+        "urllib3": importlib.metadata.version("urllib3"),
         "cpu": platform.processor() or platform.machine(),
         "measured": [asdict(m) for m in measured],
         "instructions_per_request": [
