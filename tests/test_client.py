@@ -306,7 +306,7 @@ def test_request_carries_session_headers_query_and_attempt_header() -> None:
         client, 42, {"StartDate": "2026-11-22T00:00:00.000Z", "MachineID": "7"}, Secret("tok")
     )
     sent = responses.calls[0].request
-    assert sent.url == f"{URL}?StartDate=2026-11-22T00%3A00%3A00.000Z&MachineID=7"
+    assert sent.url == f"{URL}?StartDate=2026-11-22T00:00:00.000Z&MachineID=7"
     assert sent.headers["Authorization"] == "Bearer tok"
     assert sent.headers["Accept"] == "application/json"
     assert sent.headers["User-Agent"].startswith("nayax-ev-exporter/")

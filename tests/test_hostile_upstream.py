@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import LynxConfig, Secret
+from exporter.config import LynxConfig, RefreshToken, Secret
 from exporter.lynx.client import (
     AuthError,
     BadPayloadError,
@@ -94,6 +94,8 @@ class RawUpstream:
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.heads: list[bytes] = []
+        self.connections: list[socket.socket] = []
+        self.ended: list[socket.socket] = []  # closed by the client
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.2)
         self._stop = threading.Event()
@@ -123,12 +125,14 @@ class RawUpstream:
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(5)
         buffer = b""
+        self.connections.append(conn)
         with conn:
             while not self._stop.is_set():
                 try:
                     while b"\r\n\r\n" not in buffer:
                         data = conn.recv(65536)
                         if not data:
+                            self.ended.append(conn)
                             return
                         buffer += data
                     head, _, buffer = buffer.partition(b"\r\n\r\n")
@@ -356,3 +360,41 @@ def test_a_gzip_body_is_capped_as_it_inflates() -> None:
             tracemalloc.stop()
     assert "decompressed" in str(caught.value)
     assert peak < 8 << 20, f"{peak >> 20} MiB allocated to read the body"
+
+
+# --- connection pools ------------------------------------------------------------------
+
+
+def test_requests_after_an_exchange_at_another_origin_work_and_close_closes_all() -> None:
+    """The data API and the token exchange are two origins (as by default). The
+    adapter keeps one pool and closes the other when it switches; the pool it looks
+    up once per origin must be looked up again once closed, or every request after
+    an exchange would fail."""
+    data_requests: list[int] = []
+
+    def data(_head: bytes, sock: socket.socket) -> bool:
+        data_requests.append(1)
+        if len(data_requests) == 2:  # the vendor revokes the access token: renew it
+            sock.sendall(response("401 Unauthorized", b"{}"))
+        else:
+            sock.sendall(response("200 OK", DASHBOARD, "Content-Type: application/json"))
+        return True
+
+    def issue(_head: bytes, sock: socket.socket) -> bool:
+        sock.sendall(response("200 OK", json.dumps({"Token": "access-token-0123456789"}).encode()))
+        return True
+
+    with RawUpstream(data) as api, RawUpstream(issue) as auth:
+        client = make_client(api.url)
+        refresh = RefreshToken("refresh-token-0123456789", auth.url)
+        statuses = [fetch_dashboard(client, 1, {}, refresh).status for _ in range(3)]
+        assert statuses == [200, 200, 200]
+        assert (len(auth.heads), len(api.heads)) == (2, 4)  # exchange, 200, 401, exchange, ...
+        client.close()  # a reload: no connection to either origin outlives the client
+        wait_for(
+            lambda: (
+                len(api.ended) == len(api.connections) and len(auth.ended) == len(auth.connections)
+            ),
+            timeout=5,
+            what="every connection closed by the client",
+        )

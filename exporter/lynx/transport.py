@@ -34,9 +34,8 @@ from typing import Any
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connectionpool import ConnectionPool, HTTPConnectionPool, HTTPSConnectionPool
 
 from exporter.lynx.errors import BadPayloadError, ConnectionFailed, LynxError, TimeoutError_
 
@@ -165,15 +164,19 @@ class Transport:
     ) -> requests.PreparedRequest:
         """The request, prepared here rather than by ``Session.request``: no cookies,
         no ~/.netrc, no hooks, and the generic merging of those was about a sixth of
-        the CPU of each poll. The query is the caller's own (dates and ids)."""
+        the CPU of each poll. The query is the caller's own (dates and ids).
+
+        The headers are a plain dict, not requests' CaseInsensitiveDict: urllib3
+        takes any mapping and walks it several times per request, which costs a
+        CaseInsensitiveDict about 5 % of the exchange. Every name is spelled one way
+        here, and the fixed and per-request names never overlap."""
         prepared = requests.PreparedRequest()  # body None, default hooks, no cookies
         prepared.method = method
         prepared.url = url
-        merged = CaseInsensitiveDict(self._headers)
-        merged.update(headers)
+        merged = {**self._headers, **headers}
         if method == "POST":
             merged["Content-Length"] = "0"
-        prepared.headers = merged
+        prepared.headers = merged  # type: ignore[assignment]  # see above
         return prepared
 
 
@@ -262,6 +265,52 @@ def _install(manager: Any) -> Any:
 
 class DeadlineAdapter(HTTPAdapter):
     """requests' adapter whose connections honour :func:`deadline_scope`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._pools: dict[tuple[object, ...], ConnectionPool] = {}
+
+    def get_connection_with_tls_context(
+        self,
+        request: requests.PreparedRequest,
+        verify: bool | str | None,
+        proxies: Mapping[str, str] | None = None,
+        cert: tuple[str, str] | str | None = None,
+    ) -> ConnectionPool:
+        """requests' pool for the request, looked up once per origin and proxy
+        settings rather than on every request (parsing the URL, selecting the proxy
+        and normalising the pool key were a tenth of the exchange). The manager
+        keeps ``pool_connections`` pools; the one it drops for another origin is
+        closed by urllib3 1 (then looked up again here) and merely dropped by
+        urllib3 2 (then kept here, with its connections, until :meth:`close`)."""
+        origin = "/".join((request.url or "").split("/", 3)[:3])
+        key = (origin, tuple(proxies.items()) if proxies else (), verify, cert)
+        pool = self._pools.get(key)
+        if pool is None or getattr(pool, "pool", None) is None:  # closed: .pool is None
+            pool = super().get_connection_with_tls_context(request, verify, proxies, cert)
+            self._pools[key] = pool
+        return pool
+
+    def close(self) -> None:
+        # urllib3 2 drops a pool from the manager without closing it; ours may
+        # still hold it.
+        super().close()
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+
+    def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
+        """The status, headers and raw stream, and nothing the transport never reads:
+        no cookie jar filled from ``Set-Cookie`` (none is kept), no text encoding
+        looked up (the body is read as bytes), no copy of the headers (urllib3's
+        are case-insensitive already)."""
+        response = requests.Response()
+        response.status_code = resp.status
+        response.headers = resp.headers
+        response.raw = resp
+        response.reason = resp.reason
+        response.request = req
+        return response
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
