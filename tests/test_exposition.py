@@ -520,3 +520,25 @@ def test_self_counters_have_no_created_series_and_follow_the_configured_actors()
     assert len(errors) == 2 * len(POLL_ERROR_REASONS)
     assert sum(errors.values()) == 1
     assert select(errors, "nayax_ev_poll_errors_total", actor_id="2001492653", reason="timeout")
+
+
+def test_a_render_to_the_same_lines_keeps_the_served_segments() -> None:
+    """A reload that changes the staleness limit but no line renders every
+    block again, yet to the same bytes: the new bodies are the very segments
+    already served, so the lines are not held twice."""
+    from exporter.polling.store import Snapshot
+
+    store = populated_store()
+    renderer = DataRenderer()
+    old = renderer.render_bodies(store.current(), NOW)
+    current = store.current()
+    copied = Snapshot(
+        states=current.states,
+        stale_after=current.stale_after + 60.0,  # every reading still fresh at NOW
+        generation=current.generation + 1,
+    )
+    new = renderer.render_bodies(copied, NOW)
+    assert new.plain == old.plain == render_reference(copied, NOW)
+    assert [id(s) for s in new.segments] == [id(s) for s in old.segments]
+    # All but the gzip trailer, packed afresh per render.
+    assert [id(s) for s in new.gzip_segments[:-1]] == [id(s) for s in old.gzip_segments[:-1]]

@@ -428,9 +428,14 @@ def _segment(
         plain_ends.append(plain_end)
         deflated_ends.append(deflated_end)
     body = b"".join(plain)
-    return _Segment(
-        body, b"".join(deflated), zlib.crc32(body), tuple(plain_ends), tuple(deflated_ends)
-    )
+    ends = tuple(plain_ends)
+    if last is not None and body == last.plain:
+        # Rendered again to the same lines (a reload that changed every target's
+        # state but no line): keep the served bytes, hold the lines once.
+        if ends == last.plain_ends:
+            return last  # the same blocks' deflate segments too
+        return _Segment(last.plain, b"".join(deflated), last.checksum, ends, tuple(deflated_ends))
+    return _Segment(body, b"".join(deflated), zlib.crc32(body), ends, tuple(deflated_ends))
 
 
 @dataclass(frozen=True)
