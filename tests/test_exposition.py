@@ -195,15 +195,19 @@ def _one_gzip_member(data: bytes) -> bytes:
     return payload
 
 
+@pytest.mark.parametrize("segment_blocks", [1, 2, 8])
 def test_gzip_body_follows_the_plain_body_through_reused_and_rerendered_blocks(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, segment_blocks: int
 ) -> None:
     """The gzip body is stitched from per-block segments, some compressed in an
     earlier render: after every kind of change it is one valid gzip member of
-    exactly the plain body, which equals the reference."""
+    exactly the plain body, which equals the reference. (With 2 blocks per
+    served segment, a segment rebuilt around a changed block takes its other
+    block's lines from the last segment.)"""
     from exporter.metrics import exposition
 
     monkeypatch.setattr(exposition, "BLOCK_SIZE", 3)
+    monkeypatch.setattr(exposition, "SEGMENT_BLOCKS", segment_blocks)
     store = populated_store()
     renderer = DataRenderer()
     keys = list(store.current().states)
@@ -227,6 +231,45 @@ def test_gzip_body_follows_the_plain_body_through_reused_and_rerendered_blocks(
     assert check(NOW) == b"".join(
         line.encode() + b"\n" for line in first.decode().splitlines() if line.startswith("#")
     )  # no targets: the headers alone
+
+
+def test_a_render_shares_the_unchanged_segments_with_the_last_bodies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bodies are segments, one per family and run of blocks: after a poll
+    lands, only the segments of its target's run are new bytes; every other one
+    is the very object the last bodies hold, so the lines are held once."""
+    from exporter.metrics import exposition
+
+    # 8 targets in 4 runs of 2: the first run is actor 2001492652's 24h actor-wide
+    # target and its machine "Car park A1".
+    monkeypatch.setattr(exposition, "BLOCK_SIZE", 1)
+    monkeypatch.setattr(exposition, "SEGMENT_BLOCKS", 2)
+    store = populated_store()
+    renderer = DataRenderer()
+    old = renderer.render_bodies(store.current(), NOW)
+    first = next(iter(store.current().states))
+    store.apply([PollOutcome(key=first, finished_at=NOW, reading=None, error_reason="timeout")])
+    new = renderer.render_bodies(store.current(), NOW)
+
+    assert new.plain == render_reference(store.current(), NOW)
+    assert _one_gzip_member(new.gzipped) == new.plain
+
+    def split(segments: tuple[bytes, ...], last: tuple[bytes, ...]) -> tuple[bytes, bytes]:
+        kept = [id(segment) for segment in last]
+        shared = b"".join(s for s in segments if id(s) in kept)
+        copied = b"".join(s for s in segments if id(s) not in kept)
+        return shared, copied
+
+    shared, copied = split(new.segments, old.segments)
+    copied_lines = copied.decode().splitlines()
+    assert any('nayax_ev_target_up{actor="Acme' in line for line in copied_lines)
+    for line in copied_lines:  # the first run's lines alone
+        assert 'window="today"' not in line and "EV-0042" not in line, line
+        assert "2001492653" not in line, line
+    assert 'window="today"' in shared.decode() and "2001492653" in shared.decode()
+    shared_gzip, copied_gzip = split(new.gzip_segments, old.gzip_segments)
+    assert len(copied_gzip) < len(shared_gzip)  # the first run's and the trailer
 
 
 def make_cache(store: SnapshotStore, stats: Stats | None = None) -> ExpositionCache:
@@ -477,3 +520,25 @@ def test_self_counters_have_no_created_series_and_follow_the_configured_actors()
     assert len(errors) == 2 * len(POLL_ERROR_REASONS)
     assert sum(errors.values()) == 1
     assert select(errors, "nayax_ev_poll_errors_total", actor_id="2001492653", reason="timeout")
+
+
+def test_a_render_to_the_same_lines_keeps_the_served_segments() -> None:
+    """A reload that changes the staleness limit but no line renders every
+    block again, yet to the same bytes: the new bodies are the very segments
+    already served, so the lines are not held twice."""
+    from exporter.polling.store import Snapshot
+
+    store = populated_store()
+    renderer = DataRenderer()
+    old = renderer.render_bodies(store.current(), NOW)
+    current = store.current()
+    copied = Snapshot(
+        states=current.states,
+        stale_after=current.stale_after + 60.0,  # every reading still fresh at NOW
+        generation=current.generation + 1,
+    )
+    new = renderer.render_bodies(copied, NOW)
+    assert new.plain == old.plain == render_reference(copied, NOW)
+    assert [id(s) for s in new.segments] == [id(s) for s in old.segments]
+    # All but the gzip trailer, packed afresh per render.
+    assert [id(s) for s in new.gzip_segments[:-1]] == [id(s) for s in old.gzip_segments[:-1]]

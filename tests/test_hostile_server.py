@@ -369,6 +369,29 @@ def test_send_all_sends_every_byte_in_order_however_the_kernel_cuts_it(most: int
     assert trickle.calls == -(-len(b"".join(parts)) // most)  # no empty or wasted call
 
 
+def test_send_all_writes_more_parts_than_one_sendmsg_takes() -> None:
+    """/metrics is sent as its rendered segments, thousands at 10,000 machines: more
+    than the kernel takes in one I/O vector (IOV_MAX, 1024 on Linux, else EMSGSIZE)."""
+    parts = [b"%05d," % index for index in range(3 * server.IOV_MAX + 7)]
+    sender, receiver = socket.socketpair()
+    with sender, receiver:
+        server.send_all(sender, parts)
+        sender.shutdown(socket.SHUT_WR)
+        received = bytearray()
+        while chunk := receiver.recv(1 << 16):
+            received += chunk
+    assert bytes(received) == b"".join(parts)
+
+
+def test_tls_writes_join_small_parts_and_keep_large_ones_whole() -> None:
+    """TLS has no scatter-gather write: the segments go out joined in pieces of
+    about TLS_WRITE_BYTES, one sendall each, never as one copy of the body."""
+    parts = [b"a" * 300, b"", b"b" * 500, b"c" * 5000, b"d" * 10, b"e" * 90]
+    pieces = list(server.coalesced(parts, size=1000))
+    assert b"".join(pieces) == b"".join(parts)
+    assert [len(piece) for piece in pieces] == [800, 5000, 100]
+
+
 def accept_queue(port: int) -> int:
     """Connections the kernel holds for the listener on ``port`` that the
     exporter has not accepted yet (rx_queue of a LISTEN row in /proc/net/tcp*)."""

@@ -52,7 +52,7 @@ GetJson = Callable[[str, Mapping[str, str], Secret], Answer]
 MACHINE_LABELS = ("actor_id", "actor", "machine_id", "machine_number", "machine")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Problem:
     """A field we could not use. ``reason`` is a poll-error reason label."""
 
@@ -94,7 +94,7 @@ class CounterFamily(Family):
     the gauges, once per exposition format (exporter/metrics/exposition.py)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     """One series' value; ``labels`` in the family's order."""
 
@@ -103,7 +103,7 @@ class Sample:
     value: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CounterSample(Sample):
     """A counter's value, and the Unix time it last started from 0 (None: not told)."""
 

@@ -349,7 +349,7 @@ class CumulativeAnswer:
     current: object
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CumulativeReading:
     """A cumulative window's published totals (high-water marks) since ``anchor``."""
 

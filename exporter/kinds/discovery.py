@@ -171,7 +171,7 @@ def settle_listing(
     return tuple(kept), True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Discovery:
     """A complete listing's kept machines, in API order."""
 

@@ -46,7 +46,7 @@ DURATION_FACTORS: Mapping[str, float] = {"seconds": 1.0, "minutes": 60.0, "hours
 MAX_UNIT_CHARS = 16  # "kWh"; a longer symbol is shown cut in the unknown-unit error
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OperatorStatus:
     machines: float | None = None
     communicating: float | None = None
@@ -59,7 +59,7 @@ class OperatorStatus:
 NO_OPERATOR_STATUS = OperatorStatus()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MachineFigures:
     charging_sessions: float | None = None
     transactions: float | None = None
@@ -68,7 +68,7 @@ class MachineFigures:
     energy_joules: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reading:
     operator: OperatorStatus
     figures: MachineFigures

@@ -63,7 +63,7 @@ _TIMESTAMP_FIELDS: Final = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MachineStatus:
     last_keepalive: float | None = None  # UTC epoch seconds
     mqtt_connected: float | None = None  # 1.0 / 0.0

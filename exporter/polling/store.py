@@ -20,7 +20,7 @@ from exporter.kinds.discovery import Discovery
 from exporter.targets import MachineInfo, Target, TargetKey
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PollOutcome:
     """What one poll of one target produced."""
 
@@ -34,7 +34,7 @@ class PollOutcome:
     duration: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TargetState:
     target: Target
     reading: Result | None = None  # the last reading that arrived (kept until stale)
@@ -82,7 +82,7 @@ class Snapshot:
         return min(future) if future else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Transition:
     """One outcome's effect on its target: what logging and counting look at."""
 

@@ -20,7 +20,7 @@ from exporter.config import MachineConfig
 __all__ = ["Machine", "MachineInfo", "merge_machines", "unique_labels"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MachineInfo:
     """One ``MachineInfo`` record, the fields the exporter uses."""
 
@@ -35,7 +35,7 @@ class MachineInfo:
     tz_offset_hours: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Machine:
     """A machine the exporter polls: configured, listed by discovery, or both.
 

@@ -18,7 +18,7 @@ MACHINE_STATUS = "machine_status"
 DISCOVERY = "discovery"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TargetKey:
     """A target's identity."""
 
@@ -35,7 +35,7 @@ class TargetKey:
         return text if self.kind == EV_DASHBOARD else f"{self.kind}:{text}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)  # weakref: kinds/cumulative.py
 class Target:
     key: TargetKey
     actor_id: int

@@ -37,13 +37,14 @@ import contextlib
 import errno
 import http.client
 import io
+import os
 import re
 import resource
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,6 +63,17 @@ SOCKET_TIMEOUT = 30.0  # per read/write; the deadlines above are the real bounds
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers together
 FD_RESERVE = 64  # descriptors kept for upstream sockets, files and logs
 WATCHDOG_PERIOD = 0.25  # seconds between deadline checks while connections are open
+
+
+# Parts per sendmsg: the kernel's limit on an I/O vector (Linux: 1024). A body of
+# more parts (the /metrics segments) takes one call per IOV_MAX.
+def _iov_max() -> int:
+    limit = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else -1
+    return limit if limit > 0 else 1024  # -1: no limit reported
+
+
+IOV_MAX = _iov_max()
+TLS_WRITE_BYTES = 1 << 20  # bytes per sendall of a TLS response: parts joined up to this
 _DIGITS = re.compile(r"[0-9]+")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 section 5.6.2
 
@@ -105,14 +117,32 @@ def _cut(sock: socket.socket) -> None:
 
 def send_all(sock: socket.socket, parts: Sequence[bytes]) -> None:
     """Every byte of ``parts``, in order, in as few ``sendmsg`` calls as the
-    kernel allows: one on a blocking socket, unless a signal cuts it short."""
+    kernel allows: one per IOV_MAX parts on a blocking socket, unless a signal
+    cuts one short."""
     views = [memoryview(part) for part in parts if part]
-    while views:
-        sent = sock.sendmsg(views)
-        while views and sent >= len(views[0]):
-            sent -= len(views.pop(0))
+    first = 0  # the first view not wholly sent
+    while first < len(views):
+        sent = sock.sendmsg(views[first : first + IOV_MAX])
+        while first < len(views) and sent >= len(views[first]):
+            sent -= len(views[first])
+            first += 1
         if sent:
-            views[0] = views[0][sent:]
+            views[first] = views[first][sent:]
+
+
+def coalesced(parts: Sequence[bytes], size: int = TLS_WRITE_BYTES) -> Iterator[bytes]:
+    """Pure. ``parts`` joined into pieces of about ``size`` bytes (a larger part
+    alone): one ``sendall`` per piece instead of one per part."""
+    batch: list[bytes] = []
+    length = 0
+    for part in parts:
+        if batch and length + len(part) > size:
+            yield b"".join(batch)
+            batch, length = [], 0
+        batch.append(part)
+        length += len(part)
+    if batch:
+        yield b"".join(batch) if len(batch) > 1 else batch[0]
 
 
 class ConnectionGuard:
@@ -383,8 +413,8 @@ class _Handler(BaseHTTPRequestHandler):
         sock.settimeout(None)
         try:
             if isinstance(sock, ssl.SSLSocket):
-                for part in parts:
-                    sock.sendall(part)  # TLS has no scatter-gather send
+                for piece in coalesced(parts):  # TLS has no scatter-gather send
+                    sock.sendall(piece)
             else:
                 send_all(sock, parts)
         finally:
