@@ -39,7 +39,7 @@ import gc
 import sched
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 from structlog.typing import FilteringBoundLogger
 
@@ -66,7 +66,15 @@ TICK = 0.005  # seconds: how late a poll may go out after its grid point
 COMMIT_DELAY = 0.25  # seconds a finished poll may wait for the scheduler's next wake-up
 IDLE_WAKE = 1.0  # seconds: the scheduler looks at its state at least this often
 ReplanHook = Callable[[Plan], None]  # told of every plan the poller made itself
+# The workers that run polls, given how many may run at once. Passed in, like the clock,
+# so tests can run the poller in virtual time.
+ExecutorFactory = Callable[[int], Executor]
 _NO_KWARGS: dict[str, object] = {}  # shared by every scheduler event; never written
+
+
+def thread_pool(workers: int) -> Executor:
+    """The executor polls run on: ``workers`` threads named ``poll-worker``."""
+    return ThreadPoolExecutor(workers, thread_name_prefix="poll-worker")
 
 
 class Poller:
@@ -80,6 +88,7 @@ class Poller:
         kinds: Mapping[str, RequestKind] = KINDS,
         spread: bool = True,
         clock: Clock = SYSTEM_CLOCK,
+        executor: ExecutorFactory = thread_pool,
         on_replan: ReplanHook | None = None,
     ) -> None:
         self._store = store
@@ -89,6 +98,7 @@ class Poller:
         self._kinds = kinds
         self._spread = spread
         self._clock = clock
+        self._new_executor = executor
         self._on_replan = on_replan
         self._wake = threading.Event()
         self._posted: Plan | None = None  # handed over to the scheduler thread
@@ -96,7 +106,7 @@ class Poller:
         self._sched = sched.scheduler(clock.monotonic)
         # One bound method (and kwargs dict) for every event, not one per event.
         self._fire_action, self._resubmit_action = self._fire, self._resubmit
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: Executor | None = None
         self._workers = 0
         self._epoch: float | None = None
         # Busy targets (waiting, submitted, running or parked) -> the grid point they were
@@ -235,7 +245,7 @@ class Poller:
         if workers == self._workers and self._executor is not None:
             return
         previous = self._executor
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="poll-worker")
+        self._executor = self._new_executor(workers)
         self._workers = workers
         if previous is not None:
             previous.shutdown(wait=False)  # its queued polls still run, then it ends
