@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from exporter.simulator import Fleet, FleetSpec, SimulatorServer
+from tests import tiers
 
 IN_CI = bool(os.environ.get("CI"))
 
@@ -22,6 +23,21 @@ def require_tool(name: str) -> str:
             pytest.fail(f"{name} is not installed; .ci/run must install it")
         pytest.skip(f"{name} is not installed")
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    tiers.install_guard()
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by the markers it adds
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tiers.classify(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    with tiers.unit_test_running(item):
+        return (yield)
 
 
 @pytest.fixture

@@ -467,6 +467,7 @@ def warm_start() -> None:
 
 @pytest.mark.skipif(not Path("/proc/self/schedstat").exists(), reason="no /proc/*/schedstat")
 @pytest.mark.parametrize("after_ms", [30, 35, 40])
+@pytest.mark.serial  # milliseconds of CPU after exec: alone, not beside other tests
 @pytest.mark.usefixtures("warm_start")
 def test_a_sighup_in_the_first_milliseconds_is_a_reload(
     simulator: SimulatorServer, tmp_path: Path, after_ms: int

@@ -90,6 +90,7 @@ def soak_config(base_url: str, fleet: Fleet, interval: str) -> dict[str, Any]:
 
 
 @pytest.mark.soak
+@pytest.mark.serial  # its RSS and fd bounds want a quiet machine
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 def test_soak(tmp_path: Path) -> None:
     fleet = Fleet(FleetSpec(seed=9, actors=ACTORS, machines_per_actor=MACHINES_PER_ACTOR))

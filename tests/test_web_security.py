@@ -463,6 +463,7 @@ def _threads_and_cpu(exporter: ExporterProcess) -> tuple[int, float]:
     return int(found[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@pytest.mark.serial  # scrape latency under a flood: alone, not beside other tests
 def test_a_flood_of_wrong_passwords_does_not_slow_a_scrape(
     tmp_path: Path, simulator: SimulatorServer
 ) -> None:
