@@ -25,6 +25,8 @@ import os
 import stat
 from pathlib import Path
 
+from exporter.config.validate import ConfigError
+
 KiB = 1024
 MiB = 1024 * KiB
 
@@ -112,3 +114,14 @@ def _os_reason(exc: OSError) -> str:
     if exc.errno is not None:
         return os.strerror(exc.errno)
     return type(exc).__name__
+
+
+def read_config_text(path: Path) -> str:
+    """The text of a config file (the config or the web config): a regular
+    UTF-8 file of at most CONFIG_FILE_MAX bytes, else a ConfigError naming it."""
+    try:
+        return read_regular_file(path, CONFIG_FILE_MAX).decode("utf-8")
+    except FileReadError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.reason}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text"]) from None

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from exporter.config.files import CONFIG_FILE_MAX, TOKEN_FILE_MAX, FileReadError, read_regular_file
+from exporter.config.files import TOKEN_FILE_MAX, FileReadError, read_config_text, read_regular_file
 from exporter.config.machines import parse_discover_flag, parse_discovery, parse_machine_status
 from exporter.config.model import (
     CALENDAR_PERIODS,
@@ -484,10 +484,5 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
     """Read and validate a config file (a regular file of at most
     CONFIG_FILE_MAX bytes); relative ``token_file`` paths resolve against the
     config file's directory."""
-    try:
-        text = read_regular_file(path, CONFIG_FILE_MAX).decode("utf-8")
-    except FileReadError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.reason}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"{path}: not UTF-8 text"]) from None
+    text = read_config_text(path)
     return parse_config(text, environ=environ, base_dir=path.parent)

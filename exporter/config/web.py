@@ -59,7 +59,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
-from exporter.config.files import CONFIG_FILE_MAX, PEM_FILE_MAX, FileReadError, read_regular_file
+from exporter.config.files import PEM_FILE_MAX, FileReadError, read_config_text, read_regular_file
 from exporter.config.validate import ConfigError, Secret, Validator
 from exporter.config.yamlload import load_yaml
 
@@ -270,12 +270,7 @@ def _write_private(path: Path, text: str) -> Path:
 def load_web_config(path: Path) -> WebConfig:
     """Read and validate a web config file (a regular file of at most
     CONFIG_FILE_MAX bytes); raises ConfigError naming key paths."""
-    try:
-        text = read_regular_file(path, CONFIG_FILE_MAX).decode("utf-8")
-    except FileReadError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.reason}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"{path}: not UTF-8 text"]) from None
+    text = read_config_text(path)
     return parse_web_config(text, base_dir=path.parent)
 
 
