@@ -143,6 +143,16 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
 
 
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within ``timeout``."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def run_with_deadline(call: Callable[[], T], deadline: float, what: str) -> T:
     """``call()`` in a daemon thread: what it returns, or what it raised, raised
     here. Still running after ``deadline`` seconds fails the test (``what``

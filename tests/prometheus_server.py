@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from tests.harness import free_port, wait_for
+from tests.harness import free_port, stop_process, wait_for
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,4 @@ def running_prometheus(
         wait_for(ready, timeout=timeout, what="prometheus ready")
         yield RunningPrometheus(url, process)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

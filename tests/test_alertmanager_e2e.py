@@ -24,7 +24,14 @@ import yaml
 
 from exporter.simulator import Fleet, FleetSpec, SimulatorServer
 from tests.conftest import require_tool
-from tests.harness import ExporterProcess, free_port, simulator_config, wait_for, write_config
+from tests.harness import (
+    ExporterProcess,
+    free_port,
+    simulator_config,
+    stop_process,
+    wait_for,
+    write_config,
+)
 from tests.test_prometheus_e2e import JOB, Prometheus, fast_rules
 
 pytestmark = pytest.mark.e2e
@@ -143,11 +150,7 @@ def paging(
         yield simulator, prometheus, webhook
     finally:
         for process in reversed(processes):
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_process(process)
         exporter.stop()
         webhook.server.shutdown()
         simulator.stop()

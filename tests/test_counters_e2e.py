@@ -33,7 +33,14 @@ import yaml
 from exporter.simulator import Fleet, FleetSpec, SimulatorServer
 from exporter.simulator.history import Totals
 from tests.conftest import IN_CI, require_tool
-from tests.harness import ExporterProcess, free_port, simulator_config, wait_for, write_config
+from tests.harness import (
+    ExporterProcess,
+    free_port,
+    simulator_config,
+    stop_process,
+    wait_for,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -148,11 +155,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     try:
         yield Stack(fleet, simulator, f"http://127.0.0.1:{prometheus_port}", offset, start_exporter)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
         simulator.stop()
 
 
