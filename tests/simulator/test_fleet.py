@@ -334,3 +334,13 @@ def test_long_windows_and_big_fleets_are_fast() -> None:
     elapsed = time.perf_counter() - started
     assert _num(_md(doc), "NumberOfChargingSessions") > 1_000_000
     assert elapsed < 2.0, elapsed
+
+
+def test_machine_by_id_finds_every_listed_machine_of_every_actor_and_nothing_else() -> None:
+    fleet = Fleet(FleetSpec(actors=3, machines_per_actor=4, other_machines_per_actor=2))
+    listed = [m for actor_id in fleet.actor_ids() for m in fleet.listed_machines(actor_id)]
+    assert len(listed) == 3 * (4 + 2)
+    for machine in listed:
+        assert fleet.machine_by_id(machine.id) is machine
+    assert fleet.machine_by_id(max(m.id for m in listed) + 1) is None
+    assert fleet.machine_by_id(-1) is None
