@@ -42,6 +42,18 @@ DATA_FAMILIES = [
         "energy_joules",
     )
 ]
+# The demo's year-to-date window (cumulative: year) publishes these counters.
+COUNTER_FAMILIES = [
+    f"nayax_ev_{scope}_cumulative_{name}_total"
+    for scope in ("operator", "machine")
+    for name in (
+        "charging_sessions",
+        "transactions",
+        "sales_amount",
+        "charging_duration_seconds",
+        "energy_joules",
+    )
+] + ["nayax_ev_cumulative_corrections_total"]
 SELF_FAMILIES = [
     "nayax_ev_target_up",
     "nayax_ev_target_last_success_timestamp_seconds",
@@ -210,12 +222,13 @@ def test_demo_serves_every_family_within_30s() -> None:
     try:
         started = time.monotonic()
         present: set[str] = set()
+        expected = DATA_FAMILIES + COUNTER_FAMILIES + SELF_FAMILIES[:3]
         while time.monotonic() - started < 30:
             present = {name for name, _ in parse_exposition(demo.scrape())}
-            if all(f in present for f in DATA_FAMILIES + SELF_FAMILIES[:3]):
+            if all(f in present for f in expected):
                 break
             time.sleep(0.5)
-        missing = [f for f in DATA_FAMILIES + SELF_FAMILIES[:3] if f not in present]
+        missing = [f for f in expected if f not in present]
         assert not missing, missing
         demo.signal(signal.SIGTERM)
         assert demo.stop(timeout=5) == 0

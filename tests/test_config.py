@@ -65,7 +65,8 @@ def test_example_documents_every_key() -> None:
         "base_url", "token", "token_file", "timeout", "max_retries", "retry_backoff",
         "retry_backoff_max", "rate_limit_per_second", "max_concurrency", "interval",
         "stale_after", "windows", "rolling", "calendar", "timezone", "time_period",
-        "duration", "energy", "actors", "currency", "machines", "number",
+        "duration", "energy", "actors", "currency", "machines", "number", "cumulative",
+        "max_request_span",
     ):  # fmt: skip
         assert f"{key}:" in text, key
 
