@@ -294,8 +294,8 @@ class DataBodies:
 # consecutive blocks; the bodies are lists of segments, so that a render copies only
 # the segments it touched and an unchanged one is shared with the last bodies.
 # Fewer, larger segments: fewer writes per scrape (sendmsg takes at most IOV_MAX,
-# 1024, at once) and fewer checksums to combine per render (crc32_combine, ~4 µs
-# each); smaller: less copied per render.
+# 1024, at once) and fewer checksums to combine per render (crc32_combine);
+# smaller: less copied per render. Measured: docs/performance.md.
 SEGMENT_BLOCKS = 8
 
 

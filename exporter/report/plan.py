@@ -14,13 +14,13 @@ instants and returns one number per charger:
 
 A charger with one series in the span is queried as is; one with several (a
 renamed charger, two exporters scraped) through ``max by (actor_id, machine_id)``,
-so that a minute seen twice counts once. That aggregation costs Prometheus about
-3.7 times the CPU (measured), hence the two classes.
+so that a minute seen twice counts once. That aggregation costs Prometheus
+several times the CPU (docs/performance.md), hence the two classes.
 
 Each query covers one month (or one excluded range inside it) and as many
-chargers as keep ``series x minutes`` within the points budget: a subquery holds
-about two samples per series and minute while it runs (measured), 10,000,000 at
-the default budget, well under the server's ``--query.max-samples`` (50,000,000).
+chargers as keep ``series x minutes`` within the points budget, which keeps the
+samples a subquery holds while it runs well under the server's
+``--query.max-samples`` (figures: docs/performance.md).
 """
 
 from __future__ import annotations

@@ -474,8 +474,8 @@ class ExporterHTTPServer(ThreadingHTTPServer):
     block_on_close = False  # closing cuts every connection; nothing to wait for
     allow_reuse_address = True
     # A burst of connections (a flood) waits in the kernel for the accept loop
-    # instead of pushing a scrape into SYN retry (1 s, 3 s...): 1,100 connects
-    # took 7 s with a backlog of 128, 0.1 s with 1024 (capped by net.core.somaxconn).
+    # instead of pushing a scrape into SYN retry (1 s, 3 s...); capped by
+    # net.core.somaxconn. Measured: docs/performance.md.
     request_queue_size = 1024
 
     def __init__(
