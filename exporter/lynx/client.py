@@ -89,6 +89,12 @@ EXCHANGE_PATH = "/v1/issue-access-token"
 
 @dataclass(frozen=True)
 class Answer:
+    """What a request kind gets back: the decoded JSON of a 2xx, after retries.
+
+    Not the transport's :class:`~exporter.lynx.transport.Reply`, which is one HTTP
+    exchange (status, headers, raw bytes, whatever the status) and never leaves
+    ``lynx/``: the client turns replies into an Answer or a typed LynxError."""
+
     payload: object
     status: int
     attempts: int

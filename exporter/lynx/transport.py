@@ -64,7 +64,10 @@ class BadEncoding(Exception):
 
 @dataclass(frozen=True)
 class Reply:
-    """One exchange's outcome: a status, with the (capped) body unless it was a 3xx."""
+    """One exchange's outcome: a status, with the (capped) body unless it was a 3xx.
+
+    Raw and internal to ``lynx/``: only the client reads it, and turns it into an
+    :class:`~exporter.lynx.client.Answer` (decoded, retries counted) or an error."""
 
     status: int
     headers: Mapping[str, str]
