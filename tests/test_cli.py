@@ -28,31 +28,22 @@ from tests.harness import (
     write_config,
 )
 
+FIGURES = (
+    "charging_sessions",
+    "transactions",
+    "sales_amount",
+    "charging_duration_seconds",
+    "energy_joules",
+)
 DATA_FAMILIES = [
     f"nayax_ev_operator_{name}"
     for name in ("machines", "communicating_machines", "active_machines", "silent_machines")
-] + [
-    f"nayax_ev_{scope}_{name}"
-    for scope in ("operator", "machine")
-    for name in (
-        "charging_sessions",
-        "transactions",
-        "sales_amount",
-        "charging_duration_seconds",
-        "energy_joules",
-    )
-]
+] + [f"nayax_ev_{scope}_{name}" for scope in ("operator", "machine") for name in FIGURES]
 # The demo's year-to-date window (cumulative: year) publishes these counters.
 COUNTER_FAMILIES = [
     f"nayax_ev_{scope}_cumulative_{name}_total"
     for scope in ("operator", "machine")
-    for name in (
-        "charging_sessions",
-        "transactions",
-        "sales_amount",
-        "charging_duration_seconds",
-        "energy_joules",
-    )
+    for name in FIGURES
 ] + ["nayax_ev_cumulative_corrections_total"]
 SELF_FAMILIES = [
     "nayax_ev_target_up",
