@@ -632,12 +632,24 @@ def test_a_rotated_refresh_token_file_is_picked_up_on_reload(
             return set(select(exporter.series(), "nayax_ev_target_up").values()) == {1.0}
 
         wait_for(all_up, timeout=15, what="targets up on the first refresh token")
-        issuing.issuer.revoke(REFRESH)  # the old refresh token and its access tokens
+        # The operator's order: the new token is valid and in the file, the exporter
+        # reloads, then the old one is revoked. Revoking first would let a poll still
+        # on the old plan meet a 401 and exchange the old token, before the reload.
         issuing.issuer.allow("rotated-refresh")
         secret.write_text("rotated-refresh\n", encoding="utf-8")
         issuing.clear_requests()
         answer = requests.post(f"{exporter.url}/-/reload", timeout=10)
         assert answer.status_code == 200, answer.text
+        wait_for(
+            lambda: any(
+                r.path == EXCHANGE and r.authorization == "jwt rotated-refresh"
+                for r in issuing.requests()
+            ),
+            timeout=10,
+            what="an exchange with the rotated refresh token",
+        )
+        time.sleep(0.5)  # polls the old plan had in flight have ended
+        issuing.issuer.revoke(REFRESH)  # the old refresh token and its access tokens
         wait_for(all_up, timeout=15, what="targets up after the reload")
         wait_for(
             lambda: data_statuses(issuing).count(200) >= 4, timeout=10, what="polls after reload"
