@@ -225,6 +225,9 @@ class Fleet:
         profiles: dict[int, _Profile] = {}
         units: dict[int, _Unit] = {}
         others: dict[int, tuple[Machine, ...]] = {}
+        # Every status request looks its machine up by id: a scan of 10,000 machines
+        # per request was the simulator's own cost, slowing the answers it times.
+        by_id: dict[int, Machine] = {}
         for a in range(spec.actors):
             actor_id = spec.first_actor_id + a
             site = (
@@ -239,16 +242,12 @@ class Fleet:
             ]
             machines[actor_id] = tuple(built[: spec.machines_per_actor])
             others[actor_id] = tuple(built[spec.machines_per_actor :])
+            for machine in built:
+                by_id.setdefault(machine.id, machine)
             for machine in machines[actor_id]:
                 profiles[machine.id] = self._profile(machine.id)
         self._machines: Final = MappingProxyType(machines)
         self._others: Final = MappingProxyType(others)
-        # Every status request looks its machine up by id: a scan of 10,000 machines
-        # per request was the simulator's own cost, slowing the answers it times.
-        by_id: dict[int, Machine] = {}
-        for actor_id, chargers in machines.items():
-            for machine in (*chargers, *others[actor_id]):
-                by_id.setdefault(machine.id, machine)
         self._by_id: Final = MappingProxyType(by_id)
         self._profiles: Final = MappingProxyType(profiles)
         self._units: Final = MappingProxyType(units)
