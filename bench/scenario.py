@@ -12,11 +12,13 @@ import contextlib
 import statistics
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.floor import FloorServer
 from bench.procs import (
     ExporterProcess,
     FleetShape,
@@ -87,7 +89,12 @@ class SizeResult:
     scrape_gzip: LatencyStats
     scrape_plain_paced: LatencyStats  # after a reload to Settings.paced_interval
     scrape_gzip_paced: LatencyStats
-    peak_rss_mib: float  # exporter VmHWM
+    # The same bytes from a process that only serves them, polling at capacity
+    # beside it (bench/floor.py): what no server could beat here.
+    floor_plain: LatencyStats
+    floor_gzip: LatencyStats
+    peak_rss_mib: float  # exporter VmHWM, over the whole run
+    peak_rss_before_reload_mib: float  # VmHWM before the reload to the paced interval
     rss_mib: float  # exporter VmRSS at the end
     startup_seconds: float  # process start → /-/ready (every target polled once)
 
@@ -194,17 +201,32 @@ def steady_rounds(
     return tuple(rounds)
 
 
+@dataclass(frozen=True)
+class ScrapePhases:
+    plain: LatencyStats  # polling at capacity
+    gzip: LatencyStats
+    floor_plain: LatencyStats  # bench/floor.py, still polling at capacity
+    floor_gzip: LatencyStats
+    peak_rss_before_reload_mib: float
+    plain_paced: LatencyStats  # after the reload to the paced interval
+    gzip_paced: LatencyStats
+
+
 def scrape_phases(
     simulator: SimulatorProcess,
     exporter: ExporterProcess,
     config: Mapping[str, Any],
     settings: Settings,
     log: Log,
-) -> tuple[LatencyStats, LatencyStats, LatencyStats, LatencyStats]:
-    """Plain and gzip scrapes while polling at capacity, then at the paced interval."""
+) -> ScrapePhases:
+    """Plain and gzip scrapes while polling at capacity, then of the same bytes from
+    bench/floor.py (still polling at capacity), then at the paced interval."""
     simulator.clear_requests()
     log(f"scraping /metrics for {settings.scrape_seconds:.0f}s")
     plain, gzipped = scrape_for(exporter.port, settings.scrape_seconds)
+    log(f"the same bytes from bench/floor.py for {settings.scrape_seconds:.0f}s")
+    floor_plain, floor_gzip = scrape_floor(exporter, settings.scrape_seconds)
+    peak_before_reload = status_kib(exporter.pid, "VmHWM") / 1024
     poll = {**config["poll"], "interval": f"{settings.paced_interval:g}s"}
     exporter.reload({**config, "poll": poll})
     # The reload's own work (its collections, the first render) is not steady state.
@@ -213,7 +235,23 @@ def scrape_phases(
     log(f"interval {settings.paced_interval:g}s, scraping again")
     plain_paced, gzip_paced = scrape_for(exporter.port, settings.scrape_seconds)
     simulator.clear_requests()
-    return plain, gzipped, plain_paced, gzip_paced
+    return ScrapePhases(
+        plain, gzipped, floor_plain, floor_gzip, peak_before_reload, plain_paced, gzip_paced
+    )
+
+
+def scrape_floor(exporter: ExporterProcess, seconds: float) -> tuple[LatencyStats, LatencyStats]:
+    """The exporter's current bodies, plain and gzip, scraped from bench/floor.py."""
+    workdir = exporter.config_path.parent
+    paths = (workdir / "floor-body.txt", workdir / "floor-body.txt.gz")
+    for path, encoding in zip(paths, ("identity", "gzip"), strict=True):
+        request = urllib.request.Request(  # noqa: S310 (loopback)
+            f"{exporter.url}/metrics", headers={"Accept-Encoding": encoding}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            path.write_bytes(response.read())
+    with FloorServer(*paths) as floor:
+        return scrape_for(floor.port, seconds)
 
 
 def size_result(
@@ -223,7 +261,7 @@ def size_result(
     interval: float,
     first: FirstRound,
     rounds: Sequence[RoundResult],
-    scrapes: tuple[LatencyStats, LatencyStats, LatencyStats, LatencyStats],
+    scrapes: ScrapePhases,
     memory: tuple[float, float],
 ) -> SizeResult:
     shape = spec.shape
@@ -253,12 +291,15 @@ def size_result(
         exporter_cpu_percent=100 * exporter_cpu / span,
         simulator_cpu_percent=100 * sum(r.simulator_cpu_seconds for r in rounds) / span,
         other_cpu_percent=100 * sum(r.other_cpu_seconds for r in rounds) / span,
-        series=scrapes[0].series,
-        scrape_plain=scrapes[0],
-        scrape_gzip=scrapes[1],
-        scrape_plain_paced=scrapes[2],
-        scrape_gzip_paced=scrapes[3],
+        series=scrapes.plain.series,
+        scrape_plain=scrapes.plain,
+        scrape_gzip=scrapes.gzip,
+        scrape_plain_paced=scrapes.plain_paced,
+        scrape_gzip_paced=scrapes.gzip_paced,
+        floor_plain=scrapes.floor_plain,
+        floor_gzip=scrapes.floor_gzip,
         peak_rss_mib=peak,
+        peak_rss_before_reload_mib=scrapes.peak_rss_before_reload_mib,
         rss_mib=rss,
         startup_seconds=first.ready_seconds,
     )

@@ -42,7 +42,10 @@ LIVE_KEYS = {
     "scrape_gzip",
     "scrape_plain_paced",
     "scrape_gzip_paced",
+    "floor_plain",
+    "floor_gzip",
     "peak_rss_mib",
+    "peak_rss_before_reload_mib",
     "rss_mib",
     "startup_seconds",
 }
@@ -182,12 +185,17 @@ def check_size(size: dict[str, Any]) -> None:
     assert first["requests"] >= first["targets"]
     assert first["startup_cpu_seconds"] > 0 and first["exporter_cpu_seconds"] >= 0
     scrapes = ("scrape_plain", "scrape_gzip", "scrape_plain_paced", "scrape_gzip_paced")
-    for scrape in (live[name] for name in scrapes):
+    for scrape in (live[name] for name in (*scrapes, "floor_plain", "floor_gzip")):
         assert set(scrape) == LATENCY_KEYS
         assert scrape["count"] >= 3 and scrape["errors"] == 0 and scrape["p99_ms"] > 0
     assert 0 < live["scrape_gzip"]["bytes"] < live["scrape_plain"]["bytes"]
     # The same exposition either way: the gzip body holds as many series.
     assert live["series"] == live["scrape_plain"]["series"] == live["scrape_gzip"]["series"]
+    # The floor serves the exporter's bodies of a moment before: the same exposition.
+    floor_plain, floor_gzip = live["floor_plain"], live["floor_gzip"]
+    assert floor_plain["series"] == floor_gzip["series"] == live["series"]
+    assert 0 < floor_gzip["bytes"] < floor_plain["bytes"]
+    assert 10 < live["peak_rss_before_reload_mib"] <= live["peak_rss_mib"]
 
     assert set(render) == RENDER_KEYS
     assert all(set(render[name]) == TIMING_KEYS for name in RENDER_TIMINGS)
