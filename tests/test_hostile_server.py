@@ -344,6 +344,87 @@ def test_a_client_that_stops_reading_is_cut_at_the_response_deadline(
         httpd.server_close()
 
 
+class _Pieces:
+    """A streamed body: its parts one by one, or a failure before part ``fail_at``."""
+
+    def __init__(self, parts: tuple[bytes, ...], fail_at: int | None = None) -> None:
+        self.parts = parts
+        self.length = sum(len(part) for part in parts)
+        self.fail_at = fail_at
+        self.started = 0
+
+    def pieces(self) -> Iterator[bytes]:
+        self.started += 1
+        for index, part in enumerate(self.parts):
+            if index == self.fail_at:
+                raise RuntimeError("a bug halfway through the body")
+            yield part
+
+
+class _StreamedRoutes:
+    """Routes stand-in: /metrics a streamed body of three pieces, /broken one that fails."""
+
+    def __init__(self) -> None:
+        self.whole = _Pieces((b"a" * MB, b"b" * 3, b"c" * (2 * MB)))
+        self.broken = _Pieces((b"x" * 1000, b"y" * 1000), fail_at=1)
+        self.short = _Pieces((b"z" * 1000,))
+        self.short.length += 1000  # pieces that end before the length promised
+
+    def handle(self, request: Request) -> Response:
+        bodies = {"/broken": self.broken, "/short": self.short}
+        body = bodies.get(request.path, self.whole)
+        return Response(200, body, {"Content-Type": "text/plain"})
+
+
+def _read_response(sock: socket.socket) -> tuple[bytes, bytes, bool]:
+    """Head, then the body bytes read until Content-Length or EOF, and whether EOF came first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            return head, body, True
+        body += chunk
+    return head, body, False
+
+
+def test_a_streamed_body_is_written_whole_and_one_that_fails_cuts_the_connection() -> None:
+    """A plain /metrics body is inflated while it is written: the server sends the
+    Content-Length it is told, every piece in order, keeps the connection for the
+    next request, never runs the pieces for HEAD, and closes the connection when
+    the pieces fail: the client sees a cut body, never a short one."""
+    routes = _StreamedRoutes()
+    httpd = server.ExporterHTTPServer(("127.0.0.1", 0), cast(Routes, routes))
+    httpd.serve_in_thread()
+    try:
+        with socket.create_connection(("127.0.0.1", httpd.port), timeout=10) as sock:
+            for _ in range(2):  # the same connection serves the next request
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                head, body, cut = _read_response(sock)
+                assert not cut and b"Content-Length: %d" % routes.whole.length in head
+                assert body == b"".join(routes.whole.parts)
+            sock.sendall(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.settimeout(2.0)
+            head = sock.recv(65536)
+            assert b"Content-Length: %d" % routes.whole.length in head
+            assert head.endswith(b"\r\n\r\n")  # no body after the head
+            assert routes.whole.started == 2  # HEAD never produced the body
+            sock.sendall(b"GET /broken HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, body, cut = _read_response(sock)
+            assert b"Content-Length: 2000" in head
+            assert cut and body == b"x" * 1000  # the first piece, then the connection closed
+        with socket.create_connection(("127.0.0.1", httpd.port), timeout=10) as sock:
+            sock.sendall(b"GET /short HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, body, cut = _read_response(sock)
+            assert cut and body == b"z" * 1000  # closed, not left waiting for the rest
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 class _Trickle:
     """A socket whose every sendmsg takes at most ``most`` bytes (as a send cut
     short by a signal would); records what was sent and how."""
