@@ -11,6 +11,7 @@ import gzip
 import os
 import zlib
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -351,11 +352,16 @@ def test_a_plain_scrape_is_inflated_piece_by_piece_from_the_gzip_segments() -> N
     assert whole == gzip.decompress(zipped) and body.length == len(whole)
 
     data = cache.rendered.data
-    pieces = list(inflated(data.gzip_segments, batch=64))  # a piece per ~64 bytes of input
+    assert b"".join(inflated(data)) == gzip.decompress(data.gzipped)  # one piece, small body
+    pieces = list(inflated(data, piece_bytes=1000))  # a piece per ~1000 plain bytes
     assert len(pieces) > 3 and b"".join(pieces) == data.plain
+    assert max(len(piece) for piece in pieces) <= max(1000, *data.plain_lengths)
     assert data.plain == render_reference(populated_store().current(), NOW)
-    with pytest.raises(ValueError, match="ended early"):
-        list(inflated(data.gzip_segments[:-2]))  # without the closing block and trailer
+    wrong = replace(
+        data, plain_lengths=(*data.plain_lengths[:-3], data.plain_lengths[-3] + 1, 0, 0)
+    )
+    with pytest.raises(ValueError, match="not"):
+        list(inflated(wrong))  # a length the segments do not inflate to: never a short body
 
 
 def test_self_families() -> None:
