@@ -30,7 +30,7 @@ from exporter.metrics.collector import (
     SelfCollector,
     token_expiries,
 )
-from exporter.metrics.exposition import ExpositionCache, InflatingBody
+from exporter.metrics.exposition import ExpositionCache
 from exporter.metrics.render_guard import RenderGuard
 from exporter.metrics.stats import Stats
 from exporter.polling.budget import notes, once_deadline, request_budget, warnings
@@ -326,7 +326,7 @@ class Exporter:
 
     def metrics(
         self, accept: str | None, accept_encoding: str | None
-    ) -> tuple[tuple[bytes, ...] | InflatingBody, dict[str, str]]:
+    ) -> tuple[tuple[bytes, ...], dict[str, str]]:
         return self.exposition.serve_chunks(accept, accept_encoding)
 
     def _page_info(self) -> PageInfo:

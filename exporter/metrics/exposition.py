@@ -1,17 +1,12 @@
 """Exposition: render the data when it changes, serve bytes on every scrape.
 
 The data families (thousands of series) are rendered in the background after a
-batch of polls lands (debounced) and kept as segments of gzip (deflate) bytes
-only; a scrape only renders the exporter's small request counters and writes
-the segments as they are, or, for a client that does not take gzip, inflates
-them piece by piece as it writes. Prometheus always asks for gzip; holding the
-plain text as well would double the memory for the occasional ``curl``
-(25.9 MB against 2.1 MB at 10,000 machines: docs/performance.md).
-
-Lines are cached per block of consecutive targets, keyed by their immutable
-state objects, so a render only formats and compresses the blocks in which a
-poll landed; a segment (one family's lines of a run of blocks) in which none
-landed is the same bytes object in the next bodies.
+batch of polls lands (debounced) and kept as segments of bytes plus their gzip
+form; a scrape only renders the exporter's small request counters and writes
+the segments as they are. Lines are cached per block of consecutive targets,
+keyed by their immutable state objects, so a render only formats and compresses
+the blocks in which a poll landed; a segment (one family's lines of a run of
+blocks) in which none landed is the same bytes object in the next bodies.
 
 The data families are gauges without units, whose lines are identical in the
 text 0.0.4 and OpenMetrics formats; the same bytes serve both. The counter
@@ -33,7 +28,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 
 from prometheus_client import CollectorRegistry
@@ -169,13 +164,11 @@ class _Block:
 
 @dataclass(frozen=True)
 class _RenderedBlock:
-    """A block's fresh lines, one deflate segment per section, with the lines'
-    lengths and CRC-32s (the lines themselves are let go once compressed)."""
+    """A block's fresh lines, one bytes per data family, plain and deflated."""
 
     block: _Block
+    plain: tuple[bytes, ...]
     deflated: tuple[bytes, ...]
-    lengths: tuple[int, ...]
-    checksums: tuple[int, ...]
 
 
 def _state_lines(
@@ -232,12 +225,7 @@ def _render_block(
     except Exception:  # one target's failure must not cost the others their series
         plain = _render_guarded(states, now, stale_after, guard)
     block = _Block(states, stale_after, now, expires, any(plain[_TEXT_AT:]))
-    return _RenderedBlock(
-        block,
-        tuple(_deflate(lines) for lines in plain),
-        tuple(len(lines) for lines in plain),
-        tuple(zlib.crc32(lines) for lines in plain),
-    )
+    return _RenderedBlock(block, plain, tuple(_deflate(lines) for lines in plain))
 
 
 def _render_guarded(
@@ -284,82 +272,22 @@ def _down_lines(state: TargetState) -> list[bytes]:
 
 @dataclass(frozen=True)
 class DataBodies:
-    """One part of the data exposition as one gzip member, in segments shared
-    between renders: an unchanged run of blocks is the same bytes object in the
-    next bodies. The plain text is not held: it is inflated when asked for."""
+    """One part of the data exposition, as segments shared between renders: an
+    unchanged run of blocks is the same bytes object in the next bodies."""
 
+    segments: tuple[bytes, ...]  # the plain body, in order
     gzip_segments: tuple[bytes, ...]  # together one gzip member of the plain body
-    plain_lengths: tuple[int, ...]  # per gzip segment, the plain bytes it inflates to
     # The counter families in text 0.0.4 and in OpenMetrics; None: there are none.
     counters: tuple[DataBodies, DataBodies] | None = None
 
     @property
-    def length(self) -> int:
-        """Bytes of the plain body (a plain scrape's Content-Length)."""
-        return sum(self.plain_lengths)
-
-    @property
     def plain(self) -> bytes:
-        """The plain body as one bytes (inflated whole: tests and tools, not the scrape path)."""
-        return b"".join(inflated(self))
+        """The plain body as one bytes (a copy: tests and tools, not the scrape path)."""
+        return b"".join(self.segments)
 
     @property
     def gzipped(self) -> bytes:
         return b"".join(self.gzip_segments)
-
-
-# Plain bytes per piece of a plain scrape. Each piece is inflated in one call that
-# releases the GIL once (a call's output sized up front, from the render's lengths),
-# then written: a 25.9 MB body takes 7 pieces, and a scrape holds one at a time.
-# zlib's streaming inflater grows its output block by block instead, taking the
-# GIL back after each block; with pollers busy each take can wait (measured:
-# plain p50 83 ms against 18 ms, docs/performance.md).
-INFLATE_PIECE_BYTES = 4 << 20
-
-
-def inflated(bodies: DataBodies, piece_bytes: int = INFLATE_PIECE_BYTES) -> Iterator[bytes]:
-    """The plain text of ``bodies`` in pieces of about ``piece_bytes``. Each deflate
-    segment was compressed on its own and ends byte-aligned, so any run of them,
-    closed by an empty final block, is a whole raw deflate stream."""
-    # The member is: the gzip header, the deflate segments, the final block, the trailer.
-    segments, lengths = bodies.gzip_segments[1:-2], bodies.plain_lengths[1:-2]
-    batch: list[bytes] = []
-    size = 0
-    for segment, length in zip(segments, lengths, strict=True):
-        if batch and size + length > piece_bytes:
-            yield _inflate(batch, size)
-            batch, size = [], 0
-        batch.append(segment)
-        size += length
-    if batch:
-        yield _inflate(batch, size)
-
-
-def _inflate(segments: list[bytes], length: int) -> bytes:
-    """Pure. A run of deflate segments inflated in one call into ``length`` bytes."""
-    stream = b"".join((*segments, _DEFLATE_END))
-    plain = zlib.decompress(stream, -zlib.MAX_WBITS, length + 64)  # + 64: room to see the end
-    if len(plain) != length:  # our own bytes: a mismatch is a bug, never a short body
-        raise ValueError(f"the segments inflated to {len(plain)} bytes, not {length}")
-    return plain
-
-
-@dataclass(frozen=True)
-class InflatingBody:
-    """A plain /metrics body written as it is inflated: the data (and counter)
-    members piece by piece, then the self families. Its length is known up front."""
-
-    members: tuple[DataBodies, ...]
-    tail: bytes
-
-    @property
-    def length(self) -> int:
-        return sum(member.length for member in self.members) + len(self.tail)
-
-    def pieces(self) -> Iterator[bytes]:
-        for member in self.members:
-            yield from inflated(member)
-        yield self.tail
 
 
 # Blocks per served segment. A segment holds one family's lines of up to this many
@@ -373,22 +301,13 @@ SEGMENT_BLOCKS = 8
 
 @dataclass(frozen=True, slots=True)
 class _Segment:
-    """One family's lines in a run of consecutive blocks, deflated."""
+    """One family's lines in a run of consecutive blocks, plain and deflated."""
 
+    plain: bytes
     deflated: bytes  # byte-aligned deflate segments, one per block
-    checksum: int  # CRC-32 of the lines
-    length: int  # bytes of the lines
-    blocks: tuple[_BlockPlace, ...]  # where each block sits in it
-
-
-@dataclass(frozen=True, slots=True)
-class _BlockPlace:
-    """One block's lines within a segment: where its deflate segment ends, and the
-    length and CRC-32 of its lines (to combine a segment's without its text)."""
-
-    deflated_end: int
-    length: int
-    checksum: int
+    checksum: int  # zlib.crc32(plain)
+    plain_ends: tuple[int, ...]  # where each block's lines end in ``plain``
+    deflated_ends: tuple[int, ...]
 
 
 # A part's segments by family, then by run of blocks (index // SEGMENT_BLOCKS).
@@ -456,65 +375,67 @@ class DataRenderer:
 
 
 def _bodies(part: _BodyPart, segments: _Segments) -> DataBodies:
-    """One part's gzip member, family by family, from its segments. The gzip
+    """Both bodies of one part, family by family, from its segments. The gzip
     trailer's checksum is combined from the segments' (a few µs each), never
     computed over the body."""
+    plain: list[bytes] = []
     gzipped: list[bytes] = [_GZIP_HEADER]
-    lengths: list[int] = [0]
     checksum, length = 0, 0
     for family, header in enumerate(part.headers):
+        plain.append(header)
         gzipped.append(part.deflated[family])
-        lengths.append(len(header))
         checksum = crc32_combine(checksum, part.checksums[family], len(header))
         length += len(header)
         for segment in segments[family] if segments else ():
-            if segment.length:
+            if segment.plain:
+                plain.append(segment.plain)
                 gzipped.append(segment.deflated)
-                lengths.append(segment.length)
-                checksum = crc32_combine(checksum, segment.checksum, segment.length)
-                length += segment.length
+                checksum = crc32_combine(checksum, segment.checksum, len(segment.plain))
+                length += len(segment.plain)
     gzipped += (_DEFLATE_END, struct.pack("<II", checksum, length & 0xFFFFFFFF))
-    return DataBodies(tuple(gzipped), (*lengths, 0, 0))
+    return DataBodies(tuple(plain), tuple(gzipped))
 
 
 def _segment(
     blocks: list[_Block | _RenderedBlock], section: int, last: _Segment | None
 ) -> _Segment:
     """One section's segment of a run of blocks: the last one if no block in the
-    run was rendered again, else built from the fresh blocks' deflate segments
-    and the reused blocks' sliced from the last segment."""
+    run was rendered again, else built from the fresh blocks' lines and the
+    reused blocks' lines sliced from the last segment."""
     fresh = any(isinstance(block, _RenderedBlock) for block in blocks)
-    if last is not None and not fresh and len(last.blocks) == len(blocks):
+    if last is not None and not fresh and len(last.plain_ends) == len(blocks):
         return last
+    plain: list[bytes | memoryview] = []
     deflated: list[bytes | memoryview] = []
-    places: list[_BlockPlace] = []
-    deflated_at = 0  # where the block starts in the last segment
-    deflated_end, checksum, length = 0, 0, 0
+    plain_ends: list[int] = []
+    deflated_ends: list[int] = []
+    plain_at = deflated_at = 0  # where the block starts in the last segment
+    plain_end = deflated_end = 0
     for offset, block in enumerate(blocks):
         if isinstance(block, _RenderedBlock):
+            lines: bytes | memoryview = block.plain[section]
             compressed: bytes | memoryview = block.deflated[section]
-            size, crc = block.lengths[section], block.checksums[section]
         else:  # reused: a run's blocks are the same as in the last render (see render_bodies)
             assert last is not None
-            place = last.blocks[offset]
-            compressed = memoryview(last.deflated)[deflated_at : place.deflated_end]
-            size, crc = place.length, place.checksum
-        if last is not None and offset < len(last.blocks):
-            deflated_at = last.blocks[offset].deflated_end
+            lines = memoryview(last.plain)[plain_at : last.plain_ends[offset]]
+            compressed = memoryview(last.deflated)[deflated_at : last.deflated_ends[offset]]
+        if last is not None and offset < len(last.plain_ends):
+            plain_at, deflated_at = last.plain_ends[offset], last.deflated_ends[offset]
+        plain.append(lines)
         deflated.append(compressed)
+        plain_end += len(lines)
         deflated_end += len(compressed)
-        checksum = crc32_combine(checksum, crc, size)
-        length += size
-        places.append(_BlockPlace(deflated_end, size, crc))
-    body = b"".join(deflated)
-    if last is not None and body == last.deflated:
+        plain_ends.append(plain_end)
+        deflated_ends.append(deflated_end)
+    body = b"".join(plain)
+    ends = tuple(plain_ends)
+    if last is not None and body == last.plain:
         # Rendered again to the same lines (a reload that changed every target's
-        # state but no line): each block is deflated on its own, so equal lines
-        # are equal bytes. Keep the served bytes, hold them once.
-        if tuple(places) == last.blocks:
-            return last
-        return _Segment(last.deflated, checksum, length, tuple(places))
-    return _Segment(body, checksum, length, tuple(places))
+        # state but no line): keep the served bytes, hold the lines once.
+        if ends == last.plain_ends:
+            return last  # the same blocks' deflate segments too
+        return _Segment(last.plain, b"".join(deflated), last.checksum, ends, tuple(deflated_ends))
+    return _Segment(body, b"".join(deflated), zlib.crc32(body), ends, tuple(deflated_ends))
 
 
 @dataclass(frozen=True)
@@ -527,7 +448,7 @@ class RenderedData:
 
     @property
     def body(self) -> bytes:
-        """The plain data body as one bytes (inflated whole: tests and tools)."""
+        """The plain data body as one bytes (a copy: tests and tools)."""
         return self.data.plain
 
     @property
@@ -664,30 +585,27 @@ class ExpositionCache:
 
     def serve_chunks(
         self, accept: str | None, accept_encoding: str | None
-    ) -> tuple[tuple[bytes, ...] | InflatingBody, dict[str, str]]:
-        """Body and headers for one scrape, negotiated like prometheus_client. In
-        gzip: the rendered segments (never copied per scrape), then the self
-        families; in plain text: the same segments inflated as they are written."""
+    ) -> tuple[tuple[bytes, ...], dict[str, str]]:
+        """Body (as chunks: the rendered segments, never copied per scrape, then
+        the self families) and headers for one scrape, negotiated like
+        prometheus_client."""
         data = self._rendered.data
         content_type, openmetrics, zipped = negotiate(accept, accept_encoding)
         headers = {"Content-Type": content_type}
-        members = [data]
+        if zipped:
+            headers["Content-Encoding"] = "gzip"
+        chunks = data.gzip_segments if zipped else data.segments
         if data.counters is not None:
-            members.append(data.counters[openmetrics])
+            counters = data.counters[openmetrics]
+            chunks += counters.gzip_segments if zipped else counters.segments
         # The self families in one chunk: the server writes the chunks with as
         # few sendmsg calls as IOV_MAX allows, each a GIL hand-off.
-        tail = b"".join(self._tail(openmetrics, zipped))
-        if not zipped:
-            return InflatingBody(tuple(members), tail), headers
-        headers["Content-Encoding"] = "gzip"
-        chunks = tuple(chunk for member in members for chunk in member.gzip_segments)
-        return (*chunks, tail), headers
+        return (*chunks, b"".join(self._tail(openmetrics, zipped))), headers
 
     def serve(
         self, accept: str | None, accept_encoding: str | None
     ) -> tuple[bytes, dict[str, str]]:
-        body, headers = self.serve_chunks(accept, accept_encoding)
-        chunks = body.pieces() if isinstance(body, InflatingBody) else body
+        chunks, headers = self.serve_chunks(accept, accept_encoding)
         return b"".join(chunks), headers
 
     def _tail(self, openmetrics: bool, zipped: bool) -> tuple[bytes, ...]:

@@ -13,7 +13,7 @@ content type), so a page the operator visits cannot reload the exporter.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Protocol
@@ -30,20 +30,10 @@ FORM_CONTENT_TYPES = frozenset(
 )
 
 
-class StreamedBody(Protocol):
-    """A body produced while it is written (a plain /metrics body inflated piece
-    by piece); its length is known before the first piece."""
-
-    @property
-    def length(self) -> int: ...
-
-    def pieces(self) -> Iterator[bytes]: ...
-
-
 @dataclass(frozen=True)
 class Response:
     status: int
-    body: bytes | tuple[bytes, ...] | StreamedBody  # chunks are written one after the other
+    body: bytes | tuple[bytes, ...]  # chunks are written one after the other
     headers: dict[str, str]
 
 
@@ -73,8 +63,8 @@ class Site(Protocol):
 
     def metrics(
         self, accept: str | None, accept_encoding: str | None
-    ) -> tuple[tuple[bytes, ...] | StreamedBody, dict[str, str]]:
-        """The exposition negotiated for these headers: body (chunks, or a stream) and headers."""
+    ) -> tuple[tuple[bytes, ...], dict[str, str]]:
+        """The exposition negotiated for these headers: body chunks and headers."""
         ...
 
     def landing(self) -> bytes:

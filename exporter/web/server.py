@@ -52,7 +52,7 @@ from typing import Any, cast
 
 from exporter.config.web import WebConfig
 from exporter.web.basicauth import SLOT_WAIT, BasicAuth, Interrupt, Verdict
-from exporter.web.routes import Request, Response, Routes, StreamedBody, text
+from exporter.web.routes import Request, Response, Routes, text
 
 DEFAULT_MAX_CONNECTIONS = 64
 REQUEST_DEADLINE = 10.0  # seconds: TLS handshake and request head, from accept / first byte
@@ -386,16 +386,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
-        body = response.body
-        chunks: tuple[bytes, ...]
-        stream: StreamedBody | None
-        if isinstance(body, bytes):
-            chunks, length, stream = (body,), len(body), None
-        elif isinstance(body, tuple):
-            chunks, length, stream = body, sum(len(chunk) for chunk in body), None
-        else:
-            chunks, length, stream = (), body.length, body
-        self.send_header("Content-Length", str(length))
+        chunks = response.body if isinstance(response.body, tuple) else (response.body,)
+        self.send_header("Content-Length", str(sum(len(chunk) for chunk in chunks)))
         self.send_header("X-Content-Type-Options", "nosniff")
         web = self.server.web_config
         for name, value in web.headers if web is not None else ():
@@ -409,21 +401,6 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.wfile = wfile
         self._write((head.getvalue(), *(() if head_only else chunks)))
-        if stream is not None and not head_only:
-            self._write_streamed(stream, length)
-
-    def _write_streamed(self, body: StreamedBody, length: int) -> None:
-        """Write a streamed body after its head, piece by piece. Should it fail or
-        fall short of the Content-Length sent, the connection is closed: the
-        client sees a cut body, never a short one followed by the next response."""
-        written = 0
-        try:
-            for piece in body.pieces():
-                self._write((piece,))
-                written += len(piece)
-        finally:
-            if written != length:
-                self.close_connection = True
 
     def _write(self, parts: tuple[bytes, ...]) -> None:
         """Head and body in one blocking call: the kernel takes a large body at
