@@ -277,10 +277,16 @@ class _TreeBuilder:
             self.anchors[anchor] = None  # open: an alias to it now would contain itself
         return anchor
 
-    def alias(self, event: AliasEvent, path: str) -> tuple[object, int]:
-        if event.anchor not in self.anchors:
+    def defined(self, event: AliasEvent) -> str:
+        """The anchor an alias names, which must have been met before it (as
+        PyYAML's composer says)."""
+        anchor: str | None = event.anchor
+        if anchor is None or anchor not in self.anchors:
             raise ComposerError(None, None, "found undefined alias", _mark(event))
-        named = self.anchors[event.anchor]
+        return anchor
+
+    def alias(self, event: AliasEvent, path: str) -> tuple[object, int]:
+        named = self.anchors[self.defined(event)]
         if named is None:
             self.errors.append(f"{path or '<root>'}: an alias contains itself")
             return None, 1
@@ -296,8 +302,7 @@ class _TreeBuilder:
         while True:
             event = self.events.take()
             if isinstance(event, AliasEvent):
-                if event.anchor not in self.anchors:
-                    raise ComposerError(None, None, "found undefined alias", _mark(event))
+                self.defined(event)
             elif isinstance(event, NodeEvent) and event.anchor is not None:
                 self.open_anchor(event)
                 self.anchors[event.anchor] = (None, 1)
@@ -318,9 +323,7 @@ class _TreeBuilder:
         constructors = self.constructor.yaml_constructors
         constructor = constructors.get(tag, constructors.get(None))
         if constructor is None:
-            raise ConstructorError(
-                None, None, "could not determine a constructor for the tag", _mark(event)
-            )
+            raise _unknown_tag(event)
         built = constructor(self.constructor, node)
         if isinstance(built, GeneratorType):  # a collection's constructor for a scalar: it fails
             generator = built
@@ -346,9 +349,7 @@ class _TreeBuilder:
         if tag is None or tag == "!":
             tag = self.events.resolve(kind, None, start.implicit)
         if tag != plain:
-            raise ConstructorError(
-                None, None, "could not determine a constructor for the tag", _mark(start)
-            )
+            raise _unknown_tag(start)
         return start
 
     def sequence(self, path: str, depth: int) -> tuple[object, int]:
@@ -406,6 +407,13 @@ class _TreeBuilder:
                 mapping.setdefault(merged_key, merged_value)
         mapping.update(pairs)  # and what the mapping says itself wins over all
         return mapping, size
+
+
+def _unknown_tag(event: Event) -> ConstructorError:
+    """The error for a tag this loader builds nothing for (PyYAML's wording)."""
+    return ConstructorError(
+        None, None, "could not determine a constructor for the tag", _mark(event)
+    )
 
 
 def _merge_sources(value: object, mapping: Event) -> list[dict[object, object]]:
